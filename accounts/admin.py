@@ -1,0 +1,66 @@
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from accounts.models import Membership, Project
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+    readonly_fields = ["joined_at"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "sharing_enabled", "member_count", "created_at"]
+    list_filter = ["sharing_enabled"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["member_group", "created_at"]
+    inlines = [MembershipInline]
+    actions = ["turn_sharing_off"]
+
+    def get_queryset(self, request):
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(_member_count=Count("memberships"))
+
+    @admin.display(description=_("members"), ordering="_member_count")
+    def member_count(self, project: Project) -> int:
+        return project._member_count
+
+    def save_model(self, request, obj: Project, form, change: bool) -> None:
+        # Turning sharing off must also take back every grant (F9.3), which a
+        # plain save of the flag would not do.
+        turning_off = change and "sharing_enabled" in form.changed_data and not obj.sharing_enabled
+        super().save_model(request, obj, form, change)
+        if turning_off:
+            from finetune.access import turn_sharing_off
+
+            turn_sharing_off(obj)
+
+    @admin.action(description=_("Turn sharing off (others' access becomes none)"))
+    def turn_sharing_off(self, request, queryset) -> None:
+        from finetune.access import turn_sharing_off
+
+        changed = sum(turn_sharing_off(project) for project in queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "Sharing is off; %(count)d object is no longer shared.",
+                "Sharing is off; %(count)d objects are no longer shared.",
+                changed,
+            )
+            % {"count": changed},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "project", "role", "joined_at"]
+    list_filter = ["role", "project"]
+    search_fields = ["user__username", "project__name"]
+    autocomplete_fields = ["user", "project"]
+    readonly_fields = ["joined_at"]

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+
+from config.health import healthz
+from finetune.views import home
+
+admin.site.site_header = _("Jingtiao operations")
+admin.site.site_title = _("Jingtiao")
+admin.site.index_title = _("Operations")
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("", include("finetune.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]

@@ -1,0 +1,225 @@
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+
+from finetune import states
+from finetune.models import (
+    Algorithm,
+    Dataset,
+    DatasetGroupObjectPermission,
+    DatasetUserObjectPermission,
+    Job,
+    JobEvent,
+    JobGroupObjectPermission,
+    JobNodeSpec,
+    JobStatus,
+    JobUserObjectPermission,
+    ModelRepo,
+    ModelRepoGroupObjectPermission,
+    ModelRepoUserObjectPermission,
+    ModelVersion,
+    PretrainedModel,
+    Scenario,
+)
+
+
+@admin.register(Scenario)
+class ScenarioAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "name_zh", "task_type", "sort_order"]
+    list_filter = ["task_type"]
+    search_fields = ["code", "name", "name_zh"]
+
+
+@admin.register(Algorithm)
+class AlgorithmAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "name_zh", "scenario", "enabled", "synced_at"]
+    list_filter = ["scenario", "enabled"]
+    search_fields = ["code", "name", "name_zh"]
+    readonly_fields = ["synced_at"]
+
+
+@admin.register(PretrainedModel)
+class PretrainedModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "task_type", "family", "location", "enabled"]
+    list_filter = ["task_type", "family", "enabled"]
+    search_fields = ["name", "family", "location"]
+    readonly_fields = ["created_at"]
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    readonly_fields = ["created_at", "updated_at"]
+    autocomplete_fields = ["project", "creator"]
+
+
+@admin.register(Dataset)
+class DatasetAdmin(AuditedAdmin):
+    list_display = [
+        "name",
+        "project",
+        "scenario",
+        "format",
+        "record_count",
+        "validation_status",
+        "access",
+        "creator",
+    ]
+    list_filter = ["scenario", "format", "validation_status", "access", "project"]
+    search_fields = ["name", "location", "creator__username"]
+    readonly_fields = [*AuditedAdmin.readonly_fields, "validated_at"]
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    extra = 0
+    readonly_fields = ["number", "location", "job", "created_at"]
+    fields = readonly_fields
+    can_delete = False
+
+
+@admin.register(ModelRepo)
+class ModelRepoAdmin(AuditedAdmin):
+    list_display = ["name", "project", "scenario", "location", "access", "creator"]
+    list_filter = ["scenario", "access", "project"]
+    search_fields = ["name", "location", "creator__username"]
+    inlines = [ModelVersionInline]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["repo", "number", "job", "created_at"]
+    list_filter = ["repo__project"]
+    search_fields = ["repo__name", "location"]
+    readonly_fields = ["created_at"]
+    raw_id_fields = ["job"]
+
+
+class JobNodeSpecInline(admin.TabularInline):
+    model = JobNodeSpec
+    extra = 0
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    can_delete = False
+    fields = ["time", "source", "kind", "actor", "from_status", "to_status", "message"]
+    readonly_fields = fields
+    ordering = ["-time"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "project",
+        "status",
+        "priority",
+        "scenario",
+        "algorithm",
+        "creator",
+        "node_count",
+        "created_at",
+    ]
+    list_filter = ["status", "priority", "scenario", "access", "project"]
+    search_fields = ["name", "creator__username", "model_repo__name"]
+    list_select_related = ["project", "scenario", "algorithm", "creator"]
+    date_hierarchy = "created_at"
+    autocomplete_fields = ["project", "creator"]
+    raw_id_fields = [
+        "train_dataset",
+        "validation_dataset",
+        "test_dataset",
+        "model_repo",
+        "cloned_from",
+        "output_version",
+    ]
+    # The status only changes through the state machine: the admin actions below.
+    readonly_fields = [
+        "status",
+        "status_reason",
+        "created_at",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "placement",
+        "spec_in_use",
+        "run_command",
+    ]
+    inlines = [JobNodeSpecInline, JobEventInline]
+    actions = ["stop_jobs", "requeue_jobs"]
+
+    def _apply(self, request, queryset, target: str, reason: str) -> None:
+        moved, refused = 0, []
+        for job in queryset:
+            try:
+                if states.transition(job, target, actor=request.user, reason=reason):
+                    moved += 1
+            except states.TransitionError as exc:
+                refused.append(str(exc))
+        if moved:
+            self.message_user(
+                request,
+                _("%(count)d job(s) are now %(status)s.")
+                % {"count": moved, "status": JobStatus(target).label},
+                messages.SUCCESS,
+            )
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description=_("Stop the selected jobs"))
+    def stop_jobs(self, request, queryset) -> None:
+        self._apply(request, queryset, JobStatus.STOPPED, _("stopped by an operator"))
+
+    @admin.action(description=_("Put the selected running jobs back in the queue"))
+    def requeue_jobs(self, request, queryset) -> None:
+        self._apply(request, queryset, JobStatus.QUEUED, _("requeued by an operator"))
+
+
+@admin.register(JobEvent)
+class JobEventAdmin(admin.ModelAdmin):
+    list_display = ["time", "job", "source", "kind", "actor", "from_status", "to_status", "message"]
+    list_filter = ["source", "kind", "to_status"]
+    search_fields = ["job__name", "message"]
+    list_select_related = ["job", "actor"]
+    readonly_fields = [field.name for field in JobEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ObjectPermissionAdmin(admin.ModelAdmin):
+    """Grant rows are written by finetune.access; operators read and revoke them here."""
+
+    list_select_related = ["permission"]
+    raw_id_fields = ["content_object"]
+    list_filter = ["permission"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+for table, holder in [
+    (JobUserObjectPermission, "user"),
+    (DatasetUserObjectPermission, "user"),
+    (ModelRepoUserObjectPermission, "user"),
+    (JobGroupObjectPermission, "group"),
+    (DatasetGroupObjectPermission, "group"),
+    (ModelRepoGroupObjectPermission, "group"),
+]:
+    admin.site.register(
+        table,
+        type(
+            f"{table.__name__}Admin",
+            (ObjectPermissionAdmin,),
+            {
+                "list_display": ["content_object", holder, "permission"],
+                "search_fields": [f"{holder}__{'username' if holder == 'user' else 'name'}"],
+                "raw_id_fields": ["content_object", holder],
+            },
+        ),
+    )

@@ -1,0 +1,120 @@
+"""Data sets and model repositories (保存模型地址) that jobs use."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Access, Project
+from finetune.models.catalog import Scenario
+
+
+class ProjectResource(models.Model):
+    """Something a project member creates and may share with the others (F9)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="%(class)ss")
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(_("name"), max_length=128)
+    access = models.CharField(
+        _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Dataset(ProjectResource):
+    class Format(models.TextChoices):
+        TEXT = "text", _("Plain text ({\"text\"})")
+        MESSAGES = "messages", _("Chat messages ({\"messages\"})")
+        ALPACA = "alpaca", _("Alpaca ({\"instruction\", \"input\", \"output\"})")
+        PREFERENCE = "preference", _("Preference pairs ({\"prompt\", \"chosen\", \"rejected\"})")
+        PROMPTS = "prompts", _("Prompts ({\"prompt\"})")
+        IMAGE_CAPTIONS = "image_captions", _("Images with metadata.jsonl captions")
+
+    class Validation(models.TextChoices):
+        PENDING = "pending", _("Not yet validated")
+        VALID = "valid", _("Valid")
+        INVALID = "invalid", _("Invalid")
+
+    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="datasets")
+    format = models.CharField(_("format"), max_length=20, choices=Format.choices)
+    location = models.CharField(_("location"), max_length=500)
+    size_bytes = models.BigIntegerField(_("size"), default=0)
+    record_count = models.PositiveIntegerField(_("records"), default=0)
+    validation_status = models.CharField(
+        _("validation"), max_length=10, choices=Validation.choices, default=Validation.PENDING
+    )
+    validation_report = models.JSONField(_("validation report"), default=dict, blank=True)
+    validated_at = models.DateTimeField(_("validated"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("data set")
+        verbose_name_plural = _("data sets")
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="dataset_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(access__in=Access.values), name="dataset_access_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(size_bytes__gte=0), name="dataset_size_not_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "scenario"])]
+
+
+class ModelRepo(ProjectResource):
+    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="model_repos")
+    location = models.CharField(_("location"), max_length=500)
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("model repository")
+        verbose_name_plural = _("model repositories")
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="modelrepo_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(access__in=Access.values), name="modelrepo_access_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "scenario"])]
+
+
+class ModelVersion(models.Model):
+    """One trained model saved into a repo: each successful job adds one."""
+
+    repo = models.ForeignKey(ModelRepo, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(_("version"))
+    location = models.CharField(_("location"), max_length=500)
+    job = models.ForeignKey(
+        "finetune.Job",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    manifest = models.JSONField(_("manifest"), default=dict, blank=True)
+    metrics = models.JSONField(_("metrics summary"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["repo", "-number"]
+        verbose_name = _("model version")
+        verbose_name_plural = _("model versions")
+        constraints = [
+            models.UniqueConstraint(fields=["repo", "number"], name="modelversion_unique_number"),
+            models.CheckConstraint(
+                condition=models.Q(number__gte=1), name="modelversion_number_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo.name} v{self.number}"

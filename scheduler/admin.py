@@ -1,0 +1,37 @@
+from django.contrib import admin
+
+from scheduler.models import Node, NodeSpec, ResourcePool
+
+
+@admin.register(NodeSpec)
+class NodeSpecAdmin(admin.ModelAdmin):
+    list_display = ["name", "cpu_millis", "memory_mib", "device_type", "device_count", "enabled"]
+    list_filter = ["device_type", "enabled"]
+    search_fields = ["name"]
+    list_editable = ["enabled"]
+
+
+@admin.register(ResourcePool)
+class ResourcePoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "dedicated", "taint"]
+    list_filter = ["dedicated"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["projects"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "pool",
+        "device_type",
+        "device_count",
+        "cpu_millis",
+        "memory_mib",
+        "driver_version",
+        "schedulable",
+        "last_seen",
+    ]
+    list_filter = ["schedulable", "device_type", "pool", "driver_version"]
+    search_fields = ["name", "driver_version"]
+    readonly_fields = ["last_seen"]

@@ -1,0 +1,126 @@
+"""Compute resources: node specs users choose, pools, and the nodes behind them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Project
+
+MIB = 1024 * 1024
+
+
+class DeviceType(models.TextChoices):
+    MLU = "mlu", _("Cambricon MLU")
+    GPU = "gpu", _("NVIDIA GPU")
+    NONE = "none", _("CPU only")
+
+
+class NodeSpec(models.Model):
+    """The resources of one compute node of a job (单节点规格, F1.12)."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    cpu_millis = models.PositiveIntegerField(_("CPU (millicores)"))
+    memory_mib = models.PositiveIntegerField(_("memory (MiB)"))
+    device_type = models.CharField(
+        _("device type"), max_length=8, choices=DeviceType.choices, default=DeviceType.MLU
+    )
+    device_count = models.PositiveSmallIntegerField(_("devices"), default=0)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    sort_order = models.PositiveSmallIntegerField(_("order"), default=0)
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+        verbose_name = _("node spec")
+        verbose_name_plural = _("node specs")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(cpu_millis__gt=0), name="nodespec_cpu_positive"),
+            models.CheckConstraint(
+                condition=models.Q(memory_mib__gt=0), name="nodespec_memory_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(device_type__in=DeviceType.values), name="nodespec_device_valid"
+            ),
+            # A CPU-only spec has no devices; an accelerator spec has at least one.
+            models.CheckConstraint(
+                condition=(models.Q(device_type="none") & models.Q(device_count=0))
+                | (~models.Q(device_type="none") & models.Q(device_count__gte=1)),
+                name="nodespec_device_count_matches_type",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.summary})"
+
+    @property
+    def summary(self) -> str:
+        cpus = f"{self.cpu_millis / 1000:g} CPU"
+        memory = f"{self.memory_mib / 1024:g} GiB"
+        parts = [cpus, memory]
+        if self.device_type != DeviceType.NONE:
+            parts.append(f"{self.device_count} {self.device_type.upper()}")
+        return " · ".join(parts)
+
+
+class ResourcePool(models.Model):
+    """A named set of nodes, dedicated to some projects (专属资源池, F1.14) or shared."""
+
+    name = models.SlugField(_("name"), max_length=63, unique=True)
+    dedicated = models.BooleanField(
+        _("dedicated"), default=False, help_text=_("Only the listed projects may use it.")
+    )
+    projects = models.ManyToManyField(
+        Project, blank=True, related_name="resource_pools", verbose_name=_("projects")
+    )
+    taint = models.CharField(
+        _("taint"),
+        max_length=253,
+        blank=True,
+        help_text=_("Kubernetes taint the pool's nodes carry, as key=value:Effect."),
+    )
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("resource pool")
+        verbose_name_plural = _("resource pools")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    """A compute node, synced from the executor backend; never deleted, only unschedulable."""
+
+    name = models.CharField(_("name"), max_length=253, unique=True)
+    pool = models.ForeignKey(
+        ResourcePool,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="nodes",
+        verbose_name=_("pool"),
+    )
+    labels = models.JSONField(_("labels"), default=dict, blank=True)
+    driver_version = models.CharField(_("driver version"), max_length=64, blank=True, db_index=True)
+    cpu_millis = models.PositiveIntegerField(_("allocatable CPU (millicores)"), default=0)
+    memory_mib = models.PositiveIntegerField(_("allocatable memory (MiB)"), default=0)
+    device_type = models.CharField(
+        _("device type"), max_length=8, choices=DeviceType.choices, default=DeviceType.NONE
+    )
+    device_count = models.PositiveSmallIntegerField(_("allocatable devices"), default=0)
+    schedulable = models.BooleanField(_("schedulable"), default=True)
+    last_seen = models.DateTimeField(_("last seen"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("node")
+        verbose_name_plural = _("nodes")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(device_type__in=DeviceType.values), name="node_device_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
