@@ -31,12 +31,13 @@ class ProjectResource(models.Model):
 
 class Dataset(ProjectResource):
     class Format(models.TextChoices):
-        TEXT = "text", _("Plain text ({\"text\"})")
-        MESSAGES = "messages", _("Chat messages ({\"messages\"})")
-        ALPACA = "alpaca", _("Alpaca ({\"instruction\", \"input\", \"output\"})")
+        # The values are the trainer's format names (trainer.datavalidation.FORMATS).
+        PRETRAIN = "pretrain", _("Plain text ({\"text\"})")
+        SFT_MESSAGES = "sft_messages", _("Chat messages ({\"messages\"})")
+        SFT_ALPACA = "sft_alpaca", _("Alpaca ({\"instruction\", \"input\", \"output\"})")
         PREFERENCE = "preference", _("Preference pairs ({\"prompt\", \"chosen\", \"rejected\"})")
         PROMPTS = "prompts", _("Prompts ({\"prompt\"})")
-        IMAGE_CAPTIONS = "image_captions", _("Images with metadata.jsonl captions")
+        T2I = "t2i", _("Images with metadata.jsonl captions")
 
     class Validation(models.TextChoices):
         PENDING = "pending", _("Not yet validated")

@@ -1,0 +1,94 @@
+"""The cast (STYLE.md): alice creates, bob is in her project, charlie is not,
+admin operates. Project `demo` holds alice (member), bob (member) and
+dora (project administrator); charlie belongs to `research` only."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; the Django ORM
+# calls the tests make around it are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("django"):
+        from django.conf import settings
+
+        # Password hashing is deliberately slow; tests create many users.
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_root(request, tmp_path):
+    """Each test gets its own data root, so job folders never leak between tests."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return  # the trainer's tests run without Django too
+    settings = request.getfixturevalue("settings")
+    settings.DATA_ROOT = tmp_path / "data"
+    settings.DATA_ROOT.mkdir()
+
+
+@pytest.fixture
+def project(db):
+    from accounts.models import Project
+
+    return Project.objects.create(name="demo")
+
+
+@pytest.fixture
+def other_project(db):
+    from accounts.models import Project
+
+    return Project.objects.create(name="research")
+
+
+def _user(username: str, **extra):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username, password=f"{username}-password", **extra)
+
+
+@pytest.fixture
+def alice(project):
+    from accounts.models import Membership
+
+    user = _user("alice")
+    Membership.objects.create(project=project, user=user)
+    return user
+
+
+@pytest.fixture
+def bob(project):
+    from accounts.models import Membership
+
+    user = _user("bob")
+    Membership.objects.create(project=project, user=user)
+    return user
+
+
+@pytest.fixture
+def dora(project):
+    """An administrator of the demo project (not a site operator)."""
+    from accounts.models import Membership
+
+    user = _user("dora")
+    Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def charlie(other_project):
+    from accounts.models import Membership
+
+    user = _user("charlie")
+    Membership.objects.create(project=other_project, user=user)
+    return user
+
+
+@pytest.fixture
+def admin(db):
+    """The site operator."""
+    return _user("admin", is_staff=True, is_superuser=True)
