@@ -19,6 +19,13 @@ def pytest_configure(config):
 
         # Password hashing is deliberately slow; tests create many users.
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+        # Serve static files from the source tree: no collectstatic before tests.
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+        settings.WHITENOISE_USE_FINDERS = True
+        settings.WHITENOISE_AUTOREFRESH = True
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-from accounts.projects import projects_of
+from accounts.projects import current_project, request_projects
 
 
 def console(request) -> dict:
@@ -6,4 +6,4 @@ def console(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"user_projects": projects_of(user), "current_project": request.project}
+    return {"user_projects": request_projects(request), "current_project": current_project(request)}

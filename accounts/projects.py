@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from accounts.models import Project
 
 SESSION_KEY = "jingtiao_project_id"
+_PROJECTS = "_jingtiao_projects"
 
 
 def projects_of(user) -> list[Project]:
@@ -18,10 +19,15 @@ def projects_of(user) -> list[Project]:
     return list(Project.objects.filter(memberships__user=user))
 
 
+def request_projects(request: HttpRequest) -> list[Project]:
+    """The user's projects, looked up once per request however often asked."""
+    if not hasattr(request, _PROJECTS):
+        setattr(request, _PROJECTS, projects_of(request.user))
+    return getattr(request, _PROJECTS)
+
+
 def current_project(request: HttpRequest) -> Project | None:
-    projects = projects_of(request.user)
+    projects = request_projects(request)
     chosen = request.session.get(SESSION_KEY)
-    for project in projects:
-        if project.pk == chosen:
-            return project
-    return projects[0] if projects else None
+    found = next((project for project in projects if project.pk == chosen), None)
+    return found or (projects[0] if projects else None)

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.generic import ListView
 
+from accounts.projects import current_project
 from finetune.access import restrict
 from finetune.models import Job
 
@@ -25,7 +26,7 @@ class JobListView(LoginRequiredMixin, ListView):
     paginate_by = 20
 
     def get_queryset(self):
-        project = self.request.project
+        project = current_project(self.request)
         if project is None:
             return Job.objects.none()
         jobs = Job.objects.filter(project=project).select_related(

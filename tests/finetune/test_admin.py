@@ -1,0 +1,120 @@
+"""Every admin page an operator uses renders, and job actions go through the state machine."""
+
+import pytest
+from django.contrib import admin as django_admin
+from django.urls import reverse
+
+from finetune.models import Job, JobEvent, JobStatus
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+REGISTERED = sorted(django_admin.site._registry, key=lambda model: model._meta.label)
+
+
+@pytest.fixture
+def populated(project, alice, bob):
+    """At least one row in every registered table."""
+    from scheduler.models import Node, ResourcePool
+
+    job = factories.job(project, alice)
+    JobEvent.objects.create(job=job, kind=JobEvent.Kind.NOTE, message="hello")
+    pool = ResourcePool.objects.create(name="pool-a", dedicated=True, taint="pool=a:NoSchedule")
+    pool.projects.add(project)
+    Node.objects.create(name="node-1", pool=pool, device_type="mlu", device_count=8)
+    from finetune.models import ModelVersion
+
+    ModelVersion.objects.create(repo=job.model_repo, number=1, location="v1", job=job)
+    return job
+
+
+@pytest.mark.parametrize("model", REGISTERED, ids=lambda model: model._meta.label)
+def test_every_changelist_and_change_form_renders(client, admin, populated, model):
+    client.force_login(admin)
+    opts = model._meta
+    changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    response = client.get(changelist)
+    assert response.status_code == 200
+    # list filters and search
+    assert client.get(changelist, {"q": "a"}).status_code == 200
+    obj = model.objects.first()
+    assert obj is not None, f"the fixture made no {opts.label}"
+    change = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    assert client.get(change).status_code == 200
+    model_admin = django_admin.site._registry[model]
+    if model_admin.has_add_permission(_request(admin)):
+        add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
+        assert client.get(add).status_code == 200
+
+
+def _request(user):
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.user = user
+    return request
+
+
+def test_job_status_is_read_only_in_the_change_form(client, admin, populated):
+    client.force_login(admin)
+    url = reverse("admin:finetune_job_change", args=[populated.pk])
+    form = client.get(url).context["adminform"].form
+    assert "status" not in form.fields
+
+
+def _run_action(client, action: str, jobs) -> None:
+    response = client.post(
+        reverse("admin:finetune_job_changelist"),
+        {"action": action, "_selected_action": [job.pk for job in jobs]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    return response
+
+
+def test_operators_stop_jobs_through_the_state_machine(client, admin, project, alice):
+    queued = factories.job(project, alice)
+    running = factories.job(project, alice, status=JobStatus.RUNNING)
+    done = factories.job(project, alice, status=JobStatus.SUCCEEDED)
+    client.force_login(admin)
+    response = _run_action(client, "stop_jobs", [queued, running, done])
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert statuses == {queued.pk: "stopped", running.pk: "stopped", done.pk: "succeeded"}
+    event = JobEvent.objects.get(job=running, kind=JobEvent.Kind.STATUS)
+    assert event.actor == admin and event.message == "stopped by an operator"
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("2 job(s) are now Stopped" in m for m in messages)
+    assert any("cannot become Stopped" in m for m in messages)
+
+
+def test_operators_requeue_running_jobs(client, admin, project, alice):
+    running = factories.job(project, alice, status=JobStatus.RUNNING)
+    client.force_login(admin)
+    _run_action(client, "requeue_jobs", [running])
+    running.refresh_from_db()
+    assert running.status == JobStatus.QUEUED
+    assert running.started_at is None
+
+
+def test_turning_sharing_off_in_the_admin_takes_back_the_grants(client, admin, project, alice, bob):
+    from accounts.models import Access
+    from finetune import access
+
+    job = factories.job(project, alice, level=Access.READ_WRITE)
+    client.force_login(admin)
+    response = client.post(
+        reverse("admin:accounts_project_changelist"),
+        {"action": "turn_sharing_off", "_selected_action": [project.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    job.refresh_from_db()
+    assert job.access == Access.NONE
+    assert not access.can(bob, "view", job)
+
+
+def test_members_who_are_not_staff_cannot_open_the_admin(client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
