@@ -1,0 +1,67 @@
+"""A member logs in, finds the menu of the manual, switches language and project."""
+
+import pytest
+
+from accounts.models import Access, Membership
+from tests import factories
+from tests.e2e.conftest import log_in
+
+pytestmark = [
+    pytest.mark.browser,
+    # restore the rows the migrations seeded (scenarios) after each browser test
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+def test_a_member_logs_in_and_finds_the_fine_tuning_menu(page, project, alice, tmp_path):
+    factories.job(project, alice, name="first-sft", level=Access.NONE)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    menu = page.get_by_role("complementary", name="Main menu")
+    assert menu.get_by_text("Training management").is_visible()
+    assert menu.get_by_role("link", name="LLM fine-tuning").is_visible()
+    assert page.get_by_test_id("current-user").inner_text() == "alice"
+    row = page.get_by_test_id("job-table").get_by_role("row", name="first-sft")
+    assert "Queued" in row.inner_text()
+    page.screenshot(path=str(tmp_path / "jobs-en.png"))
+
+
+def test_the_console_switches_to_simplified_chinese(page, project, alice):
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    menu = page.get_by_role("complementary")
+    assert menu.get_by_text("训练管理").is_visible()
+    assert menu.get_by_role("link", name="大模型精调").is_visible()
+    assert page.locator("h1").inner_text() == "大模型精调"
+    assert page.get_by_role("button", name="退出登录").is_visible()
+
+
+def test_switching_project_shows_that_projects_jobs(page, project, other_project, alice, charlie):
+    Membership.objects.create(project=other_project, user=alice)
+    factories.job(project, alice, name="demo-job")
+    factories.job(other_project, charlie, name="research-job", level=Access.READ_ONLY)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    table = page.get_by_test_id("job-table")
+    assert table.get_by_text("demo-job").is_visible()
+    with page.expect_navigation():
+        page.select_option("#project-select", label="research")
+    assert table.get_by_text("research-job").is_visible()
+    assert table.get_by_text("demo-job").count() == 0
+
+
+def test_a_wrong_password_shows_a_message(page, alice):
+    log_in(page, "alice", "wrong")
+    assert page.get_by_role("alert").is_visible()
+    assert "correct username and password" in page.get_by_role("alert").inner_text()
+
+
+def test_logging_out_returns_to_the_login_page(page, alice):
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/accounts/login/")
+    page.goto("/jobs/")
+    assert "/accounts/login/" in page.url
