@@ -1,9 +1,9 @@
 """Where things live under the data root (JINGTIAO_DATA_ROOT).
 
-    jobs/<id>/         spec, logs, pid and exit files, archived logs of one job
-    models/            pretrained base models
-    datasets/          uploaded data sets
-    repos/<project>/   model repositories and their versions
+jobs/<id>/         spec, logs, pid and exit files, archived logs of one job
+models/            pretrained base models
+datasets/          uploaded data sets
+repos/<project>/   model repositories and their versions
 """
 
 from __future__ import annotations

@@ -34,7 +34,9 @@ class NodeSpec(models.Model):
         verbose_name = _("node spec")
         verbose_name_plural = _("node specs")
         constraints = [
-            models.CheckConstraint(condition=models.Q(cpu_millis__gt=0), name="nodespec_cpu_positive"),
+            models.CheckConstraint(
+                condition=models.Q(cpu_millis__gt=0), name="nodespec_cpu_positive"
+            ),
             models.CheckConstraint(
                 condition=models.Q(memory_mib__gt=0), name="nodespec_memory_positive"
             ),

@@ -14,7 +14,9 @@ class ProjectResource(models.Model):
     """Something a project member creates and may share with the others (F9)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="%(class)ss")
-    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     name = models.CharField(_("name"), max_length=128)
     access = models.CharField(
         _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
@@ -32,11 +34,11 @@ class ProjectResource(models.Model):
 class Dataset(ProjectResource):
     class Format(models.TextChoices):
         # The values are the trainer's format names (trainer.datavalidation.FORMATS).
-        PRETRAIN = "pretrain", _("Plain text ({\"text\"})")
-        SFT_MESSAGES = "sft_messages", _("Chat messages ({\"messages\"})")
-        SFT_ALPACA = "sft_alpaca", _("Alpaca ({\"instruction\", \"input\", \"output\"})")
-        PREFERENCE = "preference", _("Preference pairs ({\"prompt\", \"chosen\", \"rejected\"})")
-        PROMPTS = "prompts", _("Prompts ({\"prompt\"})")
+        PRETRAIN = "pretrain", _('Plain text ({"text"})')
+        SFT_MESSAGES = "sft_messages", _('Chat messages ({"messages"})')
+        SFT_ALPACA = "sft_alpaca", _('Alpaca ({"instruction", "input", "output"})')
+        PREFERENCE = "preference", _('Preference pairs ({"prompt", "chosen", "rejected"})')
+        PROMPTS = "prompts", _('Prompts ({"prompt"})')
         T2I = "t2i", _("Images with metadata.jsonl captions")
 
     class Validation(models.TextChoices):

@@ -65,7 +65,10 @@ class Job(models.Model):
     )
     parameters = models.JSONField(_("training parameters"), default=dict, blank=True)
     model_repo = models.ForeignKey(
-        ModelRepo, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("save-model address")
+        ModelRepo,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        verbose_name=_("save-model address"),
     )
 
     node_specs = models.ManyToManyField(
@@ -124,7 +127,9 @@ class Job(models.Model):
             ("stop_job", _("Can stop job")),
         ]
         constraints = [
-            models.CheckConstraint(condition=models.Q(node_count__gte=1), name="job_node_count_min"),
+            models.CheckConstraint(
+                condition=models.Q(node_count__gte=1), name="job_node_count_min"
+            ),
             models.CheckConstraint(
                 condition=models.Q(duration__gt=timedelta(0)), name="job_duration_positive"
             ),

@@ -25,7 +25,7 @@ def test_a_member_logs_in_and_sees_the_menu_of_the_manual(client, alice):
     assert response.status_code == 200
     assert "Training management" in page and "LLM fine-tuning" in page
     assert 'data-testid="current-user">alice<' in page
-    assert '<option value="%d" selected>demo</option>' % alice.projects.get().pk in page
+    assert f'<option value="{alice.projects.get().pk}" selected>demo</option>' in page
 
 
 def test_a_wrong_password_is_refused_with_a_message(client, alice):

@@ -130,9 +130,7 @@ def test_data_sets_and_model_repos_follow_the_same_levels(
         ([Access.READ_ONLY], Access.READ_ONLY, Access.READ_ONLY),
     ],
 )
-def test_a_job_may_be_no_more_open_than_what_it_uses(
-    project, alice, data_levels, repo_level, cap
-):
+def test_a_job_may_be_no_more_open_than_what_it_uses(project, alice, data_levels, repo_level, cap):
     datasets = [factories.dataset(project, alice, level) for level in data_levels]
     repo = factories.model_repo(project, alice, repo_level)
     assert access.highest_job_access(project, datasets, repo) == cap

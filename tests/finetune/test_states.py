@@ -14,7 +14,7 @@ REFUSED = [pair for pair in ALL_PAIRS if pair not in ALLOWED]
 
 
 def test_the_table_is_the_one_of_the_design():
-    assert ALLOWED == {
+    assert {
         ("queued", "running"),
         ("queued", "stopped"),
         ("queued", "failed"),
@@ -23,7 +23,7 @@ def test_the_table_is_the_one_of_the_design():
         ("running", "stopped"),
         ("running", "expired"),
         ("running", "queued"),
-    }
+    } == ALLOWED
 
 
 @pytest.mark.parametrize(("source", "target"), sorted(ALLOWED))
