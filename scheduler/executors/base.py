@@ -1,0 +1,138 @@
+"""The executor interface (DESIGN.md "Executor backends").
+
+One backend is active, chosen by JINGTIAO_EXECUTOR: `local` (child processes on
+this machine) or `kubernetes` (an Indexed Job per platform job). The scheduler
+calls `launch` once the planner placed a job; a periodic task calls `observe`
+for every RUNNING job at once and settles them through the state machine.
+
+Every method is idempotent and keyed by the job id, so a task retried after a
+crash, or a worker restarted mid-way, neither duplicates nor loses a workload.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    PENDING = "pending"  # accepted, not yet running (pulling images, waiting for a slot)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every worker exited 0
+    FAILED = "failed"  # a worker failed: `reason` says how, in words
+    UNSCHEDULABLE = "unschedulable"  # the cluster cannot place its pods (since `since`)
+    MISSING = "missing"  # no workload at all for this job
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the planner put a job: one node per worker, by rank."""
+
+    spec_id: int
+    cpu_millis: int
+    memory_mib: int
+    device_type: str  # "mlu", "gpu" or "none"
+    devices_per_node: int
+    nodes: tuple[str, ...]
+    # node -> device indices on that node, when the backend hands out devices
+    # itself (local: CUDA_VISIBLE_DEVICES / MLU_VISIBLE_DEVICES); empty otherwise.
+    device_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a backend needs to start a job; built by the platform."""
+
+    job_id: int
+    placement: Placement
+    trainer_spec: dict[str, Any]  # the JSON `python -m trainer run --spec` reads
+    report_token: str  # secret: passed to workers, never logged
+    pool_taint: str = ""  # "key=value:Effect" of the job's pool, if any
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    job_id: int
+    phase: Phase
+    reason: str = ""  # in words: "exit code 1: CUDA out of memory", "OOMKilled", "evicted"
+    exit_code: int | None = None
+    since: datetime | None = None  # when the workload entered this phase, if known
+    workers: tuple[dict[str, Any], ...] = ()  # per-rank detail (pod/pid, node, phase)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    worker: int  # rank
+    text: str
+    next_since: str  # an opaque cursor for the next call (byte offset, timestamp)
+    complete: bool = False  # the worker ended and this is the end of its log
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    time: datetime | None
+    kind: str  # "Normal" / "Warning", or the backend's own word
+    reason: str  # e.g. FailedScheduling, Pulled, Started, Killing
+    message: str
+    worker: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    cpu_millis: int
+    memory_mib: int
+    device_type: str
+    device_count: int
+    labels: dict[str, str] = field(default_factory=dict)
+    driver_version: str = ""
+    pool: str = ""  # from the pool label, empty when none
+    schedulable: bool = True
+
+
+class ExecutorError(Exception):
+    """A backend call failed. `transient` errors are retried; others fail the job."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class Executor(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def launch(self, request: LaunchRequest) -> None:
+        """Start the job's workers. Launching a job that already runs does nothing."""
+
+    @abc.abstractmethod
+    def observe(self, job_ids: Iterable[int]) -> dict[int, WorkloadState]:
+        """The state of many jobs in one call; a job with no workload is MISSING."""
+
+    @abc.abstractmethod
+    def stop(self, job_id: int) -> None:
+        """Stop the job's workers and remove what the backend made. Safe to repeat."""
+
+    @abc.abstractmethod
+    def logs(self, job_id: int, since: str | None = None) -> Sequence[LogChunk]:
+        """Each worker's log from the cursor `since` (None: from the start)."""
+
+    @abc.abstractmethod
+    def events(self, job_id: int) -> Sequence[ClusterEvent]:
+        """What the backend recorded about the job's workloads, oldest first."""
+
+    @abc.abstractmethod
+    def nodes(self) -> Sequence[NodeInfo]:
+        """The nodes jobs can run on, with their allocatable resources."""
+
+    @abc.abstractmethod
+    def managed_job_ids(self) -> set[int]:
+        """Ids of every job that has a workload here (for reconciling orphans)."""
