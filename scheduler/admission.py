@@ -1,0 +1,143 @@
+"""Admission: carry out the planner's "starts now" decisions.
+
+One pass takes a snapshot, plans, and moves every job whose start is now from
+QUEUED to RUNNING with its placement, all under a database lock so two
+workers never admit the same job or the same capacity twice (DESIGN.md
+"Scheduling"). Launching happens after the commit, outside the lock: a
+transient launch failure puts the job back in the queue, in its place; a
+permanent one fails it with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from finetune import states
+from finetune.models import Job, JobStatus
+from scheduler import planner, snapshot
+from scheduler.executors.base import ExecutorError, Placement
+from scheduler.models import Node, NodeSpec
+
+logger = logging.getLogger(__name__)
+
+# An arbitrary constant shared by every worker: the key of the admission lock.
+ADMISSION_LOCK_KEY = 0x6A696E67  # "jing"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    job_id: int
+    placement: Placement
+
+
+def _lock() -> None:
+    """Serialise admission passes across workers and replicas.
+
+    PostgreSQL: a transaction-scoped advisory lock; a second pass waits, then
+    plans from the state the first one left. SQLite (the embedded run) already
+    serialises writing transactions (transaction_mode IMMEDIATE).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK_KEY])
+
+
+def _devices_in_use() -> dict[str, set[int]]:
+    used: dict[str, set[int]] = defaultdict(set)
+    for placement in Job.objects.filter(status=JobStatus.RUNNING).values_list(
+        "placement", flat=True
+    ):
+        for worker in placement:
+            used[worker["node"]].update(worker.get("devices", ()))
+    return used
+
+
+def _placement(decision: planner.Decision, spec: NodeSpec) -> tuple[Placement, list[dict]]:
+    """Name the device indices each worker gets, lowest free first."""
+    used = _devices_in_use()
+    capacity = dict(
+        Node.objects.filter(name__in=decision.nodes).values_list("name", "device_count")
+    )
+    device_ids: dict[str, tuple[int, ...]] = {}
+    workers = []
+    for rank, node in enumerate(decision.nodes):
+        free = [i for i in range(capacity.get(node, 0)) if i not in used[node]]
+        devices = tuple(free[: spec.device_count])
+        device_ids[node] = devices
+        workers.append({"rank": rank, "node": node, "devices": list(devices)})
+    placement = Placement(
+        spec_id=spec.pk,
+        cpu_millis=spec.cpu_millis,
+        memory_mib=spec.memory_mib,
+        device_type=spec.device_type,
+        devices_per_node=spec.device_count,
+        nodes=tuple(decision.nodes),
+        device_ids=device_ids,
+    )
+    return placement, workers
+
+
+def admit(now=None) -> list[Admitted]:
+    """Move every job the plan starts now to RUNNING; returns what to launch."""
+    now = now or timezone.now()
+    admitted: list[Admitted] = []
+    with transaction.atomic():
+        _lock()
+        state = snapshot.take(now)
+        if not state.queue:
+            return []
+        plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
+        starting = plan.starts_now()
+        jobs = Job.objects.in_bulk([decision.job_id for decision in starting])
+        specs = NodeSpec.objects.in_bulk([decision.spec_id for decision in starting])
+        for decision in starting:
+            job = jobs[decision.job_id]
+            placement, workers = _placement(decision, specs[decision.spec_id])
+            moved = states.transition(
+                job,
+                JobStatus.RUNNING,
+                reason=_("admitted on %(nodes)s") % {"nodes": ", ".join(decision.nodes)},
+                changes={"placement": workers, "spec_in_use_id": decision.spec_id},
+            )
+            if moved:
+                admitted.append(Admitted(job.pk, placement))
+    return admitted
+
+
+def launch(admitted: Admitted) -> bool:
+    """Start one admitted job's workload; True if it was launched."""
+    from scheduler.launching import launch_job
+
+    job = Job.objects.select_related(
+        "pretrained_model", "train_dataset", "validation_dataset", "test_dataset", "model_repo"
+    ).get(pk=admitted.job_id)
+    if job.status != JobStatus.RUNNING:
+        return False  # stopped between admission and launch
+    try:
+        launch_job(job, admitted.placement)
+    except ExecutorError as exc:
+        if exc.transient:
+            logger.warning("launch of job %s failed, requeued: %s", job.pk, exc)
+            states.transition(
+                job,
+                JobStatus.QUEUED,
+                reason=_("launch failed, will retry: %(error)s") % {"error": exc},
+            )
+        else:
+            logger.error("launch of job %s failed: %s", job.pk, exc)
+            states.transition(
+                job, JobStatus.FAILED, reason=_("cannot launch: %(error)s") % {"error": exc}
+            )
+        return False
+    return True
+
+
+def run_admission(now=None) -> list[int]:
+    """One admission pass: admit, then launch each admitted job. Returns launched ids."""
+    return [item.job_id for item in admit(now) if launch(item)]

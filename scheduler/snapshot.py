@@ -1,0 +1,119 @@
+"""The planner's view of the database: nodes, pools, running and queued jobs.
+
+Built in a handful of queries whatever the number of jobs, so admission and
+queue prediction stay cheap; the planner itself does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from finetune.models import Job, JobNodeSpec, JobStatus
+from scheduler.models import MIB, Node, NodeSpec, ResourcePool
+from scheduler.planner import NodeState, Pool, QueuedJob, RunningJob, SpecRequest
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    nodes: list[NodeState]
+    pools: list[Pool]
+    running: list[RunningJob]
+    queue: list[QueuedJob]
+    now: datetime
+
+
+def spec_request(spec: NodeSpec) -> SpecRequest:
+    return SpecRequest(
+        spec_id=spec.pk,
+        cpu_millis=spec.cpu_millis,
+        memory_bytes=spec.memory_mib * MIB,
+        device_type=spec.device_type,
+        devices=spec.device_count,
+    )
+
+
+def node_state(node: Node, pool_names: dict[int, str]) -> NodeState:
+    return NodeState(
+        name=node.name,
+        pool=pool_names.get(node.pool_id) if node.pool_id else None,
+        driver_version=node.driver_version or None,
+        device_type=node.device_type,
+        cpu_millis=node.cpu_millis,
+        memory_bytes=node.memory_mib * MIB,
+        devices=node.device_count,
+        schedulable=node.schedulable,
+    )
+
+
+def pools() -> tuple[list[Pool], dict[int, str]]:
+    members: dict[int, set[int]] = defaultdict(set)
+    through = ResourcePool.projects.through.objects.values_list("resourcepool_id", "project_id")
+    for pool_id, project_id in through:
+        members[pool_id].add(project_id)
+    found = list(ResourcePool.objects.values_list("pk", "name", "dedicated"))
+    result = [
+        Pool(name, frozenset(members[pk]) if dedicated else None) for pk, name, dedicated in found
+    ]
+    return result, {pk: name for pk, name, _dedicated in found}
+
+
+def queued_job(job: Job, specs: list[NodeSpec], pool_names: dict[int, str]) -> QueuedJob:
+    return QueuedJob(
+        job_id=job.pk,
+        project_id=job.project_id,
+        priority=job.priority,
+        queued_at=job.queued_at or job.created_at,
+        node_count=job.node_count,
+        specs=tuple(spec_request(spec) for spec in specs),
+        node_names=tuple(job.node_names or ()),
+        pool=pool_names.get(job.pool_id) if job.pool_id else None,
+        driver_version=job.driver_version or None,
+        duration=job.duration,
+    )
+
+
+def running_job(job: Job, spec: NodeSpec) -> RunningJob:
+    return RunningJob(
+        job_id=job.pk,
+        spec=spec_request(spec),
+        nodes=tuple(worker["node"] for worker in job.placement),
+        deadline=job.started_at + job.duration,
+    )
+
+
+def take(now: datetime) -> Snapshot:
+    pool_list, pool_names = pools()
+    nodes = [node_state(node, pool_names) for node in Node.objects.all()]
+    specs = {spec.pk: spec for spec in NodeSpec.objects.all()}
+
+    running = [
+        running_job(job, specs[job.spec_in_use_id])
+        for job in Job.objects.filter(status=JobStatus.RUNNING, spec_in_use__isnull=False).only(
+            "pk", "spec_in_use", "placement", "started_at", "duration"
+        )
+    ]
+    queued = list(
+        Job.objects.filter(status=JobStatus.QUEUED).only(
+            "pk",
+            "project",
+            "priority",
+            "queued_at",
+            "created_at",
+            "node_count",
+            "node_names",
+            "pool",
+            "driver_version",
+            "duration",
+        )
+    )
+    choices: dict[int, list[NodeSpec]] = defaultdict(list)
+    for job_id, spec_id in (
+        JobNodeSpec.objects.filter(job__status=JobStatus.QUEUED)
+        .order_by("job_id", "rank")
+        .values_list("job_id", "spec_id")
+    ):
+        choices[job_id].append(specs[spec_id])
+    queue = [queued_job(job, choices[job.pk], pool_names) for job in queued]
+    return Snapshot(nodes, pool_list, running, queue, now)
