@@ -75,9 +75,8 @@ def test_a_higher_priority_job_goes_first(project, alice):
     assert low.status == JobStatus.QUEUED
 
 
-def test_two_admission_passes_at_once_admit_each_job_exactly_once(
-    transactional_db, project, alice
-):
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_admission_passes_at_once_admit_each_job_exactly_once(project, alice):
     _node("mlu-a", devices=4)
     _node("mlu-b", devices=4)
     jobs = [_queued(project, alice) for _ in range(12)]
