@@ -27,9 +27,13 @@ ensure_venv() {
   stamp="$VENV/.jingtiao-$(echo "$extras" | tr ',' '-')-$(sha256sum pyproject.toml | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     echo "jingtiao: installing the project and its [$extras] extras into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
     # torch is pinned in pyproject: a CPU build is taken where one is on disk.
-    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e ".[$extras]"; } >"$VENV/pip.log" 2>&1; then
+      tail -n 40 "$VENV/pip.log" >&2
+      echo "jingtiao: the install failed; the whole log is $VENV/pip.log" >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
