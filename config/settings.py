@@ -190,6 +190,34 @@ JINGTIAO_DEFAULT_DURATION = timedelta(
 )
 JINGTIAO_CLEANUP_BATCH = env.int("JINGTIAO_CLEANUP_BATCH", 500, minimum=1)
 
+# --- Executors (docs/executors.md, docs/kubernetes.md) ----------------------------------
+# Where workers reach the platform's report endpoint (not necessarily the public URL).
+JINGTIAO_REPORT_URL = env.str("JINGTIAO_REPORT_URL", "http://127.0.0.1:8000")
+JINGTIAO_STOP_GRACE_SECONDS = env.int("JINGTIAO_STOP_GRACE_SECONDS", 30, minimum=0)
+JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = env.int(
+    "JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS", 600, minimum=0
+)
+JINGTIAO_MISSING_GRACE_SECONDS = env.int("JINGTIAO_MISSING_GRACE_SECONDS", 120, minimum=0)
+JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
+JINGTIAO_TRAINER_IMAGE = env.str("JINGTIAO_TRAINER_IMAGE", "jingtiao-trainer:0.1.0")
+# Empty: in-cluster credentials inside a pod, else ~/.kube/config; "in-cluster" or a path.
+JINGTIAO_K8S_KUBECONFIG = env.str("JINGTIAO_K8S_KUBECONFIG", "")
+JINGTIAO_K8S_DATA_PVC = env.str("JINGTIAO_K8S_DATA_PVC", "jingtiao-data")
+JINGTIAO_K8S_POOL_LABEL = env.str("JINGTIAO_K8S_POOL_LABEL", "jingtiao.io/pool")
+JINGTIAO_K8S_DRIVER_LABEL = env.str("JINGTIAO_K8S_DRIVER_LABEL", "DriverVersion")
+JINGTIAO_K8S_RUN_AS_USER = env.int("JINGTIAO_K8S_RUN_AS_USER", 1000, minimum=1)
+JINGTIAO_K8S_REQUEST_TIMEOUT = env.int("JINGTIAO_K8S_REQUEST_TIMEOUT", 30, minimum=1)
+CELERY_BEAT_SCHEDULE["observe-running-jobs"] = {
+    "task": "scheduler.tasks.observe_running_jobs",
+    "schedule": env.int("JINGTIAO_OBSERVE_INTERVAL_SECONDS", 10, minimum=1),
+    "options": {"queue": "jingtiao", "expires": 30},
+}
+CELERY_BEAT_SCHEDULE["reconcile-workloads"] = {
+    "task": "scheduler.tasks.reconcile_workloads",
+    "schedule": 60,
+    "options": {"queue": "jingtiao", "expires": 120},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

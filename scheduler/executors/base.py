@@ -134,5 +134,9 @@ class Executor(abc.ABC):
         """The nodes jobs can run on, with their allocatable resources."""
 
     @abc.abstractmethod
+    def run_command(self, job_id: int) -> str:
+        """The command each worker runs, as shown on the job's page (F6)."""
+
+    @abc.abstractmethod
     def managed_job_ids(self) -> set[int]:
         """Ids of every job that has a workload here (for reconciling orphans)."""

@@ -1,0 +1,371 @@
+"""The kubernetes backend: one Indexed Job per platform job (DESIGN.md "Executor backends").
+
+Reads go through `_list`, which asks for raw JSON and parses it with `json`,
+not the client's models: a cycle over a thousand pods then costs one request
+and one parse, and the same dict shapes that manifests.py writes come back.
+`observe` makes two list calls whatever the number of jobs (jobs, then pods).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import urllib3
+from django.conf import settings
+from kubernetes import client, config
+
+from scheduler.executors import manifests, observing
+from scheduler.executors.base import (
+    ClusterEvent,
+    Executor,
+    ExecutorError,
+    LaunchRequest,
+    LogChunk,
+    NodeInfo,
+    WorkloadState,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+LOG_PAGE_BYTES = 256 * 1024
+
+
+def api_client_from_settings() -> client.ApiClient:
+    """In-cluster credentials, or a kubeconfig file (JINGTIAO_K8S_KUBECONFIG)."""
+    configuration = client.Configuration()
+    kubeconfig = settings.JINGTIAO_K8S_KUBECONFIG
+    if kubeconfig == "in-cluster" or (not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST")):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)
+    # Failures surface at once as ExecutorError; the Celery task owns the retry
+    # with backoff, so urllib3 must not also retry (and re-POST) behind its back.
+    configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+def manifest_config() -> manifests.ManifestConfig:
+    return manifests.ManifestConfig(
+        namespace=settings.JINGTIAO_K8S_NAMESPACE,
+        image=settings.JINGTIAO_TRAINER_IMAGE,
+        data_pvc=settings.JINGTIAO_K8S_DATA_PVC,
+        # Workers mount the shared volume where the platform does, so the paths
+        # in the spec (under DATA_ROOT) are the same on both sides.
+        data_root=str(settings.DATA_ROOT),
+        mlu_resource=settings.JINGTIAO_MLU_RESOURCE,
+        gpu_resource=settings.JINGTIAO_GPU_RESOURCE,
+        run_as_user=settings.JINGTIAO_K8S_RUN_AS_USER,
+    )
+
+
+def _call(what: str, call: Callable[[], T], *, ok_statuses: tuple[int, ...] = ()) -> T | None:
+    """Run one API call; None for an accepted error status (404 on delete, 409 on create)."""
+    try:
+        return call()
+    except client.ApiException as exc:
+        if exc.status in ok_statuses:
+            return None
+        transient = exc.status in (429,) or (exc.status or 0) >= 500 or exc.status == 0
+        raise ExecutorError(
+            f"kubernetes {what}: HTTP {exc.status} {exc.reason}", transient=transient
+        ) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ExecutorError(f"kubernetes {what}: {exc}", transient=True) from exc
+
+
+def launch_key(request: LaunchRequest) -> str:
+    return hashlib.sha256(request.report_token.encode()).hexdigest()
+
+
+class KubernetesExecutor(Executor):
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api_client: client.ApiClient | None = None,
+        manifest_config_: manifests.ManifestConfig | None = None,
+    ) -> None:
+        self.api = api_client or api_client_from_settings()
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.config = manifest_config_ or manifest_config()
+        self.namespace = self.config.namespace
+        self.timeout = settings.JINGTIAO_K8S_REQUEST_TIMEOUT
+
+    def run_command(self, job_id: int) -> str:
+        return manifests.RUN_COMMAND
+
+    # --- reading -------------------------------------------------------------------------
+    def _list(self, what: str, method: Callable[..., Any], **kwargs: Any) -> list[dict]:
+        response = _call(
+            f"list {what}",
+            lambda: method(_preload_content=False, _request_timeout=self.timeout, **kwargs),
+        )
+        items = json.loads(response.data)["items"] or []
+        selector = kwargs.get("label_selector")
+        # A selector the server ignored must not let foreign objects in.
+        return [item for item in items if _matches(item, selector)]
+
+    def _list_jobs(self, selector: str) -> list[dict]:
+        return self._list(
+            "jobs",
+            self.batch.list_namespaced_job,
+            namespace=self.namespace,
+            label_selector=selector,
+        )
+
+    def _list_pods(self, selector: str) -> list[dict]:
+        return self._list(
+            "pods", self.core.list_namespaced_pod, namespace=self.namespace, label_selector=selector
+        )
+
+    # --- launch --------------------------------------------------------------------------
+    def launch(self, request: LaunchRequest) -> None:
+        name = manifests.workload_name(request.job_id)
+        key = launch_key(request)
+        body = manifests.job(request, self.config, key)
+        created = _call(
+            "create job",
+            lambda: self.batch.create_namespaced_job(
+                self.namespace, body, _preload_content=False, _request_timeout=self.timeout
+            ),
+            ok_statuses=(409,),
+        )
+        if created is not None:
+            existing = json.loads(created.data)
+        else:
+            existing = self._read_job(name)
+            if existing is None:  # deleted between the 409 and the read
+                raise ExecutorError(f"job {name} vanished while launching", transient=True)
+            meta = existing["metadata"]
+            if meta.get("deletionTimestamp"):
+                raise ExecutorError(
+                    f"job {name}: the previous workload is still being deleted", transient=True
+                )
+            if (meta.get("annotations") or {}).get(manifests.LAUNCH_ANNOTATION) != key:
+                # Left over by an earlier launch of this job (it was requeued): clear it
+                # and let the caller retry, rather than adopt pods with a stale placement.
+                self.stop(request.job_id)
+                raise ExecutorError(
+                    f"job {name}: replacing the workload of an earlier launch", transient=True
+                )
+        owner = manifests.owner_reference(name, existing["metadata"].get("uid") or "")
+        objects = [manifests.config_map(request, self.config, owner)]
+        objects.append(manifests.secret(request, self.config, owner))
+        if request.placement.node_count > 1:
+            objects.append(manifests.service(request, self.config, owner))
+        for obj in objects:
+            self._create_or_replace(obj)
+        _call(
+            "resume job",
+            lambda: self.batch.patch_namespaced_job(
+                name,
+                self.namespace,
+                {"spec": {"suspend": False}},
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            ),
+        )
+
+    def _read_job(self, name: str) -> dict | None:
+        response = _call(
+            "read job",
+            lambda: self.batch.read_namespaced_job(
+                name, self.namespace, _preload_content=False, _request_timeout=self.timeout
+            ),
+            ok_statuses=(404,),
+        )
+        return None if response is None else json.loads(response.data)
+
+    def _create_or_replace(self, obj: dict) -> None:
+        kind = obj["kind"]
+        snake = {"ConfigMap": "config_map", "Secret": "secret", "Service": "service"}[kind]
+        create = getattr(self.core, f"create_namespaced_{snake}")
+        patch = getattr(self.core, f"patch_namespaced_{snake}")
+        name = obj["metadata"]["name"]
+        options = {"_preload_content": False, "_request_timeout": self.timeout}
+        if _call(
+            f"create {kind}", lambda: create(self.namespace, obj, **options), ok_statuses=(409,)
+        ):
+            return
+        # There already: ours from a retried attempt, or a leftover of an earlier launch
+        # awaiting garbage collection. Either way the content (and owner) must be this
+        # launch's; the keys are always the same, so a patch overwrites all of them.
+        _call(f"patch {kind}", lambda: patch(name, self.namespace, obj, **options))
+
+    # --- observe -------------------------------------------------------------------------
+    def observe(self, job_ids: Iterable[int]) -> dict[int, WorkloadState]:
+        wanted = set(job_ids)
+        if not wanted:
+            return {}
+        jobs = {_job_id(item): item for item in self._list_jobs(manifests.selector_all())}
+        pods_by_job: dict[int, list[dict]] = defaultdict(list)
+        for pod in self._list_pods(manifests.selector_all()):
+            pods_by_job[_job_id(pod)].append(pod)
+        return {
+            job_id: observing.job_state(job_id, jobs.get(job_id), pods_by_job.get(job_id, []))
+            for job_id in wanted
+        }
+
+    def managed_job_ids(self) -> set[int]:
+        return {
+            _job_id(item)
+            for item in self._list_jobs(manifests.selector_all())
+            if not item["metadata"].get("deletionTimestamp")
+        }
+
+    # --- stop ----------------------------------------------------------------------------
+    def stop(self, job_id: int) -> None:
+        name = manifests.workload_name(job_id)
+        options = {"_preload_content": False, "_request_timeout": self.timeout}
+        # Foreground: the Job stays (with a deletionTimestamp) until its pods are gone,
+        # so a relaunch cannot start while the old pods still hold the devices.
+        body = {"propagationPolicy": "Foreground"}
+        _call(
+            "delete job",
+            lambda: self.batch.delete_namespaced_job(name, self.namespace, body=body, **options),
+            ok_statuses=(404,),
+        )
+        for kind in ("service", "config_map", "secret"):
+            delete = getattr(self.core, f"delete_namespaced_{kind}")
+            _call(
+                f"delete {kind}",
+                lambda delete=delete: delete(name, self.namespace, **options),
+                ok_statuses=(404,),
+            )
+
+    # --- logs and events -----------------------------------------------------------------
+    def logs(self, job_id: int, since: str | None = None) -> Sequence[LogChunk]:
+        """Per pod; the cursor maps each rank to the timestamp of the last line returned."""
+        cursor: dict[str, str] = json.loads(since) if since else {}
+        now = datetime.now(UTC)
+        chunks = []
+        for pod in sorted(self._list_pods(manifests.selector_job(job_id)), key=observing.pod_rank):
+            rank = observing.pod_rank(pod)
+            last = cursor.get(str(rank))
+            kwargs: dict[str, Any] = {"timestamps": True, "limit_bytes": LOG_PAGE_BYTES}
+            if last:
+                seconds = (now - observing.parse_time(last)).total_seconds()
+                kwargs["since_seconds"] = max(1, int(seconds) + 1)
+            name = pod["metadata"]["name"]
+            response = _call(
+                "read log",
+                lambda name=name, kwargs=kwargs: self.core.read_namespaced_pod_log(
+                    name,
+                    self.namespace,
+                    container=manifests.CONTAINER,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                    **kwargs,
+                ),
+                ok_statuses=(400, 404),  # 400: the container has not started yet
+            )
+            raw = response.data if response is not None else b""
+            text, newest = _strip_timestamps(raw.decode("utf-8", "replace"), after=last)
+            cursor[str(rank)] = newest or last or ""
+            ended = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            chunks.append(
+                LogChunk(
+                    worker=rank,
+                    text=text,
+                    next_since=json.dumps(cursor, sort_keys=True),
+                    complete=ended and len(raw) < LOG_PAGE_BYTES,
+                )
+            )
+        return chunks
+
+    def events(self, job_id: int) -> Sequence[ClusterEvent]:
+        name = manifests.workload_name(job_id)
+        objects = [(name, None)] + [
+            (pod["metadata"]["name"], observing.pod_rank(pod))
+            for pod in self._list_pods(manifests.selector_job(job_id))
+        ]
+        found = []
+        for object_name, rank in objects:
+            selector = f"involvedObject.name={object_name}"
+            for event in self._list(
+                "events",
+                self.core.list_namespaced_event,
+                namespace=self.namespace,
+                field_selector=selector,
+            ):
+                if (event.get("involvedObject") or {}).get("name") != object_name:
+                    continue
+                when = event.get("lastTimestamp") or event.get("eventTime")
+                found.append(
+                    ClusterEvent(
+                        time=observing.parse_time(when) if when else None,
+                        kind=event.get("type") or "",
+                        reason=event.get("reason") or "",
+                        message=event.get("message") or "",
+                        worker=rank,
+                    )
+                )
+        oldest = datetime.min.replace(tzinfo=UTC)
+        return sorted(found, key=lambda event: event.time or oldest)
+
+    # --- nodes ---------------------------------------------------------------------------
+    def nodes(self) -> Sequence[NodeInfo]:
+        return [self._node_info(item) for item in self._list("nodes", self.core.list_node)]
+
+    def _node_info(self, item: dict) -> NodeInfo:
+        metadata, status = item["metadata"], item.get("status") or {}
+        labels = metadata.get("labels") or {}
+        allocatable = status.get("allocatable") or {}
+        device_type, device_count = "none", 0
+        for kind, resource in (
+            ("mlu", self.config.mlu_resource),
+            ("gpu", self.config.gpu_resource),
+        ):
+            count = int(allocatable.get(resource) or 0)
+            if count:
+                device_type, device_count = kind, count
+                break
+        return NodeInfo(
+            name=metadata["name"],
+            cpu_millis=observing.cpu_millis(allocatable.get("cpu", "0")),
+            memory_mib=observing.memory_mib(allocatable.get("memory", "0")),
+            device_type=device_type,
+            device_count=device_count,
+            labels=labels,
+            driver_version=labels.get(settings.JINGTIAO_K8S_DRIVER_LABEL, ""),
+            pool=labels.get(settings.JINGTIAO_K8S_POOL_LABEL, ""),
+            schedulable=not (item.get("spec") or {}).get("unschedulable", False),
+        )
+
+
+def _matches(item: dict, selector: str | None) -> bool:
+    if not selector:
+        return True
+    labels = item.get("metadata", {}).get("labels") or {}
+    pairs = (term.split("=", 1) for term in selector.split(","))
+    return all(labels.get(key) == value for key, value in pairs)
+
+
+def _job_id(item: dict) -> int:
+    return int(item["metadata"]["labels"][manifests.JOB_ID_LABEL])
+
+
+def _strip_timestamps(text: str, after: str | None) -> tuple[str, str | None]:
+    """Drop the RFC 3339 prefix of each line and the lines already returned."""
+    threshold = observing.parse_time(after) if after else None
+    lines, newest = [], None
+    for line in text.splitlines(keepends=True):
+        stamp, _sep, rest = line.partition(" ")
+        try:
+            when = observing.parse_time(stamp)
+        except ValueError:
+            lines.append(line)
+            continue
+        if threshold is not None and when <= threshold:
+            continue
+        lines.append(rest)
+        newest = stamp
+    return "".join(lines), newest

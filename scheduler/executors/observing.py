@@ -1,0 +1,209 @@
+"""From a Kubernetes Job and its pods (plain dicts) to a WorkloadState, with reasons in words.
+
+Pure functions, kept apart from the API calls so each mapping (OOMKilled,
+evicted, image pull error, unschedulable since when) is tested on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+from scheduler.executors import manifests
+from scheduler.executors.base import Phase, WorkloadState
+
+# The kubelet gives up retrying these; the pod will never start.
+IMAGE_ERRORS = {"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError"}
+_FRACTION = re.compile(r"\.(\d{6})\d+")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """RFC 3339, with the nanoseconds Kubernetes may send cut to microseconds."""
+    if not value:
+        return None
+    return datetime.fromisoformat(_FRACTION.sub(r".\1", value).replace("Z", "+00:00"))
+
+
+def pod_rank(pod: dict) -> int:
+    meta = pod.get("metadata") or {}
+    index = (meta.get("annotations") or {}).get(manifests.COMPLETION_INDEX_ANNOTATION)
+    if index is None:
+        index = (meta.get("labels") or {}).get(manifests.COMPLETION_INDEX_ANNOTATION, "0")
+    return int(index)
+
+
+_SUFFIXES = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+}
+
+
+def _quantity(value: str) -> Decimal:
+    value = str(value).strip()
+    if value.endswith("m"):
+        return Decimal(value[:-1]) / 1000
+    for suffix, factor in _SUFFIXES.items():
+        if value.endswith(suffix):
+            return Decimal(value[: -len(suffix)]) * factor
+    return Decimal(value or "0")
+
+
+def cpu_millis(value: str) -> int:
+    return int(_quantity(value) * 1000)
+
+
+def memory_mib(value: str) -> int:
+    return int(_quantity(value) / 2**20)
+
+
+def _container_status(pod: dict) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == manifests.CONTAINER:
+            return status
+    return statuses[0] if statuses else {}
+
+
+def _worker(pod: dict) -> dict[str, Any]:
+    status = pod.get("status") or {}
+    return {
+        "rank": pod_rank(pod),
+        "pod": pod["metadata"]["name"],
+        "node": (pod.get("spec") or {}).get("nodeName") or "",
+        "phase": status.get("phase") or "Pending",
+    }
+
+
+def pod_failure(pod: dict) -> tuple[str, int | None] | None:
+    """Why a pod failed or never will start, in words, with the exit code if any."""
+    status = pod.get("status") or {}
+    rank = pod_rank(pod)
+    if status.get("reason") == "Evicted":
+        return _("worker %(rank)d was evicted: %(message)s") % {
+            "rank": rank,
+            "message": status.get("message") or "",
+        }, None
+    container = _container_status(pod)
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    waiting_reason = waiting.get("reason")
+    if waiting_reason in IMAGE_ERRORS or waiting_reason in CONFIG_ERRORS:
+        template = (
+            _("worker %(rank)d: image pull error (%(reason)s): %(message)s")
+            if waiting_reason in IMAGE_ERRORS
+            else _("worker %(rank)d cannot start (%(reason)s): %(message)s")
+        )
+        return template % {
+            "rank": rank,
+            "reason": waiting_reason,
+            "message": waiting.get("message") or "",
+        }, None
+    terminated = state.get("terminated") or {}
+    if status.get("phase") != "Failed" and not (terminated and terminated.get("exitCode")):
+        return None
+    code = terminated.get("exitCode")
+    message = (terminated.get("message") or "").strip()
+    if terminated.get("reason") == "OOMKilled":
+        text = _("worker %(rank)d was OOMKilled (out of memory, exit code %(code)s)") % {
+            "rank": rank,
+            "code": code,
+        }
+    elif code is not None:
+        text = _("worker %(rank)d exited with code %(code)s") % {"rank": rank, "code": code}
+    else:
+        text = _("worker %(rank)d failed: %(reason)s %(message)s") % {
+            "rank": rank,
+            "reason": status.get("reason") or "",
+            "message": status.get("message") or "",
+        }
+    if message:
+        text = f"{text}\n{message}"
+    return text, code
+
+
+def _unschedulable_since(pod: dict) -> datetime | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return parse_time(condition.get("lastTransitionTime")) or parse_time(
+                pod["metadata"].get("creationTimestamp")
+            )
+    return None
+
+
+def _condition(job: dict, kind: str) -> dict | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
+    """The state of one platform job from its Job object and its pods."""
+    if job is None or job["metadata"].get("deletionTimestamp"):
+        return WorkloadState(job_id, Phase.MISSING)
+    uid = job["metadata"].get("uid")
+    if uid:
+        # Pods of an earlier launch of the same job may linger while being deleted.
+        pods = [pod for pod in pods if _owned_by(pod, uid)]
+    pods = sorted(pods, key=pod_rank)
+    workers = tuple(_worker(pod) for pod in pods)
+    completions = (job.get("spec") or {}).get("completions") or 1
+    since = parse_time(job["metadata"].get("creationTimestamp"))
+
+    if _condition(job, "Complete") or (
+        len(pods) == completions and all(w["phase"] == "Succeeded" for w in workers)
+    ):
+        return WorkloadState(job_id, Phase.SUCCEEDED, exit_code=0, workers=workers)
+    for pod in pods:
+        failure = pod_failure(pod)
+        if failure:
+            reason, code = failure
+            return WorkloadState(job_id, Phase.FAILED, reason, code, workers=workers)
+    failed = _condition(job, "Failed")
+    if failed:
+        reason = _("the Kubernetes Job failed (%(reason)s): %(message)s") % {
+            "reason": failed.get("reason") or "",
+            "message": failed.get("message") or "",
+        }
+        return WorkloadState(job_id, Phase.FAILED, reason, workers=workers)
+    blocked = [moment for moment in map(_unschedulable_since, pods) if moment is not None]
+    if blocked:
+        messages = {
+            condition.get("message") or ""
+            for pod in pods
+            for condition in (pod.get("status") or {}).get("conditions") or []
+            if condition.get("reason") == "Unschedulable"
+        }
+        reason = _("the cluster cannot place the workers: %(message)s") % {
+            "message": "; ".join(sorted(messages))
+        }
+        return WorkloadState(
+            job_id, Phase.UNSCHEDULABLE, reason, since=min(blocked), workers=workers
+        )
+    if len(pods) == completions and all(w["phase"] in ("Running", "Succeeded") for w in workers):
+        return WorkloadState(job_id, Phase.RUNNING, workers=workers)
+    return WorkloadState(job_id, Phase.PENDING, since=since, workers=workers)
+
+
+def _owned_by(pod: dict, uid: str) -> bool:
+    owners = pod["metadata"].get("ownerReferences")
+    if not owners:
+        return True  # created without an owner (as tests and some controllers do): keep it
+    return any(owner.get("uid") == uid for owner in owners)

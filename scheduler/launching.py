@@ -1,0 +1,115 @@
+"""Start an admitted job's workload: the trainer spec, the report token, the run command.
+
+Admission calls `launch_job` for each job the planner starts now. It raises
+ExecutorError as the backend does: a transient one leaves the job queued for
+the next pass (the launch is idempotent, so that pass cannot duplicate it), a
+permanent one is for the caller to fail the job with.
+
+Where the model goes: `<model repo location>/job-<job id>`, one folder per
+job, so two jobs saving into the same repo never meet, and a job relaunched
+after requeueing writes to the same place (the trainer clears its own
+half-written staging folder). The version number is given when the job
+succeeds (scheduler/settling.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+
+from finetune.models import Job, JobEvent
+from finetune.storage import resolve
+from scheduler.executors import get_executor
+from scheduler.executors.base import LaunchRequest, Placement
+from scheduler.models import Node
+
+
+def output_dir(job: Job) -> str:
+    return str(resolve(job.model_repo.location) / f"job-{job.pk}")
+
+
+def report_url(job_id: int) -> str:
+    return f"{settings.JINGTIAO_REPORT_URL.rstrip('/')}/api/jobs/{job_id}/report/"
+
+
+def trainer_spec(job: Job, token: str) -> dict[str, Any]:
+    """The JSON `python -m trainer run --spec` reads (trainer/spec.py)."""
+
+    def location(dataset) -> str | None:
+        return str(resolve(dataset.location)) if dataset is not None else None
+
+    return {
+        "job_id": job.pk,
+        "scenario": job.scenario.code,
+        "algorithm": job.algorithm.code,
+        "parameters": job.parameters,
+        "base_model": str(resolve(job.pretrained_model.location)),
+        "train_data": location(job.train_dataset),
+        "validation_data": location(job.validation_dataset),
+        "test_data": location(job.test_dataset),
+        "output_dir": output_dir(job),
+        "report": {"url": report_url(job.pk), "token": token},
+    }
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def launch_job(job: Job, placement: Placement) -> None:
+    """Build the spec, record the command and the token's hash, and start the workers."""
+    job = (
+        Job.objects.select_related(
+            "scenario",
+            "algorithm",
+            "pretrained_model",
+            "train_dataset",
+            "validation_dataset",
+            "test_dataset",
+            "model_repo",
+            "pool",
+        )
+        .filter(pk=job.pk)
+        .get()
+    )
+    executor = get_executor()
+    token = secrets.token_urlsafe(32)
+    request = LaunchRequest(
+        job_id=job.pk,
+        placement=placement,
+        trainer_spec=trainer_spec(job, token),
+        report_token=token,
+        pool_taint=pool_taint(job, placement),
+    )
+    command = executor.run_command(job.pk)
+    # The hash is stored before the workers start, so their first report is accepted.
+    Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
+    executor.launch(request)
+    JobEvent.objects.create(
+        job_id=job.pk,
+        kind=JobEvent.Kind.LAUNCH,
+        message=command,
+        data={
+            "executor": executor.name,
+            "nodes": list(placement.nodes),
+            "spec_id": placement.spec_id,
+            "device_ids": {node: list(ids) for node, ids in placement.device_ids.items()},
+        },
+    )
+
+
+def pool_taint(job: Job, placement: Placement) -> str:
+    """The taint to tolerate: the job's pool's, else that of the pool its nodes are in
+    (a job without a pool may still land on the nodes of a shared, tainted pool)."""
+    if job.pool and job.pool.taint:
+        return job.pool.taint
+    taints = (
+        Node.objects.filter(name__in=placement.nodes, pool__isnull=False)
+        .exclude(pool__taint="")
+        .values_list("pool__taint", flat=True)
+        .distinct()
+    )
+    return min(taints, default="")

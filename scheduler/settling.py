@@ -1,0 +1,147 @@
+"""Settle RUNNING jobs from what the executor observed, through the state machine.
+
+One `observe` call per cycle for every RUNNING job; then, per job:
+SUCCEEDED adds a model version and succeeds the job; FAILED fails it with the
+backend's reason in words; UNSCHEDULABLE past the timeout tears the workload
+down and puts the job back in the queue at its place; MISSING past a grace
+fails it. PENDING and RUNNING change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from finetune import states
+from finetune.models import Job, JobEvent, JobStatus, ModelRepo, ModelVersion
+from finetune.storage import resolve
+from scheduler.executors.base import Executor, ExecutorError, Phase, WorkloadState
+
+logger = logging.getLogger(__name__)
+CLUSTER = JobEvent.Source.CLUSTER
+
+
+def settle_running_jobs(
+    executor: Executor,
+    on_ended: Callable[[int], None],
+    now: datetime | None = None,
+) -> dict[int, str]:
+    """Observe every RUNNING job once and settle those that changed.
+
+    `on_ended(job_id)` is called after commit for each job that ended, so its
+    remaining workers and objects are torn down. Returns job id -> new status.
+    """
+    now = now or timezone.now()
+    jobs = list(Job.objects.filter(status=JobStatus.RUNNING).select_related("model_repo"))
+    if not jobs:
+        return {}
+    observed = executor.observe([job.pk for job in jobs])
+    moved: dict[int, str] = {}
+    for job in jobs:
+        state = observed.get(job.pk, WorkloadState(job.pk, Phase.MISSING))
+        try:
+            target = settle(job, state, executor, now)
+        except states.TransitionError:
+            continue  # a user or the expiry pass ended it meanwhile
+        except ExecutorError as exc:
+            logger.warning("job %s: cannot settle %s: %s", job.pk, state.phase, exc)
+            continue
+        if target:
+            moved[job.pk] = target
+            if target != JobStatus.QUEUED:
+                transaction.on_commit(lambda job_id=job.pk: on_ended(job_id))
+    return moved
+
+
+def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) -> str | None:
+    data = {"workers": list(state.workers), "exit_code": state.exit_code}
+    if state.phase == Phase.SUCCEEDED:
+        return JobStatus.SUCCEEDED if succeed(job, data) else None
+    if state.phase == Phase.FAILED:
+        moved = states.transition(
+            job, JobStatus.FAILED, reason=state.reason, source=CLUSTER, data=data
+        )
+        return JobStatus.FAILED if moved else None
+    if state.phase == Phase.UNSCHEDULABLE:
+        timeout = timedelta(seconds=settings.JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS)
+        if state.since is None or now - state.since < timeout:
+            return None
+        # Torn down before the requeue, never after: a later teardown could hit
+        # the workload of the job's next launch.
+        executor.stop(job.pk)
+        reason = _(
+            "The cluster could not place its workers for %(minutes)d minutes; "
+            "back in the queue at its place. %(reason)s"
+        ) % {"minutes": timeout.total_seconds() // 60, "reason": state.reason}
+        moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
+        return JobStatus.QUEUED if moved else None
+    if state.phase == Phase.MISSING:
+        grace = timedelta(seconds=settings.JINGTIAO_MISSING_GRACE_SECONDS)
+        if job.started_at is None or now - job.started_at < grace:
+            return None  # admitted a moment ago: the launch may still be on its way
+        reason = _("Its workload disappeared from the %(executor)s backend.") % {
+            "executor": executor.name
+        }
+        moved = states.transition(job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data)
+        return JobStatus.FAILED if moved else None
+    return None
+
+
+def succeed(job: Job, data: dict) -> bool:
+    """Add the trained model as the repo's next version and succeed the job, atomically."""
+    location = f"{job.model_repo.location.rstrip('/')}/job-{job.pk}"
+    folder = resolve(location)
+    with transaction.atomic():
+        if not Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING):
+            return False
+        if not folder.is_dir():
+            reason = _("All workers exited with code 0, but no model was found at %(path)s.") % {
+                "path": location
+            }
+            return states.transition(
+                job, JobStatus.SUCCEEDED, reason=reason, source=CLUSTER, data=data
+            )
+        manifest = _manifest(folder)
+        # Locking the repo row serialises version numbers between concurrent successes.
+        ModelRepo.objects.select_for_update().filter(pk=job.model_repo_id).get()
+        number = (
+            ModelVersion.objects.filter(repo_id=job.model_repo_id).aggregate(Max("number"))[
+                "number__max"
+            ]
+            or 0
+        ) + 1
+        version = ModelVersion.objects.create(
+            repo_id=job.model_repo_id,
+            number=number,
+            location=location,
+            job=job,
+            manifest=manifest,
+            metrics=manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {},
+        )
+        reason = _("All workers exited with code 0; the model is version %(number)d.") % {
+            "number": number
+        }
+        return states.transition(
+            job,
+            JobStatus.SUCCEEDED,
+            reason=reason,
+            source=CLUSTER,
+            changes={"output_version": version},
+            data=data,
+        )
+
+
+def _manifest(folder) -> dict:
+    try:
+        found = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}

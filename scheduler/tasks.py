@@ -1,0 +1,104 @@
+"""Celery tasks that drive the executor backend.
+
+Tasks take ids, are idempotent and ignore results (the job's row is the
+truth); they are acknowledged late, so a worker that dies mid-task leaves it
+to another. Only transient executor errors are retried, with jittered
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.dispatch import receiver
+
+from finetune.models import Job, JobStatus
+from finetune.signals import job_changed
+from scheduler.executors import get_executor
+from scheduler.executors.base import ExecutorError
+from scheduler.settling import settle_running_jobs
+
+logger = logging.getLogger(__name__)
+MAX_RETRIES = 8
+
+
+def backoff(retries: int) -> float:
+    """Seconds before retry number `retries` + 1: doubling, capped, with jitter so that
+    many tasks failing together (an API server restart) do not come back together."""
+    return min(300.0, 2.0**retries) * random.uniform(0.5, 1.5)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=90, time_limit=120)
+def observe_running_jobs() -> None:
+    """Settle every RUNNING job from one observe call; the next beat retries on error."""
+    try:
+        settle_running_jobs(get_executor(), on_ended=enqueue_stop)
+    except ExecutorError as exc:
+        logger.warning("observe skipped this cycle: %s", exc)
+    except SoftTimeLimitExceeded:
+        logger.warning("observe ran out of time; the next cycle goes on")
+
+
+def _stop_time_limits() -> tuple[int, int]:
+    grace = settings.JINGTIAO_STOP_GRACE_SECONDS
+    return grace + 60, grace + 90
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=_stop_time_limits()[0],
+    time_limit=_stop_time_limits()[1],
+)
+def stop_workload(self, job_id: int) -> None:
+    """Tear down a job's workload, unless the job runs (again) by the time this runs."""
+    status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    if status == JobStatus.RUNNING:
+        return
+    try:
+        get_executor().stop(job_id)
+    except ExecutorError as exc:
+        if not exc.transient:
+            logger.error("job %s: cannot stop its workload: %s", job_id, exc)
+            return
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=120, time_limit=150)
+def reconcile_workloads() -> None:
+    """Tear down workloads whose job has ended or no longer exists.
+
+    Workloads of QUEUED jobs are left alone: admission may be launching that
+    very job, and a relaunch replaces whatever an earlier launch left.
+    """
+    executor = get_executor()
+    try:
+        managed = executor.managed_job_ids()
+    except ExecutorError as exc:
+        logger.warning("reconcile skipped: %s", exc)
+        return
+    active = set(
+        Job.objects.filter(
+            pk__in=managed, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+        ).values_list("pk", flat=True)
+    )
+    for job_id in sorted(managed - active):
+        logger.info("job %s: tearing down its orphaned workload", job_id)
+        enqueue_stop(job_id)
+
+
+def enqueue_stop(job_id: int) -> None:
+    stop_workload.delay(job_id)
+
+
+@receiver(job_changed, dispatch_uid="scheduler.tasks.stop_on_change")
+def stop_on_change(sender, job_id: int, change: str, **kwargs) -> None:
+    """A user stopped or deleted the job (sent after commit by the job module)."""
+    if change in ("stopped", "deleted"):
+        enqueue_stop(job_id)

@@ -1,0 +1,335 @@
+"""The kubernetes backend against kmock, a real HTTP server emulating the API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from scheduler.executors import get_executor, manifests
+from scheduler.executors.base import ExecutorError, LaunchRequest, Phase
+from tests.scheduler.conftest import NAMESPACE, placement
+
+JOBS = "batch/v1/jobs"
+
+
+def request(job_id: int = 7, nodes=("node-a",), token: str = "s3cret", **fields) -> LaunchRequest:
+    return LaunchRequest(
+        job_id=job_id,
+        placement=placement(nodes=nodes),
+        trainer_spec={"job_id": job_id, "report": {"url": "http://x/report", "token": token}},
+        report_token=token,
+        **fields,
+    )
+
+
+def pod(job_id: int, rank: int, phase: str = "Running", **status) -> dict:
+    name = manifests.workload_name(job_id)
+    return {
+        "metadata": {
+            "name": f"{name}-{rank}-abcde",
+            "labels": manifests.labels(job_id),
+            "annotations": {manifests.COMPLETION_INDEX_ANNOTATION: str(rank)},
+        },
+        "spec": {"nodeName": f"node-{rank}"},
+        "status": {"phase": phase, **status},
+    }
+
+
+def ago(seconds: int) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def test_launch_creates_the_job_configmap_and_secret_and_resumes_the_job(kube):
+    get_executor().launch(request(pool_taint="pool=a100:NoSchedule"))
+
+    name = "jingtiao-job-7"
+    job = kube.stored(JOBS)[name]
+    assert job["spec"]["suspend"] is False
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["backoffLimit"] == 0
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["tolerations"] == [
+        {"key": "pool", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}
+    ]
+    limits = pod_spec["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "4000m", "memory": "8192Mi", "cambricon.com/mlu": "2"}
+    spec = json.loads(kube.stored("v1/configmaps")[name]["data"]["spec.json"])
+    assert "token" not in spec["report"]  # the secret is not in the ConfigMap
+    assert kube.stored("v1/secrets")[name]["stringData"] == {"report-token": "s3cret"}
+    assert name not in kube.stored("v1/services")  # one node: no headless service
+
+
+def test_a_multi_node_launch_adds_a_headless_service_for_rank_zero(kube):
+    get_executor().launch(request(nodes=("node-a", "node-b")))
+
+    name = "jingtiao-job-7"
+    service = kube.stored("v1/services")[name]
+    assert service["spec"]["clusterIP"] == "None"
+    job = kube.stored(JOBS)[name]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MASTER_ADDR"] == f"{name}-0.{name}" and env["NNODES"] == "2"
+    assert job["spec"]["template"]["spec"]["subdomain"] == name
+
+
+def test_a_retried_launch_after_a_500_creates_one_workload(kube):
+    kube.fail_next("POST", "/jobs")
+    executor = get_executor()
+
+    with pytest.raises(ExecutorError) as failure:
+        executor.launch(request())
+    assert failure.value.transient
+    executor.launch(request())
+
+    assert list(kube.stored(JOBS)) == ["jingtiao-job-7"]
+    assert len(kube.requests("POST", "/jobs")) == 2
+    assert kube.stored(JOBS)["jingtiao-job-7"]["spec"]["suspend"] is False
+
+
+def test_a_retried_launch_after_a_timeout_creates_one_of_each_object(kube):
+    kube.fail_next("POST", "/configmaps", sleep=2)
+    executor = get_executor()
+
+    with pytest.raises(ExecutorError) as failure:
+        executor.launch(request())
+    assert failure.value.transient
+    executor.launch(request())
+
+    assert list(kube.stored("v1/configmaps")) == ["jingtiao-job-7"]
+    assert list(kube.stored("v1/secrets")) == ["jingtiao-job-7"]
+    assert list(kube.stored(JOBS)) == ["jingtiao-job-7"]
+
+
+def test_a_launch_that_finds_an_earlier_launchs_job_clears_it_first(kube):
+    executor = get_executor()
+    executor.launch(request(token="first"))
+
+    with pytest.raises(ExecutorError, match="earlier launch"):
+        executor.launch(request(token="second"))
+    executor.launch(request(token="second"))
+
+    assert kube.stored("v1/secrets")["jingtiao-job-7"]["stringData"]["report-token"] == "second"
+
+
+def test_a_rejected_manifest_is_a_permanent_error(kube):
+    kube.fail_next("POST", "/jobs", status=422)
+
+    with pytest.raises(ExecutorError) as failure:
+        get_executor().launch(request())
+
+    assert not failure.value.transient
+
+
+def test_observe_lists_jobs_and_pods_once_whatever_the_number_of_jobs(kube):
+    executor = get_executor()
+    for job_id in range(1, 6):
+        executor.launch(request(job_id))
+        kube.put("v1/pods", f"p{job_id}", pod(job_id, 0))
+    before = len(kube.requests())
+
+    states = executor.observe(range(1, 8))
+
+    assert len(kube.requests()) - before == 2
+    assert {job_id: s.phase for job_id, s in states.items()} == {
+        **{job_id: Phase.RUNNING for job_id in range(1, 6)},
+        6: Phase.MISSING,
+        7: Phase.MISSING,
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod_status", "phase", "words"),
+    [
+        ({"phase": "Pending"}, Phase.PENDING, ""),
+        ({"phase": "Running"}, Phase.RUNNING, ""),
+        (
+            {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "state": {"terminated": {"exitCode": 2, "message": "ValueError: bad data"}},
+                    }
+                ],
+            },
+            Phase.FAILED,
+            "exited with code 2\nValueError: bad data",
+        ),
+        (
+            {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+                    }
+                ],
+            },
+            Phase.FAILED,
+            "OOMKilled",
+        ),
+        (
+            {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."},
+            Phase.FAILED,
+            "evicted: The node was low on memory.",
+        ),
+        (
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "state": {
+                            "waiting": {"reason": "ImagePullBackOff", "message": "not found"}
+                        },
+                    }
+                ],
+            },
+            Phase.FAILED,
+            "image pull error (ImagePullBackOff): not found",
+        ),
+    ],
+)
+def test_observe_maps_the_pod_status_to_a_phase_with_words(kube, pod_status, phase, words):
+    executor = get_executor()
+    executor.launch(request())
+    kube.put("v1/pods", "p", {**pod(7, 0), "status": pod_status})
+
+    state = executor.observe([7])[7]
+
+    assert state.phase == phase
+    assert words in state.reason
+    assert state.workers[0]["node"] == "node-0"
+
+
+def test_observe_follows_a_job_from_pending_to_running_to_succeeded(kube):
+    executor = get_executor()
+    executor.launch(request(nodes=("node-a", "node-b")))
+    kube.put("v1/pods", "p0", pod(7, 0, "Pending"))
+    assert executor.observe([7])[7].phase == Phase.PENDING
+
+    kube.put("v1/pods", "p0", pod(7, 0, "Running"))
+    kube.put("v1/pods", "p1", pod(7, 1, "Running"))
+    assert executor.observe([7])[7].phase == Phase.RUNNING
+
+    kube.put("v1/pods", "p0", pod(7, 0, "Succeeded"))
+    kube.put("v1/pods", "p1", pod(7, 1, "Succeeded"))
+    kube.emulator.objects[JOBS, NAMESPACE, "jingtiao-job-7"].patch(
+        {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    )
+    assert executor.observe([7])[7].phase == Phase.SUCCEEDED
+
+
+def test_observe_says_since_when_pods_are_unschedulable(kube):
+    executor = get_executor()
+    executor.launch(request())
+    since = ago(300)
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient cambricon.com/mlu.",
+        "lastTransitionTime": since,
+    }
+    kube.put("v1/pods", "p0", pod(7, 0, "Pending", conditions=[condition]))
+
+    state = executor.observe([7])[7]
+
+    assert state.phase == Phase.UNSCHEDULABLE
+    assert "Insufficient cambricon.com/mlu" in state.reason
+    assert state.since == datetime.fromisoformat(since.replace("Z", "+00:00"))
+
+
+def test_stop_removes_the_job_service_configmap_and_secret_and_can_repeat(kube):
+    executor = get_executor()
+    executor.launch(request(nodes=("node-a", "node-b")))
+
+    executor.stop(7)
+    executor.stop(7)
+
+    for resource in (JOBS, "v1/services", "v1/configmaps", "v1/secrets"):
+        assert kube.stored(resource) == {}, resource
+    [delete] = [r for r in kube.requests("DELETE", "/jobs/jingtiao-job-7")][:1]
+    assert delete.data["propagationPolicy"] == "Foreground"
+
+
+def test_managed_job_ids_are_the_labelled_jobs(kube):
+    executor = get_executor()
+    executor.launch(request(3))
+    executor.launch(request(4))
+    kube.put(JOBS, "someone-elses", {"metadata": {"name": "someone-elses", "labels": {}}})
+
+    assert executor.managed_job_ids() == {3, 4}
+
+
+def test_logs_come_per_pod_and_resume_after_the_last_line(kube):
+    executor = get_executor()
+    executor.launch(request())
+    kube.put("v1/pods", "p0", pod(7, 0, "Running"))
+    first, second = ago(20), ago(10)
+    kube.react("GET", "/log", f"{first} loading data\n{second} step 1 loss 2.5\n".encode())
+
+    [chunk] = executor.logs(7)
+    [again] = executor.logs(7, chunk.next_since)
+
+    assert chunk.text == "loading data\nstep 1 loss 2.5\n" and not chunk.complete
+    assert again.text == ""
+    assert kube.requests("GET", "/log")[-1].params["sinceSeconds"]
+
+
+def test_events_come_by_involved_object(kube):
+    executor = get_executor()
+    executor.launch(request())
+    kube.put("v1/pods", "jingtiao-job-7-0-abcde", pod(7, 0, "Pending"))
+    for name, involved, reason in [
+        ("e1", "jingtiao-job-7-0-abcde", "FailedScheduling"),
+        ("e2", "jingtiao-job-7", "SuccessfulCreate"),
+        ("e3", "another-pod", "Pulled"),
+    ]:
+        kube.put(
+            "v1/events",
+            name,
+            {
+                "involvedObject": {"name": involved},
+                "reason": reason,
+                "type": "Normal",
+                "message": reason,
+                "lastTimestamp": ago(5 if name == "e1" else 50),
+            },
+        )
+
+    events = executor.events(7)
+
+    assert [(e.reason, e.worker) for e in events] == [
+        ("SuccessfulCreate", None),
+        ("FailedScheduling", 0),
+    ]
+    selectors = [r.params.get("fieldSelector") for r in kube.requests("GET", "/events")]
+    assert "involvedObject.name=jingtiao-job-7" in selectors
+
+
+def test_nodes_report_allocatable_devices_driver_and_pool(kube, settings):
+    kube.put(
+        "v1/nodes",
+        "mlu-01",
+        {
+            "metadata": {
+                "name": "mlu-01",
+                "labels": {"DriverVersion": "5.10.22", "jingtiao.io/pool": "train"},
+            },
+            "spec": {"unschedulable": True},
+            "status": {
+                "allocatable": {"cpu": "63500m", "memory": "257Gi", "cambricon.com/mlu": "8"}
+            },
+        },
+        namespace=None,
+    )
+
+    [node] = get_executor().nodes()
+
+    assert (node.name, node.cpu_millis, node.memory_mib) == ("mlu-01", 63500, 257 * 1024)
+    assert (node.device_type, node.device_count) == ("mlu", 8)
+    assert (node.driver_version, node.pool, node.schedulable) == ("5.10.22", "train", False)

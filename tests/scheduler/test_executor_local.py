@@ -1,0 +1,244 @@
+"""The local backend end to end, with real processes (a fake trainer script)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from finetune.models import JobEvent, JobStatus
+from finetune.storage import job_dir, resolve
+from scheduler.executors.base import Phase
+from scheduler.executors.local import LocalExecutor, detect_devices
+from scheduler.launching import launch_job
+from scheduler.tasks import observe_running_jobs
+from tests.scheduler.conftest import placement
+
+pytestmark = pytest.mark.django_db
+
+
+def wait_for(job_id: int, phases: set[Phase], timeout: float = 20) -> object:
+    """Observe through a fresh executor each time, as a restarted worker would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = LocalExecutor().observe([job_id])[job_id]
+        if state.phase in phases or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+def wait_for_output(job_id: int, text: str, timeout: float = 20) -> None:
+    log = job_dir(job_id) / "worker-0.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {log}")
+
+
+def release(job, code: int = 0) -> None:
+    out = resolve(job.model_repo.location) / f"job-{job.pk}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_name(out.name + ".release").write_text(str(code))
+
+
+def test_a_job_that_succeeds_becomes_succeeded_with_a_model_version(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "succeed"})
+
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.SUCCEEDED}).phase == Phase.SUCCEEDED
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.output_version.number == 1
+    assert job.output_version.metrics == {"loss": 0.5}
+    assert job.output_version.location.endswith(f"/job-{job.pk}")
+    assert "exited with code 0" in job.status_reason
+    spec = json.loads((job_dir(job.pk) / "spec.json").read_text())
+    assert job.report_token_hash == hashlib.sha256(spec["report"]["token"].encode()).hexdigest()
+    assert job.run_command.endswith(str(job_dir(job.pk) / "spec.json"))
+    assert JobEvent.objects.filter(job=job, kind=JobEvent.Kind.LAUNCH).count() == 1
+    log = (job_dir(job.pk) / "worker-0.log").read_text()
+    assert "rank 0 of 1" in log
+
+
+def test_a_job_that_fails_is_failed_with_its_exit_code_and_last_log_lines(
+    fake_trainer, running_job
+):
+    job = running_job(parameters={"behaviour": "fail"})
+
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.FAILED})
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "worker 0 exited with code 3" in job.status_reason
+    assert "RuntimeError: CUDA out of memory" in job.status_reason
+    assert job.output_version is None
+
+
+def test_a_stopped_job_has_its_process_group_terminated(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    wait_for_output(job.pk, "token")
+    pid = json.loads((job_dir(job.pk) / "worker-0.json").read_text())["pid"]
+
+    LocalExecutor().stop(job.pk)
+
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    state = wait_for(job.pk, {Phase.FAILED})
+    assert state.exit_code == -signal.SIGTERM
+    assert "SIGTERM" in state.reason
+    LocalExecutor().stop(job.pk)  # a second stop is harmless
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(
+    fake_trainer, running_job, settings
+):
+    settings.JINGTIAO_STOP_GRACE_SECONDS = 0.5
+    job = running_job(parameters={"behaviour": "stubborn"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for_output(job.pk, "token")
+    time.sleep(0.2)  # let the script install its SIGTERM handler
+
+    started = time.monotonic()
+    LocalExecutor().stop(job.pk)
+
+    assert time.monotonic() - started >= 0.5
+    state = wait_for(job.pk, {Phase.FAILED})
+    assert "without an exit code" in state.reason
+    assert LocalExecutor().managed_job_ids() == set()
+
+
+def test_a_restarted_worker_reattaches_and_settles_what_ended_while_away(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "wait"})
+    first = LocalExecutor()
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    del first  # the Celery worker that launched it is gone
+
+    restarted = LocalExecutor()
+    assert restarted.observe([job.pk])[job.pk].phase == Phase.RUNNING
+    assert restarted.managed_job_ids() == {job.pk}
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+    release(job, code=0)  # the trainer ends while no one watches
+    (resolve(job.model_repo.location) / f"job-{job.pk}").mkdir()
+    assert wait_for(job.pk, {Phase.SUCCEEDED}).exit_code == 0
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+
+
+def test_a_reused_pid_is_not_taken_for_the_worker(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.RUNNING})
+    meta_path = job_dir(job.pk) / "worker-0.json"
+    meta = json.loads(meta_path.read_text())
+    # Pretend the recorded process died and its pid now belongs to someone else.
+    meta["create_time"] -= 3600
+    meta_path.write_text(json.dumps(meta))
+
+    state = LocalExecutor().observe([job.pk])[job.pk]
+
+    assert state.phase == Phase.FAILED
+    os.killpg(meta["pid"], signal.SIGKILL)
+
+
+def test_launching_twice_starts_the_workers_once(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.RUNNING})
+    executor = LocalExecutor()
+    meta = (job_dir(job.pk) / "worker-0.json").read_text()
+    spec = json.loads((job_dir(job.pk) / "spec.json").read_text())
+    from scheduler.executors.base import LaunchRequest
+
+    executor.launch(
+        LaunchRequest(
+            job_id=job.pk,
+            placement=placement(device_type="none", devices_per_node=0),
+            trainer_spec=spec,
+            report_token=spec["report"]["token"],
+        )
+    )
+
+    assert (job_dir(job.pk) / "worker-0.json").read_text() == meta
+    executor.stop(job.pk)
+
+
+def test_workers_see_the_rank_world_size_and_only_their_devices(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "succeed"})
+    launch_job(
+        job,
+        placement(
+            nodes=("here", "there"),
+            device_type="gpu",
+            device_ids={"here": (1, 3), "there": (0,)},
+        ),
+    )
+    wait_for(job.pk, {Phase.SUCCEEDED, Phase.FAILED})
+
+    logs = {chunk.worker: chunk.text for chunk in LocalExecutor().logs(job.pk)}
+    assert "rank 0 of 2" in logs[0] and "devices '1,3' ''" in logs[0]
+    assert "rank 1 of 2" in logs[1] and "devices '0' ''" in logs[1]
+
+
+def test_logs_page_by_byte_offset(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "chatty"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.SUCCEEDED})
+    executor = LocalExecutor()
+
+    pages, cursor = [], None
+    while not (pages and pages[-1].complete) and len(pages) < 20:
+        [page] = executor.logs(job.pk, cursor)
+        pages.append(page)
+        cursor = page.next_since
+
+    assert len(pages) > 2
+    assert all(len(p.text.encode()) <= 256 * 1024 and p.text.endswith("\n") for p in pages)
+    assert not pages[0].complete and pages[-1].complete
+    whole = (job_dir(job.pk) / "worker-0.log").read_text()
+    assert "".join(page.text for page in pages) == whole
+    assert executor.logs(job.pk, cursor)[0].text == ""
+
+
+def test_events_say_when_workers_started_and_how_they_ended(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "fail"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.FAILED})
+
+    events = LocalExecutor().events(job.pk)
+
+    assert [event.reason for event in events] == ["Started", "Exited"]
+    assert events[1].kind == "Warning" and "code 3" in events[1].message
+
+
+def test_the_run_command_is_the_trainer_on_the_job_spec(local_backend):
+    command = LocalExecutor().run_command(7)
+
+    assert command.endswith(f"-m trainer run --spec {job_dir(7) / 'spec.json'}")
+
+
+def test_the_one_node_is_this_machine(local_backend, settings):
+    settings.JINGTIAO_LOCAL_NODE_NAME = "workstation"
+
+    [node] = LocalExecutor().nodes()
+
+    assert node.name == "workstation"
+    assert node.cpu_millis == os.cpu_count() * 1000
+    assert node.memory_mib == psutil.virtual_memory().total // 2**20
+    assert (node.device_type, node.device_count) == detect_devices()

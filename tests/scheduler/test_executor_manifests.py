@@ -1,0 +1,163 @@
+"""Every manifest the kubernetes backend produces, and those in deploy/kubernetes/, is
+valid for a recent Kubernetes (strict: unknown fields are errors)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from scheduler.executors import manifests
+from scheduler.executors.base import LaunchRequest
+from tests.scheduler.conftest import placement
+
+KUBERNETES_VERSION = "1.33.0"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+CONFIG = manifests.ManifestConfig(
+    namespace="jingtiao",
+    image="registry.example.com/jingtiao-trainer:0.1.0",
+    data_pvc="jingtiao-data",
+    data_root="/data",
+    mlu_resource="cambricon.com/mlu",
+    gpu_resource="nvidia.com/gpu",
+)
+
+
+def launch_request(
+    nodes: tuple[str, ...], device_type: str = "mlu", taint: str = ""
+) -> LaunchRequest:
+    return LaunchRequest(
+        job_id=42,
+        placement=placement(
+            nodes=nodes, device_type=device_type, devices_per_node=0 if device_type == "none" else 4
+        ),
+        trainer_spec={"job_id": 42, "report": {"url": "http://web/report", "token": "t"}},
+        report_token="t",
+        pool_taint=taint,
+    )
+
+
+def backend_manifests() -> list[dict]:
+    found = []
+    for request in (
+        launch_request(("a",)),
+        launch_request(("a", "b", "c"), "gpu", "dedicated=team-a:NoSchedule"),
+        launch_request(("a",), "none", "cpu-only:NoExecute"),
+    ):
+        owner = manifests.owner_reference("jingtiao-job-42", "0b7e6a4c-1111-2222-3333-444455556666")
+        found += [
+            manifests.job(request, CONFIG, "launch-key"),
+            manifests.config_map(request, CONFIG, owner),
+            manifests.secret(request, CONFIG, owner),
+            manifests.service(request, CONFIG, owner),
+        ]
+    return found
+
+
+def deploy_manifests() -> list[dict]:
+    found = []
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        found += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return found
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    backend_manifests() + deploy_manifests(),
+    ids=lambda m: f"{m['kind']}/{m['metadata']['name']}",
+)
+def test_the_manifest_is_valid_for_a_recent_kubernetes(manifest):
+    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_pods_run_as_non_root_without_privilege_escalation():
+    pod = manifests.job(launch_request(("a",)), CONFIG, "k")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_pods_are_pinned_to_the_planners_nodes_and_carry_the_labels():
+    job = manifests.job(launch_request(("b", "a", "c"), "gpu"), CONFIG, "k")
+    pod = job["spec"]["template"]["spec"]
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+
+    assert term["matchExpressions"] == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a", "b", "c"]}
+    ]
+    assert job["spec"]["template"]["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "jingtiao",
+        "jingtiao.io/job-id": "42",
+    }
+    assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "4"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["data"] == "/data"
+
+
+def test_the_node_rank_comes_from_the_completion_index():
+    job = manifests.job(launch_request(("a", "b")), CONFIG, "k")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    path = env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert path == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    assert env["JINGTIAO_REPORT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "jingtiao-job-42"
+
+
+def test_a_taint_without_a_value_is_tolerated_by_key():
+    assert manifests.parse_taint("gpu-only:NoSchedule") == {
+        "key": "gpu-only",
+        "operator": "Exists",
+        "effect": "NoSchedule",
+    }
+    assert manifests.parse_taint("") is None
+    with pytest.raises(ValueError):
+        manifests.parse_taint("NoSchedule")
+
+
+def test_the_role_grants_only_what_the_backend_uses():
+    role = next(m for m in deploy_manifests() if m["kind"] == "Role")
+    grants = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+    assert grants[("batch", "jobs")] == {"create", "get", "list", "patch", "delete"}
+    assert grants[("", "pods")] == {"list"}
+    assert grants[("", "secrets")] == {"create", "patch", "delete"}
+    assert all("*" not in verbs for verbs in grants.values())
+
+
+def test_the_spec_shim_puts_the_token_into_a_private_spec_and_runs_the_trainer(tmp_path):
+    shim = manifests.SPEC_SHIM.replace(manifests.SPEC_MOUNT, str(tmp_path / "in")).replace(
+        manifests.RUN_DIR, str(tmp_path / "run")
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "in" / "spec.json").write_text('{"job_id": 1, "report": {"url": "u"}}')
+    # Stop before exec: the trainer itself is not what this test is about.
+    shim = shim.replace("os.execvp(", "print(")
+    result = subprocess.run(
+        [sys.executable, "-c", shim],
+        env={manifests.TOKEN_ENV: "tok"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    written = tmp_path / "run" / "spec.json"
+    assert yaml.safe_load(written.read_text())["report"] == {"url": "u", "token": "tok"}
+    assert oct(written.stat().st_mode & 0o777) == "0o600"
+    assert "'trainer', 'run', '--spec'" in result.stdout

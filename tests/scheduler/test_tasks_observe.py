@@ -1,0 +1,202 @@
+"""The Celery tasks that settle, stop and reconcile workloads (kubernetes backend on kmock)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from config.celery import app
+from finetune import states
+from finetune.models import Job, JobEvent, JobStatus
+from finetune.signals import job_changed
+from finetune.storage import resolve
+from scheduler.executors import manifests
+from scheduler.launching import launch_job
+from scheduler.tasks import observe_running_jobs, reconcile_workloads, stop_workload
+from tests import factories
+from tests.scheduler.conftest import NAMESPACE, placement
+from tests.scheduler.test_executor_kubernetes import ago, pod
+
+pytestmark = pytest.mark.django_db
+JOBS = "batch/v1/jobs"
+
+
+@pytest.fixture
+def eager():
+    """Run what the tasks enqueue at once, retries included."""
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def launched(kube, running_job):
+    def make(**fields):
+        job = running_job(**fields)
+        launch_job(job, placement())
+        return job
+
+    return make
+
+
+def workload_exists(kube, job_id: int) -> bool:
+    return manifests.workload_name(job_id) in kube.stored(JOBS)
+
+
+def test_a_succeeded_workload_succeeds_the_job_and_is_torn_down(
+    kube, launched, eager, django_capture_on_commit_callbacks
+):
+    job = launched()
+    (resolve(job.model_repo.location) / f"job-{job.pk}").mkdir(parents=True)
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Succeeded"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.output_version.number == 1
+    assert not workload_exists(kube, job.pk)
+    event = job.events.get(kind=JobEvent.Kind.STATUS, to_status=JobStatus.SUCCEEDED)
+    assert event.source == JobEvent.Source.CLUSTER
+
+
+def test_an_oom_killed_workload_fails_the_job_with_the_reason_in_words(kube, launched, eager):
+    job = launched()
+    kube.put(
+        "v1/pods",
+        "p0",
+        pod(
+            job.pk,
+            0,
+            "Failed",
+            containerStatuses=[
+                {
+                    "name": "trainer",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 137,
+                            "reason": "OOMKilled",
+                            "message": "step 12 loss 1.9",
+                        }
+                    },
+                }
+            ],
+        ),
+    )
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "OOMKilled" in job.status_reason and "step 12 loss 1.9" in job.status_reason
+
+
+def test_an_unschedulable_job_goes_back_to_the_queue_in_its_place(kube, launched, settings):
+    settings.JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = 60
+    job = launched()
+    queued_at = job.queued_at
+    stuck = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/2 nodes are available",
+    }
+    kube.put(
+        "v1/pods",
+        "p0",
+        pod(job.pk, 0, "Pending", conditions=[{**stuck, "lastTransitionTime": ago(30)}]),
+    )
+
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # not yet past the timeout
+
+    kube.put(
+        "v1/pods",
+        "p0",
+        pod(job.pk, 0, "Pending", conditions=[{**stuck, "lastTransitionTime": ago(90)}]),
+    )
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert job.queued_at == queued_at
+    assert "0/2 nodes are available" in job.status_reason
+    assert not workload_exists(kube, job.pk)
+
+
+def test_a_job_whose_workload_vanished_fails_after_the_grace(kube, running_job, settings):
+    settings.JINGTIAO_MISSING_GRACE_SECONDS = 60
+    fresh = running_job()
+    old = running_job()
+    Job.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+
+    observe_running_jobs()
+
+    fresh.refresh_from_db()
+    old.refresh_from_db()
+    assert fresh.status == JobStatus.RUNNING
+    assert old.status == JobStatus.FAILED and "disappeared" in old.status_reason
+
+
+def test_an_api_outage_leaves_running_jobs_alone(kube, launched):
+    job = launched()
+    kube.fail_next("GET", "/jobs")
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+def test_stopping_a_job_tears_its_workload_down_through_the_signal(
+    kube, launched, eager, django_capture_on_commit_callbacks
+):
+    job = launched()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        states.transition(job, JobStatus.STOPPED, reason="by alice")
+        job_changed.send(sender=Job, job_id=job.pk, change="stopped")
+
+    assert not workload_exists(kube, job.pk)
+    assert kube.stored("v1/secrets") == {}
+
+
+def test_stop_is_retried_after_a_server_error(kube, launched, eager):
+    job = launched()
+    states.transition(job, JobStatus.STOPPED)
+    kube.fail_next("DELETE", "/jobs/")
+
+    stop_workload.delay(job.pk)
+
+    assert not workload_exists(kube, job.pk)
+    assert len(kube.requests("DELETE", f"/jobs/{manifests.workload_name(job.pk)}")) == 2
+
+
+def test_stop_leaves_a_job_that_runs_again_alone(kube, launched):
+    job = launched()
+
+    stop_workload(job.pk)
+
+    assert workload_exists(kube, job.pk)
+
+
+def test_reconcile_removes_workloads_of_ended_and_deleted_jobs_only(kube, launched, eager):
+    running = launched()
+    ended = launched()
+    states.transition(ended, JobStatus.FAILED, reason="test")
+    deleted = launched()
+    Job.objects.filter(pk=deleted.pk).delete()
+    queued = factories.job(running.project, running.creator)
+    launch_job(queued, placement())  # admission launching it right now
+
+    reconcile_workloads()
+
+    names = set(kube.stored(JOBS))
+    assert names == {manifests.workload_name(running.pk), manifests.workload_name(queued.pk)}
+    assert (
+        kube.stored(JOBS)[manifests.workload_name(running.pk)]["metadata"]["namespace"] == NAMESPACE
+    )
