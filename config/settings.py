@@ -212,6 +212,21 @@ CELERY_BEAT_SCHEDULE["observe-running-jobs"] = {
     "schedule": env.int("JINGTIAO_OBSERVE_INTERVAL_SECONDS", 10, minimum=1),
     "options": {"queue": "jingtiao", "expires": 30},
 }
+CELERY_BEAT_SCHEDULE["run-admission"] = {
+    "task": "scheduler.tasks.run_admission",
+    "schedule": env.int("JINGTIAO_ADMISSION_INTERVAL_SECONDS", 15, minimum=1),
+    "options": {"queue": "jingtiao", "expires": 30},
+}
+CELERY_BEAT_SCHEDULE["expire-jobs"] = {
+    "task": "scheduler.tasks.expire_jobs",
+    "schedule": 30,
+    "options": {"queue": "jingtiao", "expires": 60},
+}
+CELERY_BEAT_SCHEDULE["sync-nodes"] = {
+    "task": "scheduler.tasks.sync_nodes",
+    "schedule": env.int("JINGTIAO_NODE_SYNC_INTERVAL_SECONDS", 60, minimum=1),
+    "options": {"queue": "jingtiao", "expires": 120},
+}
 CELERY_BEAT_SCHEDULE["reconcile-workloads"] = {
     "task": "scheduler.tasks.reconcile_workloads",
     "schedule": 60,

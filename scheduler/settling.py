@@ -87,6 +87,14 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         grace = timedelta(seconds=settings.JINGTIAO_MISSING_GRACE_SECONDS)
         if job.started_at is None or now - job.started_at < grace:
             return None  # admitted a moment ago: the launch may still be on its way
+        if not job.events.filter(kind=JobEvent.Kind.LAUNCH).exists():
+            # Admitted, but the worker that was to launch it died first: nothing
+            # ran, so the job goes back to its place in the queue.
+            reason = _("It was admitted but never launched; back in the queue at its place.")
+            moved = states.transition(
+                job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data
+            )
+            return JobStatus.QUEUED if moved else None
         reason = _("Its workload disappeared from the %(executor)s backend.") % {
             "executor": executor.name
         }

@@ -102,3 +102,56 @@ def stop_on_change(sender, job_id: int, change: str, **kwargs) -> None:
     """A user stopped or deleted the job (sent after commit by the job module)."""
     if change in ("stopped", "deleted"):
         enqueue_stop(job_id)
+
+
+# --- scheduling (DESIGN.md "Scheduling") ---------------------------------------------
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=90, time_limit=120)
+def run_admission() -> None:
+    """Admit and launch what the plan starts now; runs periodically and after changes."""
+    from scheduler import admission
+
+    try:
+        launched = admission.run_admission()
+    except SoftTimeLimitExceeded:
+        logger.warning("admission ran out of time; the next cycle goes on")
+        return
+    if launched:
+        logger.info("launched jobs %s", launched)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
+def expire_jobs() -> None:
+    """F5: running jobs past their duration become EXPIRED; their workloads are stopped."""
+    from scheduler import expiry
+
+    expired = expiry.expire_jobs()
+    if expired:
+        logger.info("expired jobs %s", expired)
+        # Their capacity is free now: let the queue move at once.
+        run_admission.delay()
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
+def sync_nodes() -> None:
+    """Keep the Node table equal to what the backend reports."""
+    from scheduler import inventory
+
+    try:
+        reported = get_executor().nodes()
+    except ExecutorError as exc:
+        logger.warning("node sync skipped: %s", exc)
+        return
+    result = inventory.sync_nodes(list(reported))
+    if result.added or result.vanished:
+        logger.info("nodes added %s, vanished %s", result.added, result.vanished)
+        run_admission.delay()
+
+
+@receiver(job_changed, dispatch_uid="scheduler.tasks.admit_on_change")
+def admit_on_change(sender, job_id: int, change: str, **kwargs) -> None:
+    """A new job, a new priority or duration, or freed capacity: plan again now,
+    rather than at the next periodic pass."""
+    if change in ("created", "priority", "duration", "stopped", "deleted"):
+        run_admission.delay()

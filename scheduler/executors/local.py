@@ -290,6 +290,11 @@ def _worker_env(request: LaunchRequest, rank: int, master_port: int) -> dict[str
         "JINGTIAO_JOB_ID": str(request.job_id),
         "JINGTIAO_WORKER_ID": f"local-{request.job_id}-{rank}",
         "PYTHONUNBUFFERED": "1",
+        # The trainer package sits beside the platform's code; a worker runs in
+        # its job's folder, so name the code's folder whether or not it is installed.
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")])
+        ),
     }
     devices = ",".join(map(str, placement.device_ids.get(placement.nodes[rank], ())))
     # Only the devices the planner gave this job are visible; a CPU-only job sees none.

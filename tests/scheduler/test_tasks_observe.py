@@ -132,14 +132,21 @@ def test_a_job_whose_workload_vanished_fails_after_the_grace(kube, running_job, 
     settings.JINGTIAO_MISSING_GRACE_SECONDS = 60
     fresh = running_job()
     old = running_job()
-    Job.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    never_launched = running_job()
+    for job in (fresh, old):
+        JobEvent.objects.create(job=job, kind=JobEvent.Kind.LAUNCH, message="launched")
+    five_minutes_ago = timezone.now() - timedelta(minutes=5)
+    Job.objects.filter(pk__in=[old.pk, never_launched.pk]).update(started_at=five_minutes_ago)
 
     observe_running_jobs()
 
-    fresh.refresh_from_db()
-    old.refresh_from_db()
+    for job in (fresh, old, never_launched):
+        job.refresh_from_db()
     assert fresh.status == JobStatus.RUNNING
     assert old.status == JobStatus.FAILED and "disappeared" in old.status_reason
+    # admitted, but the worker died before launching it: nothing ran, so it is requeued
+    assert never_launched.status == JobStatus.QUEUED
+    assert "never launched" in never_launched.status_reason
 
 
 def test_an_api_outage_leaves_running_jobs_alone(kube, launched):
