@@ -1,8 +1,26 @@
 from django.urls import path
 
-from finetune import views
+from finetune.views import data, job_actions, jobs
 
 app_name = "finetune"
 urlpatterns = [
-    path("jobs/", views.JobListView.as_view(), name="job_list"),
+    path("jobs/", jobs.JobListView.as_view(), name="job_list"),
+    path("jobs/new/", jobs.JobCreateView.as_view(), name="job_create"),
+    path("jobs/prediction/", jobs.JobPredictionView.as_view(), name="job_prediction"),
+    path("jobs/delete/", job_actions.BulkDeleteJobsView.as_view(), name="job_bulk_delete"),
+    path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job_detail"),
+    path("jobs/<int:pk>/clone/", jobs.JobCloneView.as_view(), name="job_clone"),
+    path("jobs/<int:pk>/duration/", job_actions.ChangeDurationView.as_view(), name="job_duration"),
+    path("jobs/<int:pk>/priority/", job_actions.ChangePriorityView.as_view(), name="job_priority"),
+    path("jobs/<int:pk>/stop/", job_actions.StopJobView.as_view(), name="job_stop"),
+    path("jobs/<int:pk>/delete/", job_actions.DeleteJobView.as_view(), name="job_delete"),
+    path("datasets/", data.DatasetListView.as_view(), name="dataset_list"),
+    path("datasets/new/", data.DatasetCreateView.as_view(), name="dataset_create"),
+    path("datasets/<int:pk>/", data.DatasetDetailView.as_view(), name="dataset_detail"),
+    path(
+        "datasets/<int:pk>/validate/", data.ValidateDatasetView.as_view(), name="dataset_validate"
+    ),
+    path("repos/", data.ModelRepoListView.as_view(), name="modelrepo_list"),
+    path("repos/new/", data.ModelRepoCreateView.as_view(), name="modelrepo_create"),
+    path("repos/<int:pk>/", data.ModelRepoDetailView.as_view(), name="modelrepo_detail"),
 ]

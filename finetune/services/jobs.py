@@ -1,0 +1,319 @@
+"""What users do with jobs (F1-F3, F8): the pages call these, never the models directly.
+
+Each operation checks what the state machine and F9 require, writes its
+JobEvent, and tells the scheduler through `job_changed` once the transaction
+commits, so a worker never sees a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Access, Project
+from finetune import access
+from finetune.models import (
+    Algorithm,
+    Dataset,
+    Job,
+    JobEvent,
+    JobNodeSpec,
+    JobStatus,
+    ModelRepo,
+    PretrainedModel,
+    Priority,
+    Scenario,
+)
+from finetune.models.jobs import ACTIVE_STATUSES
+from finetune.services.data import validate_dataset
+from finetune.signals import job_changed
+from finetune.states import TransitionError, transition
+from scheduler.models import NodeSpec, ResourcePool
+
+
+class DataSetRejected(ValidationError):
+    """A data set of the draft failed validation; `reports` hold the row-level problems."""
+
+    def __init__(self, errors: dict[str, list[str]], reports: list[tuple[Dataset, dict]]) -> None:
+        super().__init__(errors)
+        self.reports = reports
+
+
+@dataclass
+class JobDraft:
+    """Everything the create form (F1) collects; the service re-checks all of it."""
+
+    name: str
+    scenario: Scenario
+    algorithm: Algorithm
+    pretrained_model: PretrainedModel
+    train_dataset: Dataset
+    model_repo: ModelRepo
+    node_specs: list[NodeSpec]
+    duration: timedelta
+    access: str = Access.NONE
+    priority: int = Priority.NORMAL
+    validation_dataset: Dataset | None = None
+    test_dataset: Dataset | None = None
+    parameters: dict = field(default_factory=dict)
+    node_names: list[str] = field(default_factory=list)
+    pool: ResourcePool | None = None
+    driver_version: str = ""
+    node_count: int = 1
+    cloned_from: Job | None = None
+
+    @property
+    def datasets(self) -> list[Dataset]:
+        found = [self.train_dataset, self.validation_dataset, self.test_dataset]
+        return [d for d in found if d is not None]
+
+
+def access_cap(
+    project: Project, datasets: list[Dataset], model_repo: ModelRepo | None
+) -> tuple[Access, str]:
+    """The highest others' access a job may have (F9.2, F9.3) and why, for the form."""
+    cap = access.highest_job_access(project, datasets, model_repo)
+    if not project.sharing_enabled:
+        return cap, _("An administrator turned sharing off for this project.")
+    for resource in [*datasets, model_repo]:
+        if resource is not None and Access(resource.access) == cap and cap != Access.READ_WRITE:
+            kind = _("data set") if isinstance(resource, Dataset) else _("save-model address")
+            return cap, _("The %(kind)s “%(name)s” is shared as %(level)s.") % {
+                "kind": kind,
+                "name": resource.name,
+                "level": Access(resource.access).label,
+            }
+    return cap, ""
+
+
+def _notify(job_id: int, change: str) -> None:
+    transaction.on_commit(lambda: job_changed.send(sender=Job, job_id=job_id, change=change))
+
+
+def check_draft(user, project: Project, draft: JobDraft) -> None:
+    """Refuse a draft that breaks a rule, with errors keyed by the form's fields."""
+    errors: dict[str, list[str]] = {}
+    if not draft.name.strip():
+        errors["name"] = [_("This field is required.")]
+    if draft.algorithm.scenario_id != draft.scenario.pk:
+        errors["algorithm"] = [_("The algorithm does not belong to the chosen scenario.")]
+    if draft.pretrained_model.task_type != draft.scenario.task_type:
+        errors["pretrained_model"] = [_("The base model is not of the chosen task type.")]
+    visible_data = access.restrict(Dataset.objects.filter(project=project), user)
+    for name in ("train_dataset", "validation_dataset", "test_dataset"):
+        dataset = getattr(draft, name)
+        if dataset is None:
+            continue
+        if dataset.scenario_id != draft.scenario.pk:
+            errors[name] = [_("Only data sets of the chosen scenario may be used.")]
+        elif not visible_data.filter(pk=dataset.pk).exists():
+            errors[name] = [_("You may not use this data set.")]
+    repos = access.restrict(ModelRepo.objects.filter(project=project), user)
+    if draft.model_repo.scenario_id != draft.scenario.pk:
+        errors["model_repo"] = [_("Only model addresses of the chosen scenario may be used.")]
+    elif not repos.filter(pk=draft.model_repo.pk).exists():
+        errors["model_repo"] = [_("You may not use this save-model address.")]
+    if not draft.node_specs:
+        errors["node_specs"] = [_("Choose at least one node spec.")]
+    if draft.node_names and (draft.pool is not None or draft.driver_version):
+        errors["node_names"] = [
+            _("Node names cannot be combined with a dedicated resource pool or a driver version.")
+        ]
+    if draft.node_count < 1:
+        errors["node_count"] = [_("At least one node.")]
+    if draft.duration <= timedelta(0):
+        errors["duration_preset"] = [_("The duration must be positive.")]
+    cap, reason = access_cap(project, draft.datasets, draft.model_repo)
+    if Access(draft.access).rank > cap.rank:
+        errors["access"] = [
+            _("Others' access may be at most %(cap)s. %(reason)s")
+            % {"cap": cap.label, "reason": reason}
+        ]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _check_data(draft: JobDraft) -> None:
+    """Validate every data set before queueing (DESIGN.md "Trainer"): a bad one is refused."""
+    rejected: list[tuple[Dataset, dict]] = []
+    errors: dict[str, list[str]] = {}
+    for name in ("train_dataset", "validation_dataset", "test_dataset"):
+        dataset = getattr(draft, name)
+        if dataset is None:
+            continue
+        report = validate_dataset(dataset, draft.algorithm)
+        if not report["ok"]:
+            rejected.append((dataset, report))
+            errors[name] = [
+                _("The data set “%(name)s” has %(count)s problem(s); see the report below.")
+                % {"name": dataset.name, "count": report["problem_count"]}
+            ]
+    if rejected:
+        raise DataSetRejected(errors, rejected)
+
+
+def create_job(user, project: Project, draft: JobDraft) -> Job:
+    """Queue a new job (F1): checked, data validated, granted, announced."""
+    check_draft(user, project, draft)
+    _check_data(draft)
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.create(
+            name=draft.name.strip(),
+            project=project,
+            creator=user,
+            access=Access.NONE,
+            priority=draft.priority,
+            scenario=draft.scenario,
+            algorithm=draft.algorithm,
+            pretrained_model=draft.pretrained_model,
+            train_dataset=draft.train_dataset,
+            validation_dataset=draft.validation_dataset,
+            test_dataset=draft.test_dataset,
+            parameters=draft.parameters,
+            model_repo=draft.model_repo,
+            node_names=draft.node_names,
+            pool=draft.pool,
+            driver_version=draft.driver_version,
+            node_count=draft.node_count,
+            duration=draft.duration,
+            status=JobStatus.QUEUED,
+            queued_at=now,
+            cloned_from=draft.cloned_from,
+        )
+        JobNodeSpec.objects.bulk_create(
+            JobNodeSpec(job=job, spec=spec, rank=rank) for rank, spec in enumerate(draft.node_specs)
+        )
+        access.share_new(job, draft.access)
+        JobEvent.objects.create(
+            job=job,
+            kind=JobEvent.Kind.CREATED,
+            actor=user,
+            to_status=JobStatus.QUEUED,
+            message=(
+                _("Cloned from job %(id)s") % {"id": draft.cloned_from.pk}
+                if draft.cloned_from
+                else _("Created")
+            ),
+        )
+        _notify(job.pk, "created")
+    return job
+
+
+def draft_from(job: Job) -> JobDraft:
+    """A clone's starting point (F3): the job's fields; the form re-checks them all."""
+    return JobDraft(
+        name=_("%(name)s-clone") % {"name": job.name},
+        scenario=job.scenario,
+        algorithm=job.algorithm,
+        pretrained_model=job.pretrained_model,
+        train_dataset=job.train_dataset,
+        validation_dataset=job.validation_dataset,
+        test_dataset=job.test_dataset,
+        model_repo=job.model_repo,
+        node_specs=job.ordered_node_specs(),
+        duration=job.duration,
+        access=job.access,
+        priority=job.priority,
+        parameters=dict(job.parameters),
+        node_names=list(job.node_names),
+        pool=job.pool,
+        driver_version=job.driver_version,
+        node_count=job.node_count,
+        cloned_from=job,
+    )
+
+
+def _require(user, action: str, job: Job) -> None:
+    if not access.can(user, action, job):
+        raise PermissionDenied
+
+
+def change_duration(user, job: Job, duration: timedelta) -> None:
+    """F8.1: a new duration moves the deadline of a queued or running job; the
+    workload is not touched, so nothing restarts."""
+    _require(user, "change_duration", job)
+    if duration <= timedelta(0):
+        raise ValidationError(_("The duration must be positive."))
+    with transaction.atomic():
+        old = job.duration
+        # Compare-and-set on the status: a job that just ended keeps its duration.
+        changed = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
+            duration=duration
+        )
+        if not changed:
+            raise ValidationError(_("Only a queued or running job's duration can be changed."))
+        job.duration = duration
+        JobEvent.objects.create(
+            job=job,
+            kind=JobEvent.Kind.DURATION,
+            actor=user,
+            message=_("Duration changed from %(old)s to %(new)s") % {"old": old, "new": duration},
+            data={"from_seconds": old.total_seconds(), "to_seconds": duration.total_seconds()},
+        )
+        _notify(job.pk, "duration")
+
+
+def change_priority(user, job: Job, priority: int) -> None:
+    """F2: a queued job's new priority re-orders the queue at the next admission pass."""
+    _require(user, "change_priority", job)
+    priority = Priority(priority)
+    with transaction.atomic():
+        old = job.priority
+        changed = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
+            priority=priority
+        )
+        if not changed:
+            raise ValidationError(_("Only a queued or running job's priority can be changed."))
+        job.priority = priority
+        JobEvent.objects.create(
+            job=job,
+            kind=JobEvent.Kind.PRIORITY,
+            actor=user,
+            message=_("Priority changed from %(old)s to %(new)s")
+            % {"old": Priority(old).label, "new": priority.label},
+            data={"from": old, "to": int(priority)},
+        )
+        _notify(job.pk, "priority")
+
+
+def stop_job(user, job: Job) -> bool:
+    """F8.2: stop through the state machine; False if the job had already stopped."""
+    _require(user, "stop", job)
+    reason = _("Stopped by %(user)s") % {"user": user.get_username()}
+    try:
+        with transaction.atomic():
+            changed = transition(job, JobStatus.STOPPED, actor=user, reason=reason)
+            if changed:
+                _notify(job.pk, "stopped")
+    except TransitionError as exc:
+        raise ValidationError(str(exc)) from exc
+    return changed
+
+
+def delete_job(user, job: Job) -> None:
+    """F8.3: a queued or running job is stopped first, so its workload is torn down."""
+    _require(user, "delete", job)
+    with transaction.atomic():
+        if job.status in ACTIVE_STATUSES:
+            try:
+                transition(job, JobStatus.STOPPED, actor=user, reason=_("Deleted"))
+            except TransitionError:
+                job.refresh_from_db(fields=["status"])  # it ended meanwhile: delete it as is
+        job_id = job.pk
+        job.delete()
+        _notify(job_id, "deleted")
+
+
+def delete_jobs(user, jobs) -> int:
+    """Batch delete (F8.3): only the jobs the user may delete, all or none."""
+    deletable = list(access.restrict(jobs, user, "delete"))
+    with transaction.atomic():
+        for job in deletable:
+            delete_job(user, job)
+    return len(deletable)

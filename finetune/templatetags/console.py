@@ -1,0 +1,67 @@
+"""Small template helpers of the console pages."""
+
+from __future__ import annotations
+
+from django import template
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timeuntil
+
+from finetune.filters import DEFAULT_SORT
+from finetune.models import Job, JobStatus
+from finetune.prediction import placement_nodes
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def sort_header(context, key: str, label: str) -> str:
+    """A column header that sorts by `key`, and the other way round when it already does."""
+    request: HttpRequest = context["request"]
+    params = request.GET.copy()
+    current = params.get("sort") or DEFAULT_SORT
+    wanted = f"-{key}" if current == key else key
+    arrow = "▲" if current == key else "▼" if current == f"-{key}" else ""
+    params["sort"] = wanted
+    params.pop("page", None)
+    url = f"?{params.urlencode()}"
+    return format_html(
+        '<a href="{}" hx-get="{}" hx-push-url="true" data-sort="{}">{}</a> {}',
+        url,
+        url,
+        key,
+        label,
+        arrow,
+    )
+
+
+@register.simple_tag(takes_context=True)
+def page_url(context, number: int) -> str:
+    params = context["request"].GET.copy()
+    params["page"] = number
+    return f"?{params.urlencode()}"
+
+
+@register.filter
+def remaining(job: Job) -> str:
+    """What is left of the job's duration: all of it while queued, until the deadline running."""
+    if job.status == JobStatus.QUEUED:
+        return timeuntil(timezone.now() + job.duration)
+    if job.status == JobStatus.RUNNING and job.deadline:
+        return timeuntil(job.deadline)
+    return "—"
+
+
+@register.filter
+def first_spec(job: Job):
+    """The spec in use, else the first choice (prefetched by the list view)."""
+    if job.spec_in_use is not None:
+        return job.spec_in_use
+    choices = list(job.spec_choices.all())
+    return choices[0].spec if choices else None
+
+
+@register.filter
+def nodes_of(job: Job) -> list[str]:
+    return placement_nodes(job.placement)

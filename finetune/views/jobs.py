@@ -1,0 +1,216 @@
+"""Job pages: the list (F4), the detail (F6), create and clone (F1, F3), queue prediction."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.views import View
+
+from accounts.models import Project
+from finetune import access
+from finetune.filters import JobFilterForm
+from finetune.forms.jobs import CASCADE, JobForm, initial_from_draft, refreshed_initial
+from finetune.models import Job
+from finetune.prediction import predict_for_draft
+from finetune.services.jobs import DataSetRejected, create_job, draft_from
+from finetune.views.base import (
+    ObjectDetailView,
+    ObjectListView,
+    add_service_errors,
+    project_or_404,
+)
+from scheduler.models import NodeSpec, ResourcePool
+
+JOB_LIST_RELATED = ("creator", "scenario", "algorithm", "model_repo", "spec_in_use")
+
+
+class JobListView(ObjectListView):
+    """大模型精调: the jobs of the current project that the user may see."""
+
+    model = Job
+    template_name = "finetune/job_list.html"
+    partial_template_name = "finetune/_job_table.html"
+    select_related = JOB_LIST_RELATED
+    filter_form_class = JobFilterForm
+
+    def get_queryset(self, project):
+        # The first spec of each job's list, for the column, without a query per row.
+        return super().get_queryset(project).prefetch_related("spec_choices__spec")
+
+
+class JobDetailView(ObjectDetailView):
+    model = Job
+    template_name = "finetune/job_detail.html"
+    select_related = (
+        *JOB_LIST_RELATED,
+        "project",
+        "pretrained_model",
+        "train_dataset",
+        "validation_dataset",
+        "test_dataset",
+        "pool",
+        "cloned_from",
+    )
+    TABS = ("details", "monitoring", "logs")
+
+    def extra_context(self) -> dict:
+        tab = self.request.GET.get("tab", "details")
+        return {
+            "tab": tab if tab in self.TABS else "details",
+            "specs": self.object.ordered_node_specs(),
+            "events": self.object.events.select_related("actor")[:100],
+            "parameters": _parameter_rows(self.object),
+        }
+
+
+def _parameter_rows(job: Job) -> list[tuple[str, str, object]]:
+    """(name, title in the page's language, value) of the job's parameters, schema order."""
+    from finetune.forms.parameters import _localized
+
+    props = (job.algorithm.parameters_schema or {}).get("properties") or {}
+    rows = [(name, _localized(props[name], "title"), job.parameters.get(name)) for name in props]
+    rows += [(k, k, v) for k, v in job.parameters.items() if k not in props]
+    return rows
+
+
+class JobFormView(LoginRequiredMixin, View):
+    """创建大模型精调 (F1). A POST with `_refresh` only re-renders the cascading choices."""
+
+    template_name = "finetune/job_form.html"
+    partial_template_name = "finetune/_job_form_fields.html"
+
+    def project(self) -> Project:
+        return project_or_404(self.request)
+
+    def initial(self) -> dict:
+        return {}
+
+    def cloned_from(self) -> Job | None:
+        return None
+
+    def render(self, form: JobForm, reports=(), status: int = 200) -> HttpResponse:
+        # The cascading selects ask this same view for the fields with their new choices.
+        for name in CASCADE:
+            form.fields[name].widget.attrs.update(
+                {"hx-post": self.request.path, "hx-vals": '{"_refresh": "1"}'}
+            )
+        partial = self.request.htmx and not self.request.htmx.boosted
+        context = {
+            "form": form,
+            "reports": reports,
+            "prediction": _predict(form, self.project()),
+            "cloned_from": self.cloned_from(),
+            "form_url": self.request.path,
+        }
+        template = self.partial_template_name if partial else self.template_name
+        return TemplateResponse(self.request, template, context, status=status)
+
+    def get(self, request: HttpRequest, **kwargs) -> HttpResponse:
+        project = self.project()
+        return self.render(JobForm(user=request.user, project=project, initial=self.initial()))
+
+    def post(self, request: HttpRequest, **kwargs) -> HttpResponse:
+        project = self.project()
+        if request.POST.get("_refresh"):
+            initial = refreshed_initial(request.POST)
+            return self.render(JobForm(user=request.user, project=project, initial=initial))
+        form = JobForm(request.POST, user=request.user, project=project)
+        if not form.is_valid():
+            return self.render(form, status=400)
+        try:
+            job = create_job(request.user, project, form.draft(self.cloned_from()))
+        except DataSetRejected as exc:
+            add_service_errors(form, exc)
+            return self.render(form, reports=exc.reports, status=400)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+            return self.render(form, status=400)
+        messages.success(request, _("The job “%(name)s” is queued.") % {"name": job.name})
+        return redirect("finetune:job_detail", pk=job.pk)
+
+
+class JobCreateView(JobFormView):
+    pass
+
+
+class JobCloneView(JobFormView):
+    """克隆 (F3): the create form pre-filled from a job; access and data are checked again."""
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        self.source = access.get_for(Job.objects.all(), request.user, "view", pk=kwargs["pk"])
+        if not access.can(request.user, "clone", self.source):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def project(self) -> Project:
+        return self.source.project
+
+    def initial(self) -> dict:
+        return initial_from_draft(draft_from(self.source))
+
+    def cloned_from(self) -> Job:
+        return self.source
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _predict(form: JobForm, project: Project):
+    """The prediction for what the form shows now; lenient, as the draft may be half-filled."""
+    data = form.data if form.is_bound else None
+    if data is None:
+        spec_ids = form.initial.get("node_specs") or []
+        count = form.initial.get("node_count") or 1
+        pool_id, names, driver = form.initial.get("pool"), form.initial.get("node_names", ""), ""
+        priority = form.initial.get("priority")
+    else:
+        spec_ids, count = data.getlist("node_specs"), data.get("node_count")
+        pool_id, names = data.get("pool"), data.get("node_names", "")
+        driver, priority = data.get("driver_version", ""), data.get("priority")
+    if not spec_ids:
+        first = next(iter(form.fields["node_specs"].specs), None)
+        spec_ids = [first.pk] if first else []
+    return prediction_for(project, spec_ids, count, pool_id, names or "", driver, priority)
+
+
+def prediction_for(project, spec_ids, count, pool_id, names: str, driver: str, priority):
+    by_pk = NodeSpec.objects.in_bulk([i for i in (_int(s) for s in spec_ids) if i])
+    specs = [by_pk[i] for i in (_int(s) for s in spec_ids) if i in by_pk]
+    pool = ResourcePool.objects.filter(pk=_int(pool_id)).first() if _int(pool_id) else None
+    return predict_for_draft(
+        project=project,
+        specs=specs,
+        node_count=_int(count, 0),
+        pool=pool,
+        node_names=[n.strip() for n in names.split(",") if n.strip()],
+        driver_version=(driver or "").strip(),
+        priority=_int(priority),
+    )
+
+
+class JobPredictionView(LoginRequiredMixin, View):
+    """排队预测 (F1.17): the area right of the Create button, refreshed as the form changes."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        data = request.POST
+        prediction = prediction_for(
+            project_or_404(request),
+            data.getlist("node_specs"),
+            data.get("node_count"),
+            data.get("pool"),
+            data.get("node_names", ""),
+            data.get("driver_version", ""),
+            data.get("priority"),
+        )
+        return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})

@@ -1,0 +1,168 @@
+"""A member runs the whole job workflow in a real Chromium, in English and in 简体中文:
+create through the cascading form, find, search, clone, change duration and priority,
+stop, and batch-delete; bad inputs show their messages in the page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from finetune.models import Job, JobStatus
+from scheduler.models import ResourcePool
+from tests import factories
+from tests.e2e.conftest import log_in
+from tests.finetune import pages_support as support
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+LABELS = {
+    "en": {
+        "create": "Create LLM fine-tuning",
+        "sft": "LLM fine-tuning",
+        "lora": "Supervised fine-tuning (LoRA)",
+        "submit": "Create",
+        "queued": "Queued",
+        "stopped": "Stopped",
+        "clone": "Clone",
+        "duration": "Change duration",
+        "priority": "Change priority",
+        "stop": "Stop",
+        "save": "Save",
+        "confirm": "Confirm",
+        "edit": "Edit",
+        "delete_selected": "Delete selected",
+        "operations": "Operations",
+    },
+    "zh-hans": {
+        "create": "创建大模型精调",
+        "sft": "大语言模型微调",
+        "lora": "监督微调（LoRA）",  # noqa: RUF001 (the catalog's own name)
+        "submit": "创建",
+        "queued": "排队中",
+        "stopped": "停止",
+        "clone": "克隆",
+        "duration": "调整使用时长",
+        "priority": "调整优先级",
+        "stop": "停止",
+        "save": "保存",
+        "confirm": "确定",
+        "edit": "编辑",
+        "delete_selected": "删除所选",
+        "operations": "操作",
+    },
+}
+
+
+@pytest.fixture
+def prepared(project, alice):
+    support.catalog()
+    support.good_dataset(project, alice, name="chat")
+    factories.model_repo(project, alice, name="chat-models")
+    factories.node_spec()
+    support.node()
+
+
+def _open_operations(page, scope) -> None:
+    scope.get_by_test_id("operations").first.locator("summary").click()
+
+
+def _create(page, words: dict, name: str) -> None:
+    page.get_by_role("link", name=words["create"]).click()
+    page.select_option("#id_scenario", label=words["sft"])
+    expect(page.locator("#id_train_dataset")).to_contain_text("chat")
+    page.select_option("#id_algorithm", label=words["lora"])
+    expect(page.locator("input[name='param-lora_rank']")).to_be_visible()
+    expect(page.get_by_test_id("prediction")).to_contain_text("mlu-1")
+    page.fill("#id_name", name)
+    page.fill("input[name='param-epochs']", "2")
+    page.get_by_role("button", name=words["submit"], exact=True).click()
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_a_member_runs_the_whole_job_workflow(page, prepared, alice, language):
+    words = LABELS[language]
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    if language != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", language)
+
+    _create(page, words, "first-run")
+    expect(page.get_by_test_id("status").first).to_have_text(words["queued"])
+    job = Job.objects.get(name="first-run")
+    assert job.parameters["epochs"] == 2 and job.algorithm.code == "sft_lora"
+
+    page.goto("/jobs/")
+    table = page.get_by_test_id("job-table")
+    expect(table.get_by_role("row", name=re.compile("first-run"))).to_contain_text(words["queued"])
+    page.fill("#id_q", "first")
+    page.press("#id_q", "Enter")
+    page.wait_for_url(re.compile(r"q=first"))
+    expect(table.get_by_role("row")).to_have_count(2)  # the header and the job
+
+    _open_operations(page, table)
+    page.get_by_role("menuitem", name=words["clone"]).click()
+    expect(page.locator("#id_name")).to_have_value(re.compile("first-run-"))
+    page.fill("#id_name", "second-run")
+    page.get_by_role("button", name=words["submit"], exact=True).click()
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+    assert Job.objects.get(name="second-run").cloned_from == job
+
+    _open_operations(page, page.locator(".page-header"))
+    page.get_by_role("menuitem", name=words["duration"]).click()
+    page.select_option("#id_duration_preset", "48")
+    page.get_by_role("button", name=words["save"]).click()
+    expect(page.get_by_test_id("duration")).to_contain_text("2 days")
+
+    _open_operations(page, page.locator(".page-header"))
+    page.get_by_role("menuitem", name=words["priority"]).click()
+    page.select_option("#id_priority", "40")
+    page.get_by_role("button", name=words["save"]).click()
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+    assert Job.objects.get(name="second-run").priority == 40
+
+    _open_operations(page, page.locator(".page-header"))
+    page.get_by_role("menuitem", name=words["stop"]).click()
+    page.get_by_role("button", name=words["confirm"]).click()
+    expect(page.get_by_test_id("status").first).to_have_text(words["stopped"])
+    assert Job.objects.get(name="second-run").status == JobStatus.STOPPED
+
+    page.goto("/jobs/")
+    page.get_by_role("link", name=words["edit"]).click()
+    page.get_by_role("checkbox", name="first-run").check()
+    page.get_by_role("checkbox", name="second-run").check()
+    page.get_by_role("button", name=words["delete_selected"]).click()
+    chosen = page.get_by_test_id("chosen-jobs")
+    expect(chosen).to_contain_text("first-run")
+    expect(chosen).to_contain_text("second-run")
+    page.get_by_role("button", name=words["confirm"]).click()
+    page.wait_for_url(re.compile(r"/jobs/"))
+    assert not Job.objects.exists()
+
+
+def test_bad_inputs_show_their_messages_in_the_page(page, prepared, project, alice):
+    pool = ResourcePool.objects.create(name="team-pool", dedicated=True)
+    pool.projects.add(project)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    page.goto("/jobs/new/")
+    page.select_option("#id_scenario", label="LLM fine-tuning")
+    expect(page.locator("#id_train_dataset")).to_contain_text("chat")
+    page.fill("#id_name", "")
+    page.fill("input[name='param-epochs']", "5000")
+    page.fill("#id_node_names", "mlu-node-1")
+    page.select_option("#id_pool", label="team-pool")
+    page.get_by_role("button", name="Create", exact=True).click()
+    form = page.locator("#job-form")
+    expect(form.locator("[data-field=name] .error")).to_have_text("This field is required.")
+    expect(form.locator("[data-field=epochs] .error")).to_contain_text("less than or equal to 1000")
+    expect(form.locator("[data-field=node_names] .error")).to_contain_text(
+        "Node names cannot be combined with a dedicated resource pool"
+    )
+    assert not Job.objects.exists()

@@ -1,0 +1,96 @@
+"""Data sets and save-model addresses: a member prepares a job without the admin."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from accounts.models import Access
+from finetune.models import Dataset, ModelRepo
+from tests import factories
+from tests.finetune import pages_support as support
+from trainer.samples import write_sample_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+def _post(client, **fields):
+    scenario = factories.scenario(fields.pop("scenario", "llm/sft"))
+    data = {"name": "uploaded", "scenario": scenario.pk, "access": Access.READ_ONLY, **fields}
+    return client.post(reverse("finetune:dataset_create"), data)
+
+
+def test_an_uploaded_jsonl_is_stored_validated_and_shared(client, alice, bob, tmp_path):
+    sample = write_sample_dataset("sft_messages", tmp_path / "chat.jsonl", rows=5)
+    client.force_login(alice)
+    response = _post(client, upload=SimpleUploadedFile("chat.jsonl", sample.read_bytes()))
+    dataset = Dataset.objects.get()
+    assert response["Location"] == reverse("finetune:dataset_detail", args=[dataset.pk])
+    assert dataset.validation_status == "valid" and dataset.record_count == 5
+    client.force_login(bob)
+    page = client.get(reverse("finetune:dataset_detail", args=[dataset.pk])).content.decode()
+    assert "5 rows, 5 valid, 0 problem(s)." in page
+    assert "Validate again" not in page  # read-only: bob may not change it
+
+
+def test_a_text_to_image_zip_is_unpacked(client, alice, tmp_path):
+    folder = write_sample_dataset("t2i", tmp_path / "images", rows=3)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in folder.iterdir():
+            archive.write(path, f"images/{path.name}")
+    client.force_login(alice)
+    upload = SimpleUploadedFile("images.zip", buffer.getvalue())
+    _post(client, scenario="t2i/finetune", upload=upload)
+    dataset = Dataset.objects.get()
+    assert dataset.validation_status == "valid" and dataset.format == "t2i"
+
+
+def test_an_archive_with_unsafe_paths_is_refused(client, alice):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../../evil.txt", "x")
+    client.force_login(alice)
+    response = _post(
+        client, scenario="t2i/finetune", upload=SimpleUploadedFile("a.zip", buffer.getvalue())
+    )
+    assert "The archive contains unsafe paths." in response.content.decode()
+    assert not Dataset.objects.exists()
+
+
+def test_a_path_escaping_the_data_root_is_refused(client, alice):
+    client.force_login(alice)
+    response = _post(client, path="../../etc/passwd")
+    assert response.status_code == 400
+    assert "The path must lie under the data root." in response.content.decode()
+
+
+def test_a_bad_data_set_shows_its_row_level_report(client, project, alice):
+    broken = support.bad_dataset(project, alice)
+    client.force_login(alice)
+    client.post(reverse("finetune:dataset_validate", args=[broken.pk]))
+    page = client.get(reverse("finetune:dataset_detail", args=[broken.pk])).content.decode()
+    assert "Invalid" in page and "invalid JSON" in page
+
+
+def test_a_model_repo_gets_a_folder_of_the_project(client, project, alice, settings):
+    client.force_login(alice)
+    client.post(
+        reverse("finetune:modelrepo_create"),
+        {"name": "Chat Models", "scenario": factories.scenario().pk, "access": "rw"},
+    )
+    repo = ModelRepo.objects.get()
+    assert repo.location == f"repos/{project.pk}/chat-models"
+    assert (settings.DATA_ROOT / repo.location).is_dir()
+
+
+def test_lists_show_only_what_the_member_may_see(client, project, alice, bob):
+    factories.dataset(project, alice, name="open-data", level=Access.READ_ONLY)
+    factories.dataset(project, alice, name="closed-data", level=Access.NONE)
+    client.force_login(bob)
+    page = client.get(reverse("finetune:dataset_list")).content.decode()
+    assert "open-data" in page and "closed-data" not in page

@@ -1,0 +1,241 @@
+"""The create form (F1), clone (F3), the list's search and edit mode (F4, F8.3)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import Access
+from finetune.models import Job, JobEvent, JobStatus, TaskType
+from scheduler.models import ResourcePool
+from tests import factories
+from tests.finetune import pages_support as support
+
+pytestmark = pytest.mark.django_db
+CREATE = "finetune:job_create"
+
+
+@pytest.fixture
+def ready(project, alice):
+    support.catalog()
+    dataset = support.good_dataset(project, alice)
+    repo = factories.model_repo(project, alice)
+    spec = factories.node_spec()
+    return dataset, repo, spec
+
+
+def test_a_member_creates_a_queued_job_with_its_event(client, alice, ready):
+    client.force_login(alice)
+    post = support.job_post(*ready, **{"param-epochs": "5", "access": Access.READ_ONLY})
+    response = client.post(reverse(CREATE), post)
+    job = Job.objects.get()
+    assert response["Location"] == reverse("finetune:job_detail", args=[job.pk])
+    assert job.status == JobStatus.QUEUED and job.queued_at is not None
+    assert job.parameters["epochs"] == 5 and job.access == Access.READ_ONLY
+    assert job.events.get().kind == JobEvent.Kind.CREATED
+    assert job.duration.total_seconds() == 2 * 3600
+
+
+def test_the_form_offers_only_the_chosen_scenarios_algorithms_and_data(
+    client, project, alice, ready
+):
+    dataset, _repo, _spec = ready
+    other = factories.dataset(
+        project, alice, name="pretrain-text", scenario=factories.scenario("llm/pretrain")
+    )
+    client.force_login(alice)
+    first = client.get(reverse(CREATE)).content.decode()  # the first scenario: pre-training
+    assert f">{other.name}<" in first and f">{dataset.name}<" not in first
+    sft = client.post(reverse(CREATE), {**support.job_post(*ready), "_refresh": "1"})
+    assert f">{dataset.name}<" in sft.content.decode()
+    assert f">{other.name}<" not in sft.content.decode()
+    t2i = client.post(
+        reverse(CREATE),
+        {**support.job_post(*ready), "_refresh": "1", "task_type": TaskType.T2I},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert 'id="job-form-fields"' in t2i and "<html" not in t2i
+    assert "tiny-sd" in t2i and "tiny-llama" not in t2i
+    assert f">{dataset.name}<" not in t2i
+    assert "Resolution" in t2i  # the text-to-image algorithm's generated parameters
+
+
+def test_the_parameter_form_follows_the_schema_and_refuses_out_of_range_values(
+    client, alice, ready
+):
+    client.force_login(alice)
+    page = client.get(reverse(CREATE)).content.decode()
+    assert 'name="param-learning_rate"' in page and 'name="param-lr_scheduler"' in page
+    response = client.post(reverse(CREATE), support.job_post(*ready, **{"param-epochs": "0"}))
+    assert response.status_code == 400
+    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_an_empty_name_is_refused_on_its_field(client, alice, ready):
+    client.force_login(alice)
+    response = client.post(reverse(CREATE), support.job_post(*ready, name=""))
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+
+
+def test_node_names_with_a_pool_are_refused_clearly(client, project, alice, ready):
+    pool = ResourcePool.objects.create(name="team-pool", dedicated=True)
+    pool.projects.add(project)
+    client.force_login(alice)
+    post = support.job_post(*ready, node_names="node-1", pool=str(pool.pk))
+    response = client.post(reverse(CREATE), post)
+    assert response.status_code == 400
+    assert (
+        "Node names cannot be combined with a dedicated resource pool or a driver version."
+        in response.content.decode()
+    )
+
+
+def test_a_job_may_not_be_more_open_than_its_data(client, project, alice, ready):
+    _dataset, repo, spec = ready
+    readonly = support.good_dataset(project, alice, level=Access.READ_ONLY, name="ro-data")
+    client.force_login(alice)
+    post = support.job_post(readonly, repo, spec, access=Access.READ_WRITE)
+    page = client.post(reverse(CREATE), post).content.decode()
+    assert "Others&#x27; access may be at most Read-only." in page
+    assert "ro-data" in page and not Job.objects.exists()
+
+
+def test_a_bad_data_set_is_refused_with_the_row_level_report(client, project, alice, ready):
+    _dataset, repo, spec = ready
+    broken = support.bad_dataset(project, alice)
+    client.force_login(alice)
+    response = client.post(reverse(CREATE), support.job_post(broken, repo, spec))
+    page = response.content.decode()
+    assert response.status_code == 400 and not Job.objects.exists()
+    assert 'data-testid="data-report"' in page and "invalid JSON" in page
+
+
+def test_node_specs_keep_their_order_and_the_totals_multiply(client, alice, ready):
+    dataset, repo, first = ready
+    second = factories.node_spec("mlu-4", devices=4)
+    client.force_login(alice)
+    post = support.job_post(dataset, repo, first, node_specs=[second.pk, first.pk], node_count="3")
+    client.post(reverse(CREATE), post)
+    job = Job.objects.get()
+    assert job.ordered_node_specs() == [second, first]
+    prediction = client.post(
+        reverse("finetune:job_prediction"), {"node_specs": [second.pk], "node_count": "3"}
+    ).content.decode()
+    assert "24 CPU · 96 GiB · 12 MLU" in prediction
+
+
+def test_the_prediction_says_whether_capacity_is_free_now(client, alice, ready):
+    _dataset, _repo, spec = ready
+    client.force_login(alice)
+    url = reverse("finetune:job_prediction")
+    assert (
+        "No 1 schedulable node"
+        in client.post(url, {"node_specs": [spec.pk], "node_count": "1"}).content.decode()
+    )
+    support.node()
+    assert (
+        "Enough capacity is free now"
+        in client.post(url, {"node_specs": [spec.pk], "node_count": "1"}).content.decode()
+    )
+    assert (
+        "Not enough capacity"
+        not in client.post(url, {"node_specs": [spec.pk], "node_count": "1"}).content.decode()
+    )
+
+
+def test_clone_prefills_the_form_and_records_its_source(client, project, alice, bob, ready):
+    dataset, repo, spec = ready
+    client.force_login(alice)
+    client.post(reverse(CREATE), support.job_post(*ready, **{"param-epochs": "7", "access": "ro"}))
+    source = Job.objects.get()
+    client.force_login(bob)
+    form = client.get(reverse("finetune:job_clone", args=[source.pk])).content.decode()
+    assert 'value="sft-run-clone"' in form and 'value="7"' in form
+    post = support.job_post(dataset, repo, spec, name="bobs-copy", **{"param-epochs": "7"})
+    client.post(reverse("finetune:job_clone", args=[source.pk]), post)
+    clone = Job.objects.get(name="bobs-copy")
+    assert clone.cloned_from == source and clone.creator == bob and clone.parameters["epochs"] == 7
+
+
+def test_the_list_searches_filters_and_sorts(client, project, alice, bob):
+    factories.job(project, alice, name="llama-sft")
+    factories.job(project, bob, name="qwen-dpo", status=JobStatus.RUNNING)
+    client.force_login(alice)
+    url = reverse("finetune:job_list")
+    page = client.get(url, {"q": "llama"}).content.decode()
+    assert "llama-sft" in page and "qwen-dpo" not in page
+    page = client.get(url, {"status": "running"}).content.decode()
+    assert "qwen-dpo" in page and "llama-sft" not in page
+    page = client.get(url, {"creator": "bob"}).content.decode()
+    assert "qwen-dpo" in page and "llama-sft" not in page
+    page = client.get(url, {"sort": "name"}).content.decode()
+    assert page.index("llama-sft") < page.index("qwen-dpo")
+    page = client.get(url, {"sort": "-name"}).content.decode()
+    assert page.index("qwen-dpo") < page.index("llama-sft")
+
+
+def test_the_list_filters_by_spec_and_save_model_address(client, project, alice):
+    repo = factories.model_repo(project, alice, name="chat-models")
+    factories.job(project, alice, name="into-chat", model_repo=repo)
+    other = factories.job(project, alice, name="elsewhere")
+    big = factories.node_spec("mlu-8", devices=8)
+    other.spec_choices.update(spec=big)
+    client.force_login(alice)
+    url = reverse("finetune:job_list")
+    page = client.get(url, {"model_repo": "chat-mod"}).content.decode()
+    assert "into-chat" in page and "elsewhere" not in page
+    page = client.get(url, {"spec": big.pk}).content.decode()
+    assert "elsewhere" in page and "into-chat" not in page
+
+
+def test_htmx_gets_only_the_table(client, project, alice):
+    factories.job(project, alice, name="partial-run")
+    client.force_login(alice)
+    response = client.get(reverse("finetune:job_list"), {"q": "partial"}, HTTP_HX_REQUEST="true")
+    page = response.content.decode()
+    assert "partial-run" in page and "<html" not in page and 'id="job-table-wrap"' in page
+
+
+def test_batch_delete_lists_the_chosen_jobs_before_deleting(client, project, alice):
+    one, two, _kept = (factories.job(project, alice, name=n) for n in ("one", "two", "kept"))
+    client.force_login(alice)
+    url = reverse("finetune:job_bulk_delete")
+    confirm = client.post(url, {"pk": [one.pk, two.pk]}).content.decode()
+    assert "one" in confirm and "two" in confirm and "kept" not in confirm
+    assert Job.objects.count() == 3
+    client.post(url, {"pk": [one.pk, two.pk], "confirm": "1"})
+    assert list(Job.objects.values_list("name", flat=True)) == ["kept"]
+
+
+def test_select_all_reruns_the_filter_on_the_server(client, project, alice):
+    for name in ("sweep-1", "sweep-2", "keep-me"):
+        factories.job(project, alice, name=name)
+    client.force_login(alice)
+    url = reverse("finetune:job_bulk_delete")
+    # A posted id outside the filter is ignored: the server selects by the filter alone.
+    keep = Job.objects.get(name="keep-me")
+    client.post(url, {"_all": "1", "q": "sweep", "pk": [keep.pk], "confirm": "1"})
+    assert list(Job.objects.values_list("name", flat=True)) == ["keep-me"]
+
+
+def test_edit_mode_draws_check_boxes(client, project, alice):
+    job = factories.job(project, alice)
+    client.force_login(alice)
+    page = client.get(reverse("finetune:job_list"), {"edit": "1"}).content.decode()
+    assert f'name="pk" value="{job.pk}"' in page and 'name="_all"' in page
+
+
+def test_the_detail_page_shows_specs_events_and_reserved_tabs(client, project, alice):
+    job = factories.job(project, alice, run_command="torchrun train.py", placement=["node-a"])
+    job.spec_in_use = job.ordered_node_specs()[0]
+    job.save()
+    client.force_login(alice)
+    url = reverse("finetune:job_detail", args=[job.pk])
+    page = client.get(url).content.decode()
+    assert "torchrun train.py" in page and "node-a" in page and "In use" in page
+    assert "shown here while the job runs" in client.get(url, {"tab": "logs"}).content.decode()
+    assert (
+        "shown here while the job runs" in client.get(url, {"tab": "monitoring"}).content.decode()
+    )
