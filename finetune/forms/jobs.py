@@ -13,6 +13,7 @@ from datetime import timedelta
 from django import forms
 from django.http import QueryDict
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Access, Project
@@ -117,7 +118,7 @@ class OrderedSpecsWidget(forms.Widget):
                 ),
             )
             label = _("Choice %(n)s") % {"n": index + 1}
-            empty = "" if index == 0 else format_html('<option value="">—</option>')
+            empty = "" if index == 0 else mark_safe('<option value="">—</option>')
             parts.append(
                 format_html(
                     '<label class="spec-choice">{} <select name="{}" id="id_{}_{}">{}{}</select>'

@@ -30,6 +30,7 @@ from finetune.models import (
     Scenario,
 )
 from finetune.models.jobs import ACTIVE_STATUSES
+from finetune.prediction import predict_for_draft
 from finetune.services.data import validate_dataset
 from finetune.signals import job_changed
 from finetune.states import TransitionError, transition
@@ -136,6 +137,24 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
         ]
     if errors:
         raise ValidationError(errors)
+    _check_can_ever_run(project, draft)
+
+
+def _check_can_ever_run(project: Project, draft: JobDraft) -> None:
+    """F1.17: a job no node set could ever hold, even on an empty cluster, is refused
+    rather than left to wait forever."""
+    forecast = predict_for_draft(
+        project=project,
+        specs=draft.node_specs,
+        node_count=draft.node_count,
+        pool=draft.pool,
+        node_names=draft.node_names,
+        driver_version=draft.driver_version,
+        priority=draft.priority,
+        duration=draft.duration,
+    )
+    if forecast.verdict == "never":
+        raise ValidationError({"node_specs": [forecast.message]})
 
 
 def _check_data(draft: JobDraft) -> None:

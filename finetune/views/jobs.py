@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +16,7 @@ from django.views import View
 from accounts.models import Project
 from finetune import access
 from finetune.filters import JobFilterForm
-from finetune.forms.jobs import CASCADE, JobForm, initial_from_draft, refreshed_initial
+from finetune.forms.jobs import CASCADE, CUSTOM, JobForm, initial_from_draft, refreshed_initial
 from finetune.models import Job
 from finetune.prediction import predict_for_draft
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
@@ -170,10 +172,11 @@ def _predict(form: JobForm, project: Project):
     """The prediction for what the form shows now; lenient, as the draft may be half-filled."""
     data = form.data if form.is_bound else None
     if data is None:
-        spec_ids = form.initial.get("node_specs") or []
-        count = form.initial.get("node_count") or 1
-        pool_id, names, driver = form.initial.get("pool"), form.initial.get("node_names", ""), ""
-        priority = form.initial.get("priority")
+        data = form.initial
+        spec_ids = data.get("node_specs") or []
+        count = data.get("node_count") or 1
+        pool_id, names, driver = data.get("pool"), data.get("node_names", ""), ""
+        priority = data.get("priority")
     else:
         spec_ids, count = data.getlist("node_specs"), data.get("node_count")
         pool_id, names = data.get("pool"), data.get("node_names", "")
@@ -181,10 +184,25 @@ def _predict(form: JobForm, project: Project):
     if not spec_ids:
         first = next(iter(form.fields["node_specs"].specs), None)
         spec_ids = [first.pk] if first else []
-    return prediction_for(project, spec_ids, count, pool_id, names or "", driver, priority)
+    return prediction_for(
+        project, spec_ids, count, pool_id, names or "", driver, priority, _draft_duration(data)
+    )
 
 
-def prediction_for(project, spec_ids, count, pool_id, names: str, driver: str, priority):
+def _draft_duration(data) -> timedelta | None:
+    """The duration a half-filled form asks for, or None while it says none."""
+    preset = data.get("duration_preset")
+    hours = data.get("duration_custom_hours") if preset == CUSTOM else preset
+    try:
+        value = float(hours)
+    except (TypeError, ValueError):
+        return None
+    return timedelta(hours=value) if value > 0 else None
+
+
+def prediction_for(
+    project, spec_ids, count, pool_id, names: str, driver: str, priority, duration=None
+):
     by_pk = NodeSpec.objects.in_bulk([i for i in (_int(s) for s in spec_ids) if i])
     specs = [by_pk[i] for i in (_int(s) for s in spec_ids) if i in by_pk]
     pool = ResourcePool.objects.filter(pk=_int(pool_id)).first() if _int(pool_id) else None
@@ -196,6 +214,7 @@ def prediction_for(project, spec_ids, count, pool_id, names: str, driver: str, p
         node_names=[n.strip() for n in names.split(",") if n.strip()],
         driver_version=(driver or "").strip(),
         priority=_int(priority),
+        duration=duration,
     )
 
 
@@ -212,5 +231,6 @@ class JobPredictionView(LoginRequiredMixin, View):
             data.get("node_names", ""),
             data.get("driver_version", ""),
             data.get("priority"),
+            _draft_duration(data),
         )
         return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})

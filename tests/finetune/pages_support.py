@@ -42,13 +42,16 @@ def bad_dataset(project, creator, name="broken") -> Dataset:
 
 
 def node(name="mlu-node-1", devices=8) -> Node:
-    return Node.objects.create(
+    found, _created = Node.objects.get_or_create(
         name=name,
-        cpu_millis=64000,
-        memory_mib=262144,
-        device_type=DeviceType.MLU,
-        device_count=devices,
+        defaults={
+            "cpu_millis": 64000,
+            "memory_mib": 262144,
+            "device_type": DeviceType.MLU,
+            "device_count": devices,
+        },
     )
+    return found
 
 
 def job_post(dataset: Dataset, repo, spec, **overrides) -> dict:

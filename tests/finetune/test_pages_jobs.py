@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
 from accounts.models import Access
 from finetune.models import Job, JobEvent, JobStatus, TaskType
+from finetune.states import transition
 from scheduler.models import ResourcePool
 from tests import factories
 from tests.finetune import pages_support as support
@@ -21,6 +24,7 @@ def ready(project, alice):
     dataset = support.good_dataset(project, alice)
     repo = factories.model_repo(project, alice)
     spec = factories.node_spec()
+    support.node()
     return dataset, repo, spec
 
 
@@ -115,6 +119,8 @@ def test_a_bad_data_set_is_refused_with_the_row_level_report(client, project, al
 def test_node_specs_keep_their_order_and_the_totals_multiply(client, alice, ready):
     dataset, repo, first = ready
     second = factories.node_spec("mlu-4", devices=4)
+    for name in ("mlu-node-2", "mlu-node-3"):
+        support.node(name)
     client.force_login(alice)
     post = support.job_post(dataset, repo, first, node_specs=[second.pk, first.pk], node_count="3")
     client.post(reverse(CREATE), post)
@@ -126,23 +132,29 @@ def test_node_specs_keep_their_order_and_the_totals_multiply(client, alice, read
     assert "24 CPU · 96 GiB · 12 MLU" in prediction
 
 
-def test_the_prediction_says_whether_capacity_is_free_now(client, alice, ready):
+def test_the_prediction_says_whether_the_job_starts_now_queues_or_cannot_run(
+    client, project, alice, ready
+):
     _dataset, _repo, spec = ready
     client.force_login(alice)
     url = reverse("finetune:job_prediction")
-    assert (
-        "No 1 schedulable node"
-        in client.post(url, {"node_specs": [spec.pk], "node_count": "1"}).content.decode()
+
+    def predicted(**extra) -> str:
+        data = {"node_specs": [spec.pk], "node_count": "1", "duration_preset": "2", **extra}
+        return client.post(url, data).content.decode()
+
+    assert "Starts now." in predicted()
+    holder = factories.job(project, alice, duration=timedelta(hours=5))
+    transition(
+        holder,
+        JobStatus.RUNNING,
+        changes={
+            "placement": [{"rank": 0, "node": "mlu-node-1", "devices": list(range(8))}],
+            "spec_in_use": factories.node_spec("mlu-8", devices=8),
+        },
     )
-    support.node()
-    assert (
-        "Enough capacity is free now"
-        in client.post(url, {"node_specs": [spec.pk], "node_count": "1"}).content.decode()
-    )
-    assert (
-        "Not enough capacity"
-        not in client.post(url, {"node_specs": [spec.pk], "node_count": "1"}).content.decode()
-    )
+    assert "Queued: position 1 in the queue, expected to start by" in predicted()
+    assert "Cannot run: " in predicted(node_count="2")
 
 
 def test_clone_prefills_the_form_and_records_its_source(client, project, alice, bob, ready):
@@ -228,7 +240,12 @@ def test_edit_mode_draws_check_boxes(client, project, alice):
 
 
 def test_the_detail_page_shows_specs_events_and_reserved_tabs(client, project, alice):
-    job = factories.job(project, alice, run_command="torchrun train.py", placement=["node-a"])
+    job = factories.job(
+        project,
+        alice,
+        run_command="torchrun train.py",
+        placement=[{"rank": 0, "node": "node-a", "devices": [0]}],
+    )
     job.spec_in_use = job.ordered_node_specs()[0]
     job.save()
     client.force_login(alice)

@@ -34,6 +34,7 @@ def signals():
 
 def _draft(project, alice, **fields) -> services.JobDraft:
     algorithm = support.catalog()
+    support.node()  # somewhere the job can run, or creation is refused (F1.17)
     values = {
         "name": "draft",
         "scenario": algorithm.scenario,
@@ -180,7 +181,14 @@ def test_the_prediction_counts_what_running_jobs_hold(project, alice):
     support.node("n1", devices=4)
     assert predict_for_draft(project=project, specs=[spec], node_count=1).verdict == "now"
     running = factories.job(project, alice)
-    transition(running, JobStatus.RUNNING, changes={"placement": ["n1"], "spec_in_use": spec})
+    transition(
+        running,
+        JobStatus.RUNNING,
+        changes={
+            "placement": [{"rank": 0, "node": "n1", "devices": [0, 1, 2, 3]}],
+            "spec_in_use": spec,
+        },
+    )
     queued = predict_for_draft(project=project, specs=[spec], node_count=1)
     assert queued.verdict == "queue"
     assert predict_for_draft(project=project, specs=[spec], node_count=2).verdict == "never"
