@@ -1,0 +1,214 @@
+"""Jingtiao's LoRA SFT against LLaMA-Factory's, on this machine's CPU, in one run.
+
+Both train the same tiny Llama-style model (built by ``trainer.tiny``), on the same
+alpaca data, with the same LoRA rank and targets, sequence length, batch size and
+number of steps. LLaMA-Factory is installed from PyPI into its own virtual
+environment (its pins on transformers/TRL/PEFT differ from ours); the environment is
+kept under ``~/.cache/jingtiao`` and reused by later runs.
+
+Tokens are counted the same way for both: the non-padding input tokens the training
+loop consumed (``include_num_input_tokens_seen="non_padding"`` of transformers'
+Trainer, which both use), divided by the Trainer's own ``train_runtime``. Peak memory
+is the peak resident set size of each training process tree.
+
+Usage: python benchmarks/trainer_vs_llamafactory.py [--steps N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from trainer.samples import ANIMALS, COLOURS  # noqa: E402
+from trainer.tiny import build_tiny_llm  # noqa: E402
+
+VENV = Path(os.environ.get("JINGTIAO_BENCH_VENV",
+                           Path.home() / ".cache" / "jingtiao" / "llamafactory-venv"))
+# LLaMA-Factory 0.9.5 caps transformers <= 5.6, TRL <= 0.24, PEFT 0.18, accelerate <= 1.11,
+# datasets <= 4.0; torch is pinned so pip takes the local CPU wheel (find-links) and not
+# a multi-gigabyte CUDA build.
+PINS = ["llamafactory==0.9.5", "torch==2.13.0", "transformers==4.57.3", "trl==0.24.0",
+        "peft==0.18.1", "accelerate==1.11.0", "datasets==4.0.0"]
+# Random weights: speed does not depend on what the model knows.
+MODEL = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "intermediate_size": 688,
+         "warm_up_steps": 0}
+SEQ_LEN, BATCH, LORA_RANK, LORA_ALPHA = 256, 8, 8, 16
+
+
+def ensure_llamafactory() -> Path:
+    cli = VENV / "bin" / "llamafactory-cli"
+    if cli.exists():
+        return cli
+    print(f"installing LLaMA-Factory into {VENV} (first run only)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    done = subprocess.run([*pip, *PINS], capture_output=True, text=True)
+    if done.returncode == 0:
+        # PyPI's torchvision/torchaudio builds do not match the local CPU torch (their
+        # operators fail to register); LLaMA-Factory needs them only for multimodal data,
+        # and transformers falls back to PIL without them.
+        subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q",
+                        "torchvision", "torchaudio"], check=False)  # see run_llamafactory
+    if done.returncode != 0 or not cli.exists():
+        shutil.rmtree(VENV, ignore_errors=True)
+        sys.exit(f"cannot install LLaMA-Factory ({' '.join(PINS)}):\n{done.stderr[-3000:]}")
+    return cli
+
+
+def write_data(folder: Path, rows: int = 600, seed: int = 0) -> Path:
+    """Alpaca rows of very different lengths, as real instruction data has."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train.jsonl"
+    with path.open("w") as handle:
+        for _ in range(rows):
+            facts = []
+            for _ in range(rng.randint(1, 22)):
+                a, b = rng.randint(0, 9), rng.randint(0, 9)
+                colour_fact = f"The {rng.choice(ANIMALS)} is {rng.choice(list(COLOURS))}."
+                facts.append(rng.choice([colour_fact, f"{a} plus {b} is {a + b}."]))
+            row = {"instruction": "Tell me some facts.", "input": "", "output": " ".join(facts)}
+            handle.write(json.dumps(row) + "\n")
+    (folder / "dataset_info.json").write_text(json.dumps({"bench": {"file_name": "train.jsonl"}}))
+    return path
+
+
+def measure(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Run ``command``; returns the peak RSS in bytes of its whole process tree."""
+    peak = 0
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   cwd=REPO)
+        root = psutil.Process(process.pid)
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                try:
+                    procs = [root, *root.children(recursive=True)]
+                    peak = max(peak, sum(p.memory_info().rss for p in procs))
+                except psutil.Error:
+                    pass
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stop.set()
+        sampler.join()
+    if process.returncode != 0:
+        sys.exit(f"{command[0]} failed ({process.returncode}); log:\n{log.read_text()[-4000:]}")
+    return max(peak, usage.ru_maxrss * 1024)
+
+
+def run_jingtiao(work: Path, model: Path, data: Path, steps: int) -> tuple[float, int]:
+    spec = {
+        "job_id": 1, "scenario": "llm/sft", "algorithm": "sft_lora",
+        "parameters": {"max_steps": steps, "batch_size": BATCH, "max_length": SEQ_LEN,
+                       "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA, "lora_dropout": 0.05,
+                       "learning_rate": 1e-4, "logging_steps": 10, "precision": "fp32"},
+        "base_model": str(model), "train_data": str(data), "validation_data": None,
+        "test_data": None, "output_dir": str(work / "jingtiao-out"), "report": None,
+    }
+    (work / "spec.json").write_text(json.dumps(spec))
+    peak = measure([sys.executable, "-m", "trainer", "run", "--spec", str(work / "spec.json")],
+                   work / "jingtiao.log")
+    summary = json.loads((work / "jingtiao-out" / "metrics.json").read_text())["summary"]
+    return summary["tokens_seen"] / summary["train_runtime_seconds"], peak
+
+
+def run_llamafactory(cli: Path, work: Path, model: Path, steps: int) -> tuple[float, int]:
+    out = work / "llamafactory-out"
+    config = textwrap.dedent(f"""\
+        model_name_or_path: {model}
+        stage: sft
+        do_train: true
+        finetuning_type: lora
+        lora_rank: {LORA_RANK}
+        lora_alpha: {LORA_ALPHA}
+        lora_dropout: 0.05
+        lora_target: all
+        dataset: bench
+        dataset_dir: {work / "data"}
+        template: chatml
+        cutoff_len: {SEQ_LEN}
+        overwrite_cache: true
+        preprocessing_num_workers: 1
+        output_dir: {out}
+        overwrite_output_dir: true
+        per_device_train_batch_size: {BATCH}
+        gradient_accumulation_steps: 1
+        max_steps: {steps}
+        learning_rate: 1.0e-4
+        lr_scheduler_type: cosine
+        warmup_ratio: 0.03
+        logging_steps: 10
+        save_strategy: "no"
+        report_to: none
+        bf16: false
+        include_num_input_tokens_seen: non_padding
+        dataloader_num_workers: 0
+        """)
+    (work / "llamafactory.yaml").write_text(config)
+    # LLaMA-Factory imports torchaudio at start-up for its audio plugin, and no PyPI
+    # torchaudio loads against the local CPU torch 2.13: an empty stand-in module lets
+    # it start; text SFT never calls it.
+    shims = work / "shims" / "torchaudio"
+    shims.mkdir(parents=True, exist_ok=True)
+    (shims / "__init__.py").write_text('"""Stand-in: audio is not used by this benchmark."""\n')
+    env = {**os.environ, "DISABLE_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1",
+           "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(work / "shims")}
+    peak = measure([str(cli), "train", str(work / "llamafactory.yaml")], work / "llamafactory.log",
+                   env=env)
+    # Every log entry carries the running totals; the last one is the end of training.
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    final = [entry for entry in history if "train_runtime" in entry][-1]
+    return final["num_input_tokens_seen"] / final["train_runtime"], peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    cli = ensure_llamafactory()
+    work = Path(tempfile.mkdtemp(prefix="jingtiao-bench-"))
+    try:
+        model = build_tiny_llm(work / "model", **MODEL)
+        data = write_data(work / "data")
+        print(f"model {MODEL}, seq {SEQ_LEN}, batch {BATCH}, LoRA r{LORA_RANK}, "
+              f"{args.steps} steps, {os.cpu_count()} CPUs", flush=True)
+        ours, ours_peak = run_jingtiao(work, model, data, args.steps)
+        theirs, theirs_peak = run_llamafactory(cli, work, model, args.steps)
+    finally:
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    mib = 2**20
+    print(f"jingtiao_tokens_per_s: {ours:.1f} tokens/s")
+    print(f"llamafactory_tokens_per_s: {theirs:.1f} tokens/s")
+    print(f"jingtiao_peak_rss: {ours_peak / mib:.0f} MiB")
+    print(f"llamafactory_peak_rss: {theirs_peak / mib:.0f} MiB")
+    print(f"tokens_per_s_ratio: {ours / theirs:.2f} x")
+
+
+if __name__ == "__main__":
+    main()

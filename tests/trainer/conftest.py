@@ -1,0 +1,192 @@
+"""Shared fixtures of the trainer tests: tiny models, sample data, a report server.
+
+Nothing here touches Django or a database, so the tests run with or without
+pytest-django (none of them asks for the ``db`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainer.samples import write_sample_dataset
+from trainer.tiny import build_tiny_llm, build_tiny_t2i
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llm(tmp_path_factory.mktemp("models") / "tiny-llm")
+
+
+@pytest.fixture(scope="session")
+def tiny_t2i(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_t2i(tmp_path_factory.mktemp("models") / "tiny-t2i")
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Training and held-out sets of every sample kind: data["prompts"], data["prompts_val"]."""
+    root = tmp_path_factory.mktemp("data")
+    sets: dict[str, Path] = {}
+    for kind in ("pretrain", "sft_messages", "sft_alpaca", "preference", "prompts"):
+        sets[kind] = write_sample_dataset(kind, root / f"{kind}.jsonl", rows=64)
+        held_out = root / f"{kind}_val.jsonl"
+        sets[f"{kind}_val"] = write_sample_dataset(kind, held_out, rows=16, seed=1)
+    sets["t2i"] = write_sample_dataset("t2i", root / "images", rows=16)
+    sets["t2i_val"] = write_sample_dataset("t2i", root / "images_val", rows=8, seed=1)
+    return sets
+
+
+def _make_spec(
+    tmp_path: Path,
+    *,
+    algorithm: str,
+    scenario: str,
+    base_model: Path,
+    train: Path,
+    validation: Path | None = None,
+    test: Path | None = None,
+    parameters: dict[str, Any] | None = None,
+    report: dict[str, str] | None = None,
+) -> Path:
+    spec = {
+        "job_id": 42,
+        "scenario": scenario,
+        "algorithm": algorithm,
+        "parameters": parameters or {},
+        "base_model": str(base_model),
+        "train_data": str(train),
+        "validation_data": str(validation) if validation else None,
+        "test_data": str(test) if test else None,
+        "output_dir": str(tmp_path / "output"),
+        "report": report,
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+class ReportServer:
+    """A real HTTP server in a thread that records what the reporter posts."""
+
+    def __init__(self, port: int = 0, status: int = 200) -> None:
+        self.status = status
+        self.batches: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.status == 200:
+                    outer.batches.append(json.loads(body))
+                    outer.headers.append(dict(self.headers))
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/api/report"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return [m for batch in self.batches for m in batch["metrics"]]
+
+    @property
+    def resources(self) -> list[dict[str, Any]]:
+        return [r for batch in self.batches for r in batch["resources"]]
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path) -> Any:
+    """make_spec(algorithm=..., scenario=..., base_model=..., train=..., ...) -> spec path."""
+
+    def make(**kwargs: Any) -> Path:
+        return _make_spec(tmp_path, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def train(capsys: pytest.CaptureFixture) -> Any:
+    """train(spec_path, extra_callbacks=None) -> Outcome of an in-process ``trainer run``."""
+    from trainer.runner import run
+
+    def go(spec: Path, extra_callbacks: list[Any] | None = None) -> Outcome:
+        status = run(str(spec), extra_callbacks=extra_callbacks)
+        out = capsys.readouterr().out
+        output = Path(json.loads(spec.read_text())["output_dir"])
+        return Outcome(status, out.strip().splitlines(), output)
+
+    return go
+
+
+class Outcome:
+    def __init__(self, status: int, lines: list[str], output: Path) -> None:
+        self.status, self.lines, self.output = status, lines, output
+
+    @property
+    def last_line(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.output / "manifest.json").read_text())
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return json.loads((self.output / "metrics.json").read_text())["history"]
+
+    def series(self, key: str) -> list[float]:
+        return [record[key] for record in self.history if key in record]
+
+    def fell(self, key: str, by: float) -> bool:
+        """The mean of the last three logged values is ``by`` (a fraction) below the first three."""
+        values = self.series(key)
+        first, last = sum(values[:3]) / 3, sum(values[-3:]) / 3
+        return len(values) >= 6 and last < first * (1 - by)
+
+    def rose(self, key: str, by: float) -> bool:
+        values = self.series(key)
+        first, last = sum(values[:3]) / 3, sum(values[-3:]) / 3
+        return len(values) >= 6 and last > first + by
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def start_report_server() -> Any:
+    """start_report_server(port=0, status=200) -> a running ReportServer, stopped after the test."""
+    servers: list[ReportServer] = []
+
+    def start(port: int = 0, status: int = 200) -> ReportServer:
+        servers.append(ReportServer(port, status))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def report_server(start_report_server: Any) -> ReportServer:
+    return start_report_server()

@@ -1,0 +1,126 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trainer.datavalidation import validate
+from trainer.samples import write_sample_dataset
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind, scenario, algorithm", [
+    ("pretrain", "llm/pretrain", None),
+    ("sft_messages", "llm/sft", None),
+    ("sft_alpaca", "llm/sft", None),
+    ("preference", "llm/reward_model", None),
+    ("preference", "llm/rl", "dpo"),
+    ("prompts", "llm/rl", "grpo"),
+    ("t2i", "t2i/finetune", None),
+])
+def test_it_accepts_the_sample_data_of_every_format(tmp_path, kind, scenario, algorithm):
+    dest = write_sample_dataset(kind, tmp_path / ("images" if kind == "t2i" else "d.jsonl"), rows=5)
+    report = validate(scenario, str(dest), algorithm=algorithm)
+    assert report.ok, report.problems
+    assert (report.rows, report.valid_rows, report.format) == (5, 5, kind)
+
+
+def test_it_reports_corrupt_json_with_its_row_number(tmp_path):
+    lines = ['{"text": "fine"}', '{"text": "broken', '{"text": "ok"}']
+    path = write_lines(tmp_path / "d.jsonl", lines)
+    report = validate("llm/pretrain", str(path))
+    assert not report.ok
+    assert [(p.row, p.field) for p in report.problems] == [(2, None)]
+    assert "invalid JSON" in report.problems[0].problem
+    assert (report.rows, report.valid_rows) == (3, 2)
+
+
+def test_it_reports_a_missing_field(tmp_path):
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": "a"}]
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])
+    report = validate("llm/reward_model", str(path))
+    found = [(p.row, p.field, p.problem) for p in report.problems]
+    assert found == [(2, "rejected", "missing field")]
+
+
+def test_it_reports_empty_text(tmp_path):
+    rows = [{"text": "fine"}, {"text": "fine"}, {"text": "   "}]
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])
+    report = validate("llm/pretrain", str(path))
+    assert [(p.row, p.field, p.problem) for p in report.problems] == [(3, "text", "empty text")]
+
+
+def test_it_reports_a_wrong_type(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 7}]}]
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])
+    report = validate("llm/sft", str(path))
+    assert [(p.row, p.field) for p in report.problems] == [(1, "messages[1].content")]
+    assert report.problems[0].problem == "must be a string, got number"
+
+
+def test_it_reports_a_missing_image_file(tmp_path):
+    folder = write_sample_dataset("t2i", tmp_path / "images", rows=4)
+    (folder / "00002.png").unlink()
+    report = validate("t2i/finetune", str(folder))
+    assert [(p.row, p.field) for p in report.problems] == [(3, "file_name")]
+    assert "image file not found: 00002.png" in report.problems[0].problem
+
+
+def test_it_refuses_an_image_path_that_leaves_the_data_folder(tmp_path):
+    folder = write_sample_dataset("t2i", tmp_path / "images", rows=1)
+    write_lines(folder / "metadata.jsonl", [json.dumps({"file_name": "../x.png", "text": "a"})])
+    report = validate("t2i/finetune", str(folder))
+    assert "inside the data folder" in report.problems[0].problem
+
+
+def test_a_folder_means_every_jsonl_inside_with_file_names_in_problems(tmp_path):
+    write_sample_dataset("pretrain", tmp_path / "a.jsonl", rows=3)
+    write_lines(tmp_path / "b.jsonl", ['{"text": ""}'])
+    report = validate("llm/pretrain", str(tmp_path))
+    assert report.rows == 4
+    assert str(report.problems[0]) == "b.jsonl: row 1, field 'text': empty text"
+
+
+def test_rl_data_is_checked_against_the_algorithm_format(tmp_path):
+    prompts = write_sample_dataset("prompts", tmp_path / "p.jsonl", rows=3)
+    assert validate("llm/rl", str(prompts), algorithm="grpo").ok
+    assert validate("llm/rl", str(prompts)).format == "prompts"  # detected without an algorithm
+    report = validate("llm/rl", str(prompts), algorithm="dpo")
+    assert not report.ok and report.problems[0].field in ("chosen", "rejected")
+
+
+def test_it_reports_no_data_for_a_missing_path(tmp_path):
+    report = validate("llm/sft", str(tmp_path / "nothing.jsonl"))
+    assert not report.ok and "no data found" in report.problems[0].problem
+
+
+def test_it_gives_token_length_statistics_with_a_tokenizer(tmp_path, tiny_llm):
+    path = write_sample_dataset("sft_messages", tmp_path / "d.jsonl", rows=10)
+    stats = validate("llm/sft", str(path), tokenizer_path=str(tiny_llm)).token_lengths
+    assert stats["count"] == 10
+    assert 5 < stats["min"] <= stats["p50"] <= stats["p95"] <= stats["max"] < 200
+
+
+def test_the_cli_exits_non_zero_and_prints_row_numbers(tmp_path, repo_root):
+    path = write_lines(tmp_path / "d.jsonl", ['{"text": "ok"}', "not json"])
+    command = [sys.executable, "-m", "trainer", "validate-data", "--scenario", "llm/pretrain",
+               "--path", str(path)]
+    out = subprocess.run(command, cwd=repo_root, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "row 2: invalid JSON" in out.stdout
+    as_json = subprocess.run([*command, "--json"], cwd=repo_root, capture_output=True, text=True)
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["problems"][0]["row"] == 2
+
+
+def test_the_cli_exits_zero_for_good_data(tmp_path, repo_root):
+    path = write_sample_dataset("preference", tmp_path / "d.jsonl", rows=3)
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "validate-data", "--scenario", "llm/rl", "--algorithm",
+         "dpo", "--path", str(path)], cwd=repo_root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 valid, ok" in out.stdout

@@ -1,0 +1,56 @@
+"""Command line: ``python -m trainer run --spec job.json`` and ``validate-data``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from trainer.datavalidation import DEFAULT_MAX_PROBLEMS, SCENARIO_FORMATS, validate
+
+
+def _validate_data(args: argparse.Namespace) -> int:
+    try:
+        report = validate(args.scenario, args.path, tokenizer_path=args.tokenizer,
+                          max_problems=args.max_problems, algorithm=args.algorithm)
+    except (ValueError, KeyError) as exc:
+        print(f"jingtiao: failed: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for problem in report.problems:
+            print(problem)
+        if report.problem_count > len(report.problems):
+            print(f"... and {report.problem_count - len(report.problems)} more problem(s)")
+        if report.token_lengths:
+            stats = report.token_lengths
+            print("tokens per row: min {min:.0f}, mean {mean}, p50 {p50:.0f}, p95 {p95:.0f}, "
+                  "max {max:.0f}, total {total:.0f}".format(**stats))
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train one job described by a spec file")
+    run.add_argument("--spec", required=True, help="path of the job spec JSON")
+    check = commands.add_parser("validate-data", help="check a data set row by row")
+    check.add_argument("--scenario", required=True, choices=sorted(SCENARIO_FORMATS))
+    check.add_argument("--path", required=True, help=".jsonl file or folder")
+    check.add_argument("--algorithm", help="fixes the format where a scenario has several "
+                       "(llm/rl: dpo reads preference pairs, grpo reads prompts)")
+    check.add_argument("--tokenizer", help="tokenizer folder, for token-length statistics")
+    check.add_argument("--max-problems", type=int, default=DEFAULT_MAX_PROBLEMS)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from trainer.runner import run as run_job  # pulls in torch; validate-data does not
+
+        return run_job(args.spec)
+    return _validate_data(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""What the LLM algorithms share: data sets, training arguments, callbacks, LoRA, saving."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from trainer.context import RunContext, TrainResult
+from trainer.datavalidation import FORMATS, data_files, detect_format, read_rows
+from trainer.devices import supports_bf16
+from trainer.progress import ProgressTracker
+
+log = logging.getLogger("jingtiao.train")
+
+VALIDATION, TEST = "validation", "test"
+
+
+# Data -------------------------------------------------------------------------------
+
+
+def read_jsonl(path: str, scenario: str) -> list[dict]:
+    """Rows of an already validated data set (the runner validated it first)."""
+    return [row for _, _, row, _ in read_rows(data_files(path, scenario))]
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _alpaca_prompt(row: dict) -> str:
+    return row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+
+
+def to_records(rows: list[dict], fmts: tuple[str, ...]) -> list[dict]:
+    """Rows in the conversational shapes TRL expects, so chat templates apply everywhere."""
+    kinds = {detect_format(fmts, row) for row in rows}
+    records = []
+    for row in rows:
+        fmt = detect_format(fmts, row)
+        if fmt == "pretrain":
+            records.append({"text": row["text"]})
+        elif fmt == "sft_messages":
+            records.append({"messages": row["messages"]})
+        elif fmt == "sft_alpaca" and kinds == {"sft_alpaca"}:
+            # Prompt-completion: TRL then learns from the output only.
+            records.append({"prompt": _user(_alpaca_prompt(row)),
+                            "completion": _assistant(row["output"])})
+        elif fmt == "sft_alpaca":  # mixed with chat rows: one column layout for all
+            records.append({"messages": _user(_alpaca_prompt(row)) + _assistant(row["output"])})
+        elif fmt == "preference":
+            records.append({"prompt": _user(row["prompt"]), "chosen": _assistant(row["chosen"]),
+                            "rejected": _assistant(row["rejected"])})
+        elif fmt == "prompts":
+            records.append({"prompt": _user(row["prompt"]), "answer": row.get("answer") or ""})
+        else:
+            raise ValueError(f"format {fmt} is not an LLM format ({', '.join(FORMATS)})")
+    return records
+
+
+def load_datasets(ctx: RunContext, fmts: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """The training set and the evaluation sets keyed "validation" / "test"."""
+    from datasets import Dataset
+
+    spec = ctx.spec
+
+    def load(path: str) -> Any:
+        return Dataset.from_list(to_records(read_jsonl(path, spec.scenario), fmts))
+
+    evals = {}
+    if spec.validation_data:
+        evals[VALIDATION] = load(spec.validation_data)
+    if spec.test_data:
+        evals[TEST] = load(spec.test_data)
+    return load(spec.train_data), evals
+
+
+# Training arguments -------------------------------------------------------------------
+
+
+def precision_flags(ctx: RunContext) -> dict[str, bool]:
+    choice = ctx.params.get("precision", "auto")
+    if choice == "auto":
+        choice = "bf16" if supports_bf16(ctx.device) else "fp32"
+    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+
+
+def training_kwargs(
+    ctx: RunContext, evals: dict[str, Any], *, metric: str = "loss", greater_is_better: bool = False
+) -> dict[str, Any]:
+    """TrainingArguments fields from the resolved parameters (shared by every TRL config)."""
+    p = ctx.params
+    has_validation = VALIDATION in evals
+    strategy = p["eval_strategy"] if evals else "no"
+    kwargs: dict[str, Any] = {
+        "output_dir": str(ctx.checkpoints),
+        "num_train_epochs": p["epochs"],
+        "max_steps": p["max_steps"] or -1,
+        "learning_rate": p["learning_rate"],
+        "lr_scheduler_type": p["lr_scheduler"],
+        "warmup_steps": p["warmup_ratio"],  # below 1 transformers reads it as a ratio
+        "weight_decay": p["weight_decay"],
+        "per_device_train_batch_size": p["batch_size"],
+        "per_device_eval_batch_size": p["batch_size"],
+        "gradient_accumulation_steps": p["gradient_accumulation_steps"],
+        "max_grad_norm": p["max_grad_norm"],
+        "seed": p["seed"],
+        # TRL turns checkpointing on by default; it costs ~20% speed, so only on request.
+        "activation_checkpointing": p.get("gradient_checkpointing", False),
+        "logging_steps": p["logging_steps"],
+        "logging_first_step": True,
+        "eval_strategy": strategy,
+        "eval_steps": p["eval_steps"],
+        # Checkpoints exist only to give back the best one, so they follow evaluation.
+        "save_strategy": strategy if has_validation else "no",
+        "save_steps": p["eval_steps"],
+        "save_total_limit": 1,
+        "save_only_model": True,
+        "load_best_model_at_end": has_validation,
+        "metric_for_best_model": f"eval_{VALIDATION}_{metric}" if has_validation else None,
+        "greater_is_better": greater_is_better if has_validation else None,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "include_num_input_tokens_seen": "non_padding",
+        "dataloader_num_workers": 0,
+        "use_cpu": ctx.device.kind == "cpu",
+        **precision_flags(ctx),
+    }
+    if ctx.dist.is_distributed:
+        kwargs["ddp_backend"] = ctx.device.backend
+    return kwargs
+
+
+class ReportingCallback(TrainerCallback):
+    """Forwards every log event (loss, evaluation, learning rate) to the tracker."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            self.tracker.log(
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=state.epoch,
+                values=logs,
+                tokens_seen=getattr(state, "num_input_tokens_seen", None),
+            )
+
+
+def callbacks(ctx: RunContext, tracker: ProgressTracker, evals: dict[str, Any]) -> list[Any]:
+    from transformers import EarlyStoppingCallback
+
+    result: list[Any] = [ReportingCallback(tracker)]
+    patience = ctx.params.get("early_stopping_patience", 0)
+    if patience and VALIDATION in evals:
+        result.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    return result + list(ctx.extra_callbacks)
+
+
+def quiet_printer(trainer: Any) -> None:
+    """Our callback logs each event once; drop transformers' own printer."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
+# Models -----------------------------------------------------------------------------
+
+
+def lora_config(params: dict[str, Any], task_type: str) -> Any:
+    from peft import LoraConfig
+
+    targets = params["lora_target_modules"].strip()
+    return LoraConfig(
+        r=params["lora_rank"],
+        lora_alpha=params["lora_alpha"],
+        lora_dropout=params["lora_dropout"],
+        target_modules=targets if targets == "all-linear" else [
+            name.strip() for name in targets.split(",") if name.strip()
+        ],
+        task_type=task_type,
+    )
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_dtype(ctx: RunContext) -> Any:
+    import torch
+
+    flags = precision_flags(ctx)
+    # Mixed precision keeps fp32 master weights; only an explicit choice loads 16-bit.
+    if ctx.params.get("precision") == "bf16" and flags["bf16"]:
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_causal_lm(ctx: RunContext) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(ctx.spec.base_model, dtype=model_dtype(ctx))
+
+
+# Finishing ----------------------------------------------------------------------------
+
+
+def train_and_save(
+    ctx: RunContext, trainer: Any, tracker: ProgressTracker, tokenizer: Any, *, adapter: bool,
+    merge: bool = False,
+) -> TrainResult:
+    """Train, evaluate the kept model once more, and save it into the staging folder."""
+    quiet_printer(trainer)
+    outcome = trainer.train()
+    final: dict[str, Any] = {}
+    if trainer.eval_dataset:
+        final = trainer.evaluate()
+    artifacts: dict[str, str] = {}
+    if ctx.dist.is_main:
+        artifacts = save_model(ctx, trainer, tokenizer, adapter=adapter, merge=merge)
+    return TrainResult(
+        artifacts=artifacts,
+        metrics=summarize(trainer, outcome, final),
+        history=tracker.history,
+    )
+
+
+def save_model(
+    ctx: RunContext, trainer: Any, tokenizer: Any, *, adapter: bool, merge: bool
+) -> dict[str, str]:
+    role = "adapter" if adapter else "model"
+    target = ctx.staging / role
+    trainer.save_model(str(target))
+    tokenizer.save_pretrained(str(target))
+    artifacts = {role: role, "tokenizer": role}
+    if adapter and merge:
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(str(ctx.staging / "merged"))
+        tokenizer.save_pretrained(str(ctx.staging / "merged"))
+        artifacts["merged"] = "merged"
+    return artifacts
+
+
+def summarize(trainer: Any, outcome: Any, final: dict[str, Any]) -> dict[str, Any]:
+    state = trainer.state
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    summary: dict[str, Any] = {
+        "steps": state.global_step,
+        "epochs": state.epoch,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "train_runtime_seconds": outcome.metrics.get("train_runtime"),
+        "tokens_seen": getattr(state, "num_input_tokens_seen", None),
+        "best_validation_metric": state.best_metric,
+        "best_checkpoint_step": _checkpoint_step(state.best_model_checkpoint),
+    }
+    runtime = summary["train_runtime_seconds"]
+    if summary["tokens_seen"] and runtime:
+        summary["tokens_per_second"] = round(summary["tokens_seen"] / runtime, 2)
+    for key, value in final.items():
+        if key.startswith(f"eval_{VALIDATION}_") or key.startswith(f"eval_{TEST}_"):
+            summary[key.removeprefix("eval_")] = value
+    return summary
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    if not path:
+        return None
+    name = Path(path).name
+    return int(name.rsplit("-", 1)[1]) if name.startswith("checkpoint-") else None

@@ -1,0 +1,180 @@
+# ruff: noqa: RUF001 - Chinese labels use full-width punctuation on purpose
+"""Building blocks of the algorithms' parameter schemas (standard library only).
+
+The platform renders its job form from these schemas, so every property carries an
+English and a Chinese title and description, a default that works, and bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+
+def prop(
+    kind: str,
+    default: Any,
+    title: str,
+    title_zh: str,
+    description: str,
+    description_zh: str,
+    **constraints: Any,
+) -> Schema:
+    """One property of a parameters schema; ``constraints`` are JSON Schema keywords."""
+    return {
+        "type": kind,
+        "default": default,
+        "title": title,
+        "title_zh": title_zh,
+        "description": description,
+        "description_zh": description_zh,
+        **constraints,
+    }
+
+
+def object_schema(title: str, properties: dict[str, Schema]) -> Schema:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "title": title,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def training_loop(
+    *, learning_rate: float, epochs: int = 3, batch_size: int = 4
+) -> dict[str, Schema]:
+    """What every algorithm shares: how long, how fast, how often to evaluate."""
+    return {
+        "epochs": prop(
+            "integer", epochs, "Epochs", "训练轮数",
+            "Passes over the training data (ignored when max_steps is set).",
+            "遍历训练数据的次数（设置了最大步数时忽略）。",
+            minimum=1, maximum=1000,
+        ),
+        "max_steps": prop(
+            "integer", 0, "Max steps", "最大步数",
+            "Stop after this many optimiser steps; 0 lets the epochs decide.",
+            "训练到该优化步数后停止；0 表示按训练轮数。",
+            minimum=0, maximum=10_000_000,
+        ),
+        "learning_rate": prop(
+            "number", learning_rate, "Learning rate", "学习率",
+            "Peak learning rate of the optimiser.", "优化器的峰值学习率。",
+            exclusiveMinimum=0, maximum=1,
+        ),
+        "lr_scheduler": prop(
+            "string", "cosine", "LR schedule", "学习率调度",
+            "How the learning rate changes after warm-up.", "预热之后学习率的变化方式。",
+            enum=["linear", "cosine", "constant", "constant_with_warmup"],
+        ),
+        "warmup_ratio": prop(
+            "number", 0.03, "Warm-up ratio", "预热比例",
+            "Fraction of the steps over which the learning rate rises from 0.",
+            "学习率从 0 升至峰值所占训练步数的比例。",
+            minimum=0, maximum=0.5,
+        ),
+        "weight_decay": prop(
+            "number", 0.0, "Weight decay", "权重衰减",
+            "AdamW weight decay.", "AdamW 权重衰减系数。",
+            minimum=0, maximum=1,
+        ),
+        "batch_size": prop(
+            "integer", batch_size, "Batch size per device", "单设备批大小",
+            "Examples per device per forward pass.", "每个设备每次前向计算的样本数。",
+            minimum=1, maximum=1024,
+        ),
+        "gradient_accumulation_steps": prop(
+            "integer", 1, "Gradient accumulation", "梯度累积步数",
+            "Forward passes summed into one optimiser step.",
+            "累积多少次前向计算的梯度后更新一次参数。",
+            minimum=1, maximum=1024,
+        ),
+        "max_grad_norm": prop(
+            "number", 1.0, "Gradient clipping", "梯度裁剪",
+            "Clip the gradient norm to this value; 0 disables clipping.",
+            "将梯度范数裁剪到该值；0 表示不裁剪。",
+            minimum=0, maximum=1000,
+        ),
+        "seed": prop(
+            "integer", 42, "Random seed", "随机种子",
+            "Seed for reproducible runs.", "用于复现的随机种子。",
+            minimum=0, maximum=2**31 - 1,
+        ),
+        "precision": prop(
+            "string", "auto", "Precision", "计算精度",
+            "auto: bf16 on devices that support it, else fp32.",
+            "auto：设备支持时使用 bf16，否则使用 fp32。",
+            enum=["auto", "fp32", "bf16", "fp16"],
+        ),
+        "eval_strategy": prop(
+            "string", "epoch", "Evaluate every", "评估时机",
+            "Evaluate the validation and test sets after every epoch or every N steps.",
+            "每个训练轮次结束后或每 N 步评估验证集和测试集。",
+            enum=["epoch", "steps"],
+        ),
+        "eval_steps": prop(
+            "integer", 100, "Evaluation interval (steps)", "评估间隔（步）",
+            "N when evaluating every N steps.", "按步评估时的步数间隔 N。",
+            minimum=1, maximum=1_000_000,
+        ),
+        "early_stopping_patience": prop(
+            "integer", 0, "Early stopping patience", "早停耐心值",
+            "Stop after this many evaluations without a better validation score; 0 disables.",
+            "验证指标连续这么多次评估没有改善时停止训练；0 表示不早停。",
+            minimum=0, maximum=1000,
+        ),
+        "logging_steps": prop(
+            "integer", 10, "Log every (steps)", "日志间隔（步）",
+            "How often the training loss is logged and reported.", "每隔多少步记录并上报训练损失。",
+            minimum=1, maximum=100_000,
+        ),
+    }
+
+
+def llm_sequence(max_length: int = 1024) -> dict[str, Schema]:
+    return {
+        "max_length": prop(
+            "integer", max_length, "Max sequence length", "最大序列长度",
+            "Tokens per sequence; longer examples are truncated.",
+            "每条序列的最大 token 数，超出部分截断。",
+            minimum=16, maximum=131_072,
+        ),
+        "gradient_checkpointing": prop(
+            "boolean", False, "Gradient checkpointing", "梯度检查点",
+            "Recompute activations to save memory at some speed cost.",
+            "以部分速度换取显存：反向时重算激活。",
+        ),
+    }
+
+
+def lora(*, rank: int = 8, alpha: int = 16, merge: bool = True) -> dict[str, Schema]:
+    props = {
+        "lora_rank": prop(
+            "integer", rank, "LoRA rank", "LoRA 秩", "Rank of the low-rank update matrices.",
+            "低秩更新矩阵的秩。", minimum=1, maximum=1024,
+        ),
+        "lora_alpha": prop(
+            "integer", alpha, "LoRA alpha", "LoRA alpha", "Scale of the update is alpha / rank.",
+            "更新的缩放系数为 alpha / 秩。", minimum=1, maximum=4096,
+        ),
+        "lora_dropout": prop(
+            "number", 0.05, "LoRA dropout", "LoRA dropout", "Dropout on the LoRA input.",
+            "LoRA 输入上的 dropout 比例。", minimum=0, maximum=0.9,
+        ),
+        "lora_target_modules": prop(
+            "string", "all-linear", "LoRA target modules", "LoRA 目标模块",
+            "Comma-separated module names, or all-linear.",
+            "逗号分隔的模块名，或 all-linear 表示全部线性层。",
+            minLength=1, maxLength=500,
+        ),
+    }
+    if merge:
+        props["save_merged"] = prop(
+            "boolean", False, "Also save merged weights", "同时保存合并权重",
+            "Save the base model with the adapter merged in, next to the adapter.",
+            "除适配器外，另存一份已合并适配器的完整模型。",
+        )
+    return props

@@ -1,0 +1,202 @@
+"""Send training metrics and resource samples to the platform, in batches, from a thread.
+
+Protocol: POST ``url`` with ``Authorization: Bearer <token>`` and the JSON body
+``{"job_id", "worker", "seq", "metrics": [...], "resources": [...]}``. ``seq`` grows by
+one per batch and per worker; a batch that was not acknowledged is re-sent with the
+same seq, so the platform can drop duplicates. Nothing here ever raises into the
+training: the platform being away costs at most some samples.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+log = logging.getLogger("jingtiao.reporting")
+
+METRIC_FIELDS = (
+    "step", "epoch", "loss", "eval_loss", "test_loss", "learning_rate", "tokens_per_second",
+    "progress", "eta_seconds", "time",
+)
+RESOURCE_FIELDS = (
+    "worker", "time", "cpu_percent", "memory_bytes", "device_util", "device_memory_bytes",
+    "net_rx_bytes", "net_tx_bytes",
+)
+
+
+class Reporter:
+    """Buffered, retrying reporter; ``metric`` and ``resource`` only append to a buffer."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        job_id: int,
+        worker: str,
+        *,
+        interval: float = 5.0,
+        max_batch: int = 500,
+        max_buffer: int = 20_000,
+        timeout: float = 10.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+    ) -> None:
+        self.url, self.token, self.job_id, self.worker = url, token, job_id, worker
+        self.interval, self.max_batch, self.max_buffer = interval, max_batch, max_buffer
+        self.timeout, self.backoff_base, self.backoff_max = timeout, backoff_base, backoff_max
+        self.seq = 0
+        self.sent_batches = 0
+        self.dropped = 0
+        self._metrics: collections.deque[dict] = collections.deque()
+        self._resources: collections.deque[dict] = collections.deque()
+        self._pending: dict[str, Any] | None = None  # built batch awaiting acknowledgement
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, name="jingtiao-reporter", daemon=True)
+        self._thread.start()
+
+    # Producers -----------------------------------------------------------------------
+
+    def metric(self, **values: Any) -> None:
+        self._append(self._metrics, _pick(values, METRIC_FIELDS))
+
+    def resource(self, **values: Any) -> None:
+        self._append(self._resources, _pick({"worker": self.worker, **values}, RESOURCE_FIELDS))
+
+    def _append(self, queue: collections.deque, item: dict) -> None:
+        try:
+            item.setdefault("time", time.time())
+            with self._lock:
+                queue.append(item)
+                self._trim()
+                due = len(self._metrics) + len(self._resources) >= self.max_batch
+            if due:
+                self._wake.set()
+        except Exception:
+            log.debug("reporting: could not buffer an item", exc_info=True)
+
+    def _trim(self) -> None:
+        # Resource samples are the cheapest to lose: a gap in a chart, not in the loss curve.
+        while len(self._metrics) + len(self._resources) > self.max_buffer:
+            (self._resources or self._metrics).popleft()
+            self.dropped += 1
+
+    # Sender thread ---------------------------------------------------------------------
+
+    def _next_batch(self) -> dict[str, Any] | None:
+        with self._lock:
+            if self._pending is None and (self._metrics or self._resources):
+                take = min(len(self._metrics), self.max_batch)
+                metrics = [self._metrics.popleft() for _ in range(take)]
+                take = min(len(self._resources), self.max_batch - len(metrics))
+                resources = [self._resources.popleft() for _ in range(take)]
+                self.seq += 1
+                self._pending = {
+                    "job_id": self.job_id, "worker": self.worker, "seq": self.seq,
+                    "metrics": metrics, "resources": resources,
+                }
+            return self._pending
+
+    def _post(self, batch: dict[str, Any]) -> bool:
+        """True when the batch is done with (accepted, or refused for good)."""
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(batch).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+            return True
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500 and exc.code not in (408, 425, 429):
+                # Re-sending what the platform refuses would only block what follows.
+                log.warning("reporting: platform refused batch %s (HTTP %s)",
+                            batch["seq"], exc.code)
+                return True
+            log.debug("reporting: HTTP %s, will retry", exc.code)
+        except (OSError, ValueError) as exc:
+            log.debug("reporting: %s, will retry", exc)
+        return False
+
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            stopping = self._stop.is_set()
+            if stopping and self._deadline is not None and time.monotonic() >= self._deadline:
+                return
+            batch = self._next_batch()
+            if batch is None:
+                if stopping:
+                    return
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                continue
+            try:
+                done = self._post(batch)
+            except Exception:
+                log.debug("reporting: unexpected error", exc_info=True)
+                done = False
+            if done:
+                with self._lock:
+                    self._pending = None
+                self.sent_batches += 1
+                failures = 0
+                continue
+            failures += 1
+            # Full jitter keeps many workers from hammering a recovering platform in step.
+            delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** failures))
+            if self._deadline is not None:
+                delay = min(delay, max(0.0, self._deadline - time.monotonic()))
+            if stopping:
+                time.sleep(delay)  # _stop is already set, so waiting on it would not pause
+            else:
+                self._stop.wait(delay)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Flush what is buffered for up to ``timeout`` seconds; True when all was sent."""
+        try:
+            self._deadline = time.monotonic() + timeout
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(timeout + 1.0)
+            with self._lock:
+                left = len(self._metrics) + len(self._resources) + (1 if self._pending else 0)
+            if left:
+                log.warning("reporting: %s item(s) not delivered before exit", left)
+            return left == 0
+        except Exception:
+            return False
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pick(values: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name: values[name] for name in fields if values.get(name) is not None}
+
+
+class NullReporter:
+    """Stands in when the spec has no report address."""
+
+    def metric(self, **values: Any) -> None:
+        pass
+
+    def resource(self, **values: Any) -> None:
+        pass
+
+    def close(self, timeout: float = 5.0) -> bool:
+        return True

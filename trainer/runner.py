@@ -1,0 +1,164 @@
+"""``python -m trainer run``: one job from spec to published output.
+
+Exit status 0 means the output folder holds a complete result with its manifest.
+Anything else exits non-zero, and the last log line says why: the local executor and
+the pod logs show that line as the job's failure reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainer.context import RunContext, TrainResult
+from trainer.datavalidation import validate
+from trainer.output import METRICS, PARAMETERS, OutputError, StagedOutput, write_json
+from trainer.reporting import NullReporter, Reporter
+from trainer.spec import JobSpec, SpecError, load_spec
+
+log = logging.getLogger("jingtiao")
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TERMINATED = 1, 2, 143
+FAILURE_PREFIX = "jingtiao: failed: "
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM; BaseException so no library swallows it."""
+
+
+class DataError(ValueError):
+    pass
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    # Route the libraries' loggers to stdout and silence their progress bars, which
+    # would otherwise interleave carriage-return noise into the job log.
+    import datasets
+    import diffusers
+    import transformers
+
+    for library in (transformers, diffusers):
+        library.utils.logging.disable_default_handler()
+        library.utils.logging.enable_propagation()
+        library.utils.logging.set_verbosity_warning()
+        library.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def check_data(spec: JobSpec) -> None:
+    """Refuse bad data before any model is loaded, naming the rows at fault."""
+    sets = [("training", spec.train_data), ("validation", spec.validation_data),
+            ("test", spec.test_data)]
+    for label, path in sets:
+        if not path:
+            continue
+        report = validate(spec.scenario, path, algorithm=spec.algorithm, max_problems=5)
+        if not report.ok:
+            shown = "; ".join(str(problem) for problem in report.problems)
+            more = report.problem_count - len(report.problems)
+            extra = f" (and {more} more)" if more > 0 else ""
+            raise DataError(f"{label} data {path}: {shown}{extra}")
+        log.info("%s data: %s", label, report.summary())
+
+
+def _worker_id(rank: int) -> str:
+    return os.environ.get("JINGTIAO_WORKER_ID") or f"{socket.gethostname()}-rank{rank}"
+
+
+def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
+    """Train ``spec`` and publish its output; raises on any failure."""
+    from trainer.algorithms import entry_point
+    from trainer.devices import detect_device, distributed_from_env
+    from trainer.resources import ResourceSampler
+
+    check_data(spec)
+    dist = distributed_from_env()
+    device = detect_device()
+    log.info("job %s: %s on %s (%s), rank %s of %s", spec.job_id, spec.algorithm, device.kind,
+             device.backend, dist.rank, dist.world_size)
+    output = StagedOutput(spec.output_dir, is_main=dist.is_main)
+    reporter: Any = NullReporter()
+    if spec.report:
+        reporter = Reporter(spec.report.url, spec.report.token, spec.job_id, _worker_id(dist.rank))
+    sampler = ResourceSampler(reporter.resource, device_kind=device.kind,
+                              device_index=dist.local_rank)
+    try:
+        output.prepare()
+        sampler.start()
+        context = RunContext(
+            spec=spec, device=device, dist=dist, staging=output.staging,
+            checkpoints=output.checkpoints, reporter=reporter,
+            extra_callbacks=list(extra_callbacks or []),
+        )
+        started = time.monotonic()
+        result: TrainResult = entry_point(spec.algorithm)(context)
+        if dist.is_main:
+            publish(output, spec, result, time.monotonic() - started)
+        return output.final
+    finally:
+        sampler.stop()
+        reporter.close(timeout=5.0)
+        output.discard()
+
+
+def publish(output: StagedOutput, spec: JobSpec, result: TrainResult, seconds: float) -> None:
+    write_json(output.staging / PARAMETERS, spec.parameters)
+    write_json(output.staging / METRICS, {"summary": result.metrics, "history": result.history})
+    output.finish({
+        "job_id": spec.job_id,
+        "scenario": spec.scenario,
+        "algorithm": spec.algorithm,
+        "model_kind": spec.info.model_kind,
+        "base_model": spec.base_model,
+        "artifacts": result.artifacts,
+        "parameters_file": PARAMETERS,
+        "metrics_file": METRICS,
+        "metrics": result.metrics,
+        "wall_seconds": round(seconds, 1),
+        "spec": spec.to_dict(),
+    })
+
+
+def run(spec_path: str, extra_callbacks: list[Any] | None = None) -> int:
+    """Run one job; returns the exit status. The last line logged states the outcome."""
+    setup_logging()
+    previous: Callable | int | None = signal.signal(signal.SIGTERM, _on_sigterm)
+    status, message = EXIT_FAILED, "unknown error"
+    try:
+        spec = load_spec(spec_path)
+        final = execute(spec, extra_callbacks)
+        status, message = 0, f"jingtiao: succeeded: output saved to {final}"
+    except Terminated:
+        status, message = EXIT_TERMINATED, FAILURE_PREFIX + "terminated by SIGTERM"
+    except (SpecError, DataError, OutputError) as exc:
+        status, message = EXIT_BAD_INPUT, FAILURE_PREFIX + str(exc)
+    except KeyboardInterrupt:
+        status, message = EXIT_TERMINATED, FAILURE_PREFIX + "interrupted"
+    except Exception as exc:
+        log.error("training failed:\n%s", traceback.format_exc())
+        status, message = EXIT_FAILED, FAILURE_PREFIX + f"{type(exc).__name__}: {exc}"
+    finally:
+        signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    # One bare line, last: the platform shows it as the job's outcome.
+    print(" ".join(message.split()), flush=True)
+    return status
