@@ -1,6 +1,13 @@
 # One image for the web server, the Celery worker and beat.
 # The trainer runs in its own image on the cluster (JINGTIAO_TRAINER_IMAGE); the
 # platform image carries the trainer extra too, for the local executor.
+# Front-end libraries from the npm registry at build time, never a CDN at run time.
+FROM node:20-bookworm-slim AS frontend
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error \
+ && mkdir -p vendor && cp node_modules/htmx.org/dist/htmx.min.js vendor/
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -20,6 +27,7 @@ COPY scheduler scheduler
 COPY trainer trainer
 COPY templates templates
 COPY static static
+COPY --from=frontend /src/vendor static/vendor
 COPY locale locale
 COPY manage.py ./
 # TORCH_INDEX_URL picks the torch build (a CPU-only or a vendor's MLU index);
