@@ -1,0 +1,296 @@
+"""Conservative backfill over the node timelines: the loop behind ``plan`` and ``predict``.
+
+Jobs are taken in queue order. Each gets the earliest start at which a gang of its node
+count fits into what the jobs before it left free, tried with each of its specs in the
+user's order (the earliest start wins, ties go to the earlier spec), and then reserves that
+gang for its whole duration. A job therefore only ever sees the reservations of jobs ahead
+of it, which is exactly the guarantee that a lower job never delays a higher one.
+"""
+
+from __future__ import annotations
+
+import gc
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from scheduler.planning.gang import earliest_gang
+from scheduler.planning.reasons import never_reason
+from scheduler.planning.state import (
+    Decision,
+    NodeState,
+    Pool,
+    QueuedJob,
+    RunningJob,
+    SpecRequest,
+    queue_key,
+)
+from scheduler.planning.timeline import (
+    INF,
+    Demand,
+    FitIndex,
+    HoleIndex,
+    NodeGroup,
+    NodeTimeline,
+)
+
+# A running job past its deadline still holds its node until expiry stops it: it is
+# released just after ``now``, so nothing is started on top of it in this cycle.
+OVERDUE_RELEASE_US = 1
+
+
+def micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def pool_admits(pools: dict[str, Pool], node_pool: str | None, job: QueuedJob) -> bool:
+    """The pool rule. A pool missing from ``pools`` counts as shared.
+
+    A job that names a pool runs only there, and only if the pool is shared or dedicated to
+    its project. A job without a pool stays on shared pools and pool-less nodes, except
+    that nodes it names one by one may sit in a pool dedicated to its own project (the form
+    forbids naming nodes and a pool together, so the names are the only way to say so).
+    """
+    if job.pool is not None and node_pool != job.pool:
+        return False
+    if node_pool is None:
+        return True
+    known = pools.get(node_pool)
+    if known is None or known.dedicated_project_ids is None:
+        return True
+    if job.pool is None and not job.node_names:
+        return False
+    return job.project_id in known.dedicated_project_ids
+
+
+class Engine:
+    """One planning run: the cluster's timelines, filled job by job."""
+
+    def __init__(
+        self,
+        nodes: Iterable[NodeState],
+        pools: Iterable[Pool],
+        running: Iterable[RunningJob],
+        queue: Sequence[QueuedJob],
+        now: datetime,
+    ) -> None:
+        self.now = now
+        self.pools = {p.name: p for p in pools}
+        self.states = sorted((n for n in nodes if n.schedulable), key=lambda n: n.name)
+        self.demand_ids: dict[tuple[str, Demand], int] = {}
+        demands: list[Demand] = []
+        min_hole: list[int] = []
+        # per job: its duration in microseconds and its specs with their demand ids
+        self.needs: dict[int, tuple[int, list[tuple[SpecRequest, int]]]] = {}
+        for job in queue:
+            d = max(1, micros(job.duration))
+            specs = []
+            for spec in job.specs:
+                key = (spec.device_type, (spec.cpu_millis, spec.memory_bytes, spec.devices))
+                d_id = self.demand_ids.get(key)
+                if d_id is None:
+                    d_id = self.demand_ids[key] = len(demands)
+                    demands.append(key[1])
+                    min_hole.append(d)
+                elif d < min_hole[d_id]:
+                    min_hole[d_id] = d
+                specs.append((spec, d_id))
+            self.needs[job.job_id] = (d, specs)
+
+        groups: dict[tuple, NodeGroup] = {}
+        self.timelines: list[NodeTimeline] = []
+        self.by_name: dict[str, NodeTimeline] = {}
+        for state in self.states:
+            gkey = (
+                state.pool,
+                state.driver_version,
+                state.device_type,
+                state.cpu_millis,
+                state.memory_bytes,
+                state.devices,
+            )
+            group = groups.get(gkey)
+            if group is None:
+                group = groups[gkey] = NodeGroup(*gkey)
+                for (dtype, demand), d_id in self.demand_ids.items():
+                    if dtype == group.device_type and group.holds(demand):
+                        group.tails[d_id] = []
+                        group.holes[d_id] = HoleIndex(min_hole[d_id])
+            node = NodeTimeline(len(self.timelines), state.name, group)
+            group.nodes.append(node)
+            self.timelines.append(node)
+            self.by_name[state.name] = node
+        self.groups = list(groups.values())
+        self.fits = FitIndex(self.timelines, demands)
+        self._hold_running(running)
+        self.fits.build()
+        self._where_for: dict[tuple, tuple] = {}
+        self._reasons: dict[tuple, str] = {}
+
+    def _hold_running(self, running: Iterable[RunningJob]) -> None:
+        for job in running:
+            end = max(micros(job.deadline - self.now), OVERDUE_RELEASE_US)
+            spec = job.spec
+            for name in job.nodes:
+                node = self.by_name.get(name)
+                if node is not None:  # gone or unschedulable: nothing will be placed there
+                    node.take(0, end, spec.cpu_millis, spec.memory_bytes, spec.devices)
+
+    def _where(
+        self, job: QueuedJob, d_id: int
+    ) -> tuple[list[list[tuple[int, int]]], list[HoleIndex], int]:
+        """Where this job may run with this demand: the tails lists and hole indexes of the
+        groups it may use, and how many nodes those hold. Decided once per constraint set."""
+        key = (job.pool, job.project_id if job.pool is not None else None, job.driver_version, d_id)
+        hit = self._where_for.get(key)
+        if hit is None:
+            groups = [
+                g
+                for g in self.groups
+                if d_id in g.tails
+                and (job.driver_version is None or g.driver_version == job.driver_version)
+                and pool_admits(self.pools, g.pool, job)
+            ]
+            hit = self._where_for[key] = (
+                [g.tails[d_id] for g in groups],
+                [g.holes[d_id] for g in groups],
+                sum(len(g.nodes) for g in groups),
+            )
+        return hit
+
+    def admits(self, job: QueuedJob, node: NodeTimeline) -> bool:
+        """Whether the job's pool, driver and node-name constraints allow this node."""
+        g = node.group
+        return (
+            (job.driver_version is None or g.driver_version == job.driver_version)
+            and (not job.node_names or node.name in job.node_names)
+            and pool_admits(self.pools, g.pool, job)
+        )
+
+    def _named(self, job: QueuedJob, d_id: int) -> list[NodeTimeline]:
+        """The nodes a job that lists node names may use with this demand."""
+        named = (self.by_name.get(name) for name in sorted(set(job.node_names)))
+        return [n for n in named if n is not None and d_id in n.fits and self.admits(job, n)]
+
+    def _search(self, job: QueuedJob, d_id: int, k: int, d: int, before: int):
+        if job.node_names:
+            nodes = self._named(job, d_id)
+            if len(nodes) < k:
+                return None
+            tails: list[tuple[int, int]] = []
+            holes: list[tuple[int, int, int]] = []
+            for node in nodes:
+                for p, q in node.fits[d_id]:
+                    if q == INF:
+                        tails.append((p, node.index))
+                    else:
+                        holes.append((p, q, node.index))
+            tails.sort()
+            bound = tails[k - 1][0]
+            holes = [h for h in holes if h[0] <= bound]
+            return earliest_gang(tails, holes, k, d, before)
+        tails_lists, hole_indexes, total = self._where(job, d_id)
+        if total < k:
+            return None
+        # The k earliest tails bound the start (every node has a tail). Those freed exactly
+        # then come along too, up to k per group, so that the gang can be the nodes freed
+        # last; and only holes that start by then can matter.
+        if len(tails_lists) == 1:
+            lst = tails_lists[0]
+            bound = lst[k - 1][0]
+            tails = lst[: bisect_left(lst, (bound, -1)) + k]
+        else:
+            if k == 1:
+                bound = min([lst[0][0] for lst in tails_lists])
+            else:
+                firsts = []
+                for lst in tails_lists:
+                    firsts.extend(lst[:k])
+                firsts.sort()
+                bound = firsts[k - 1][0]
+            tails = []
+            for lst in tails_lists:
+                if lst[0][0] <= bound:
+                    tails.extend(lst[: bisect_left(lst, (bound, -1)) + k])
+            tails.sort()
+        if bound >= before:
+            bound = before - 1
+        holes: list[tuple[int, int, int]] = []
+        for hole_index in hole_indexes:
+            hole_index.collect(d, bound, holes)
+        return earliest_gang(tails, holes, k, d, before)
+
+    def never(self, job: QueuedJob, position: int) -> Decision:
+        # jobs that can never run tend to come in alike batches (clones, retries): the
+        # reason scans every node, so it is worked out once per kind of job
+        key = (job.pool, job.project_id, job.node_names, job.driver_version, job.specs,
+               job.node_count)
+        reason = self._reasons.get(key)
+        if reason is None:
+            reason = self._reasons[key] = never_reason(job, self.states, self.pools, pool_admits)
+        return Decision(job.job_id, None, None, (), position, reason)
+
+    def decision(
+        self, job: QueuedJob, position: int, start: int, spec: SpecRequest, chosen: list[int]
+    ) -> Decision:
+        names = tuple(sorted(self.timelines[n].name for n in chosen))
+        when = self.now if start == 0 else self.now + timedelta(microseconds=start)
+        return Decision(job.job_id, when, spec.spec_id, names, position)
+
+    def place(self, job: QueuedJob, position: int) -> Decision:
+        """Find the job's earliest start, reserve its gang, and say so."""
+        k = job.node_count
+        d, specs = self.needs[job.job_id]
+        best: tuple[int, list[int]] | None = None
+        best_spec = None
+        if k >= 1:
+            for spec, d_id in specs:
+                found = self._search(job, d_id, k, d, INF if best is None else best[0])
+                if found is not None:
+                    best, best_spec = found, spec
+                    if found[0] == 0:
+                        break  # nothing starts earlier than now
+        if best is None or best_spec is None:
+            return self.never(job, position)
+        start, chosen = best
+        need = (best_spec.cpu_millis, best_spec.memory_bytes, best_spec.devices)
+        timelines = self.timelines
+        self.fits.reserve_gang([timelines[n] for n in chosen], start, start + d, need)
+        return self.decision(job, position, start, best_spec, chosen)
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while planning.
+
+    Planning allocates hundreds of thousands of small tuples and no reference cycles, so
+    every collection it would trigger is wasted work -- and in a web or Celery worker with a
+    large heap, the older-generation passes it provokes cost more than the planning itself.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def predict_in_order(
+    nodes: Iterable[NodeState],
+    pools: Iterable[Pool],
+    running: Iterable[RunningJob],
+    queue: Sequence[QueuedJob],
+    draft: QueuedJob,
+    now: datetime,
+) -> Decision:
+    """Plan the jobs ahead of ``draft`` (replacing any queued job with its id), then it."""
+    order = sorted((j for j in queue if j.job_id != draft.job_id), key=queue_key)
+    draft_key = queue_key(draft)
+    ahead = bisect_left([queue_key(j) for j in order], draft_key)
+    order = [*order[:ahead], draft]
+    engine = Engine(nodes, pools, running, order, now)
+    for position, job in enumerate(order[:-1], 1):
+        engine.place(job, position)
+    return engine.place(draft, ahead + 1)

@@ -1,0 +1,315 @@
+"""Per-node resource timelines and the fit intervals indexed per node group.
+
+Time is an int: microseconds after the plan's ``now`` (exact, unlike floats, and cheap to
+compare). A node's timeline is a step function of its free cpu, memory and devices: segment
+``i`` covers ``[times[i], times[i + 1])`` and the last one runs for ever, fully free once
+every reservation has ended.
+
+For each *demand* (the cpu/memory/devices of one distinct spec) a node keeps its *fit
+intervals*: the maximal intervals in which that demand fits. The last one, open-ended, is
+the node's *tail* for that demand. Reservations only ever take resources away, so an
+interval can only shrink or split, and a reservation ``[a, b)`` changes intervals only
+inside ``[a, b)`` -- which is what keeps updates local and cheap.
+
+Nodes with the same pool, driver, device type and capacity form a *group*: constraints are
+decided once per group instead of once per node, and each group indexes its nodes' fit
+intervals per demand (tails sorted by start; finite holes by length class, each class
+sorted by start), so a gang search touches only the ``k`` earliest tails and the holes that
+start before them and may be long enough.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+
+INF = 1 << 62  # "never ends": later than any reservation
+
+Demand = tuple[int, int, int]  # cpu millis, memory bytes, devices
+
+
+class HoleIndex:
+    """One group's finite fit intervals for one demand, by length class, each sorted by start.
+
+    The class of a hole is the bit length of its length, so a search for duration ``d``
+    skips every class below ``d``'s wholesale -- long jobs step over the many short holes
+    they cannot use -- and the few too-short holes of ``d``'s own class are dropped when the
+    sweep reaches them. Holes shorter than every queued job that could use them
+    (``shortest``) are never useful and stay out.
+    """
+
+    __slots__ = ("base", "by_class", "shortest")
+
+    def __init__(self, shortest: int) -> None:
+        self.shortest = shortest
+        self.base = shortest.bit_length()  # the class of the shortest hole kept
+        # by_class[c - base]: the holes of class c, sorted by start
+        self.by_class: list[list[tuple[int, int, int]]] = []
+
+    def add(self, p: int, q: int, n: int) -> None:
+        if q - p >= self.shortest:
+            at = (q - p).bit_length() - self.base
+            by_class = self.by_class
+            while len(by_class) <= at:
+                by_class.append([])
+            insort(by_class[at], (p, q, n))
+
+    def remove(self, p: int, q: int, n: int) -> None:
+        if q - p >= self.shortest:
+            lst = self.by_class[(q - p).bit_length() - self.base]
+            del lst[bisect_left(lst, (p, q, n))]
+
+    def collect(self, d: int, bound: int, out: list[tuple[int, int, int]]) -> None:
+        """Add to ``out`` the holes that start by ``bound`` and may be ``d`` long."""
+        at = d.bit_length() - self.base
+        top = (bound, INF, INF)
+        for lst in self.by_class[at:] if at > 0 else self.by_class:
+            if lst and lst[0][0] <= bound:
+                out.extend(lst[: bisect_right(lst, top)])
+
+
+class NodeGroup:
+    __slots__ = (
+        "cpu",
+        "cut_by",
+        "device_type",
+        "devices",
+        "driver_version",
+        "holes",
+        "memory",
+        "nodes",
+        "pool",
+        "tails",
+    )
+
+    def __init__(
+        self,
+        pool: str | None,
+        driver_version: str | None,
+        device_type: str,
+        cpu: int,
+        memory: int,
+        devices: int,
+    ) -> None:
+        self.pool = pool
+        self.driver_version = driver_version
+        self.device_type = device_type
+        self.cpu = cpu
+        self.memory = memory
+        self.devices = devices
+        self.nodes: list[NodeTimeline] = []
+        # demand id -> sorted [(start, node index)]
+        self.tails: dict[int, list[tuple[int, int]]] = {}
+        self.holes: dict[int, HoleIndex] = {}
+        # (cpu, memory, devices) of a reservation -> the demands that no longer fit beside it,
+        # as positions in each member node's ``watch``
+        self.cut_by: dict[Demand, list[int]] = {}
+
+    def holds(self, demand: Demand) -> bool:
+        return demand[0] <= self.cpu and demand[1] <= self.memory and demand[2] <= self.devices
+
+
+class NodeTimeline:
+    __slots__ = ("fits", "free", "group", "index", "name", "times", "watch")
+
+    def __init__(self, index: int, name: str, group: NodeGroup) -> None:
+        self.index = index
+        self.name = name
+        self.group = group
+        # segment i: from times[i] to times[i + 1], free[i] = (cpu, memory, devices) left
+        self.times = [0]
+        self.free = [(group.cpu, group.memory, group.devices)]
+        # demand id -> its fit intervals [(start, end)], sorted and disjoint
+        self.fits: dict[int, list[tuple[int, int]]] = {}
+        # per demand, in demand id order: (cpu, memory, devices, its fits list, the group's
+        # tails list and hole index for it) -- what a reservation touches, looked up once
+        self.watch: list[tuple[int, int, int, list, list, HoleIndex]] = []
+
+    def frozen_copy(self) -> NodeTimeline:
+        """A copy of the free-capacity steps alone (no intervals), to search later."""
+        copy = NodeTimeline(self.index, self.name, self.group)
+        copy.times, copy.free = self.times[:], self.free[:]
+        return copy
+
+    def _split(self, t: int) -> int:
+        """Index of the segment that starts at ``t``, cutting the one around it if needed."""
+        times = self.times
+        i = bisect_right(times, t) - 1
+        if times[i] == t:
+            return i
+        times.insert(i + 1, t)
+        self.free.insert(i + 1, self.free[i])
+        return i + 1
+
+    def take(
+        self, a: int, b: int, cpu: int, mem: int, dev: int
+    ) -> tuple[int, int, int, int, int, int]:
+        """Subtract resources over ``[a, b)``; return the least and the most left of each.
+
+        (least cpu, memory, devices, most cpu, memory, devices): enough for the caller to
+        tell, per demand, "still fits all along" or "fits nowhere" without a scan.
+        """
+        i = self._split(a)
+        j = self._split(b)
+        free = self.free
+        if j == i + 1:  # one segment: the usual case, worth its own path
+            c, m, d = free[i]
+            c, m, d = free[i] = (c - cpu, m - mem, d - dev)
+            low = high = (c, m, d)
+        else:
+            for s in range(i, j):
+                c, m, d = free[s]
+                free[s] = (c - cpu, m - mem, d - dev)
+            span = free[i:j]
+            cs, ms, ds = [f[0] for f in span], [f[1] for f in span], [f[2] for f in span]
+            low, high = (min(cs), min(ms), min(ds)), (max(cs), max(ms), max(ds))
+        # drop boundaries where nothing changes any more: keeps later scans short
+        times = self.times
+        if j < len(times) and free[j] == free[j - 1]:
+            del times[j], free[j]
+        if i > 0 and free[i] == free[i - 1]:
+            del times[i], free[i]
+        return (*low, *high)
+
+    def fit_runs(self, demand: Demand, a: int, b: int) -> list[tuple[int, int]]:
+        """The maximal intervals within ``[a, b)`` in which ``demand`` fits."""
+        dc, dm, dd = demand
+        times, free = self.times, self.free
+        last = len(times) - 1
+        s = bisect_right(times, a) - 1
+        runs: list[tuple[int, int]] = []
+        start = -1
+        while s <= last and times[s] < b:
+            c, m, d = free[s]
+            if c >= dc and m >= dm and d >= dd:
+                if start < 0:
+                    start = max(times[s], a)
+            elif start >= 0:
+                runs.append((start, times[s]))
+                start = -1
+            s += 1
+        if start >= 0:
+            runs.append((start, b))
+        return runs
+
+
+class FitIndex:
+    """Keeps every node's fit intervals, and their per-group index, true as reservations land."""
+
+    __slots__ = ("demands", "nodes")
+
+    def __init__(self, nodes: list[NodeTimeline], demands: list[Demand]):
+        self.nodes = nodes
+        self.demands = demands
+
+    def build(self) -> None:
+        """Compute every node's intervals from its timeline (once, after running jobs)."""
+        demands = self.demands
+        for node in self.nodes:
+            group = node.group
+            n = node.index
+            for d_id in sorted(group.tails):
+                runs = node.fit_runs(demands[d_id], 0, INF)
+                node.fits[d_id] = runs
+                tails, holes = group.tails[d_id], group.holes[d_id]
+                node.watch.append((*demands[d_id], runs, tails, holes))
+                for p, q in runs:
+                    if q == INF:
+                        insort(tails, (p, n))
+                    else:
+                        holes.add(p, q, n)
+
+    def reserve_gang(self, nodes: list[NodeTimeline], a: int, b: int, need: Demand) -> None:
+        """Take ``need`` over ``[a, b)`` on each of ``nodes``."""
+        for node in nodes:
+            if a >= node.times[-1]:
+                self._append(node, a, b, need)
+            else:
+                self.reserve(node, a, b, need)
+
+    def _append(self, node: NodeTimeline, a: int, b: int, need: Demand) -> None:
+        """``reserve`` for the common case of a node that is idle from ``a`` on.
+
+        More than half of all reservations land there once the queue runs past the
+        running jobs. Every demand's last interval is then its tail, so the splice reduces
+        to cutting ``[a, b)`` out of the tail of each demand that does not fit beside the
+        job -- which ones the node's group works out once per reservation size.
+        """
+        group = node.group
+        cpu, mem, dev = group.cpu - need[0], group.memory - need[1], group.devices - need[2]
+        cut = group.cut_by.get(need)
+        if cut is None:
+            cut = group.cut_by[need] = [
+                i
+                for i, (dc, dm, dd, *_) in enumerate(node.watch)
+                if not (cpu >= dc and mem >= dm and dev >= dd)
+            ]
+        times, free = node.times, node.free
+        left = (cpu, mem, dev)
+        if a > times[-1]:
+            times.append(a)
+            free.append(left)
+        elif len(times) > 1 and free[-2] == left:
+            times.pop()  # same as the segment before: extend that one instead
+            free.pop()
+        else:
+            free[-1] = left
+        times.append(b)
+        free.append((group.cpu, group.memory, group.devices))
+        n = node.index
+        watch = node.watch
+        for i in cut:
+            _, _, _, fits, tails, holes = watch[i]
+            p = fits[-1][0]
+            del tails[bisect_left(tails, (p, n))]
+            insort(tails, (b, n))
+            if p < a:
+                fits[-1] = (p, a)
+                fits.append((b, INF))
+                holes.add(p, a, n)
+            else:
+                fits[-1] = (b, INF)
+
+    def reserve(self, node: NodeTimeline, a: int, b: int, need: Demand) -> None:
+        """Take ``need`` on ``node`` over ``[a, b)`` and splice the intervals it changes."""
+        low_c, low_m, low_d, high_c, high_m, high_d = node.take(a, b, *need)
+        n = node.index
+        for dc, dm, dd, fits, tails, holes in node.watch:
+            if low_c >= dc and low_m >= dm and low_d >= dd:
+                continue  # still fits wherever it did: nothing to change
+            # the intervals overlapping [a, b): the last one starting at or before a, if
+            # it reaches past a, up to the first one starting at or after b
+            lo = bisect_right(fits, (a, INF)) - 1
+            if lo < 0 or fits[lo][1] <= a:
+                lo += 1
+            hi = bisect_left(fits, (b,), lo)
+            if lo == hi:
+                continue  # the demand fitted nowhere in [a, b) before: still does not
+            old = fits[lo:hi]
+            if high_c < dc or high_m < dm or high_d < dd:
+                pieces = []  # fits nowhere in [a, b) now
+            else:
+                pieces = node.fit_runs((dc, dm, dd), a, b)
+            # outside [a, b) nothing changed: keep the overhanging ends of the old intervals
+            p0 = old[0][0]
+            if p0 < a:
+                if pieces and pieces[0][0] == a:
+                    pieces[0] = (p0, pieces[0][1])
+                else:
+                    pieces.insert(0, (p0, a))
+            q1 = old[-1][1]
+            if q1 > b:
+                if pieces and pieces[-1][1] == b:
+                    pieces[-1] = (pieces[-1][0], q1)
+                else:
+                    pieces.append((b, q1))
+            fits[lo:hi] = pieces
+            for p, q in old:
+                if q == INF:
+                    del tails[bisect_left(tails, (p, n))]
+                else:
+                    holes.remove(p, q, n)
+            for p, q in pieces:
+                if q == INF:
+                    insort(tails, (p, n))
+                else:
+                    holes.add(p, q, n)
