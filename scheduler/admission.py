@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from finetune import states
 from finetune.models import Job, JobStatus
-from scheduler import planner, snapshot
+from scheduler import planner, prediction, snapshot
 from scheduler.executors.base import ExecutorError, Placement
 from scheduler.models import Node, NodeSpec
 
@@ -91,8 +91,10 @@ def admit(now=None) -> list[Admitted]:
         _lock()
         state = snapshot.take(now)
         if not state.queue:
+            prediction.remember_plan(planner.Plan({}, now), {})
             return []
         plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
+        prediction.remember_plan(plan, {job.job_id: job.pool for job in state.queue})
         starting = plan.starts_now()
         jobs = Job.objects.in_bulk([decision.job_id for decision in starting])
         specs = NodeSpec.objects.in_bulk([decision.spec_id for decision in starting])

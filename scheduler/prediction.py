@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.core.cache import cache
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
@@ -109,3 +110,65 @@ def predict_queued(jobs: Sequence[Job], now: datetime | None = None) -> dict[int
     return {
         job_id: _prediction(plan[job_id], now, pools[job_id]) for job_id in wanted if job_id in plan
     }
+
+
+def predict_job(job: Job, now: datetime | None = None) -> Prediction:
+    """A queued job's place and expected start, planning only the jobs ahead of it."""
+    now = now or timezone.now()
+    state = snapshot.take(now)
+    mine = next((queued for queued in state.queue if queued.job_id == job.pk), None)
+    if mine is None:
+        raise ValueError(f"job {job.pk} is not queued")
+    decision = planner.predict(state.nodes, state.pools, state.running, state.queue, mine, now)
+    return _prediction(decision, now, mine.pool)
+
+
+# The list shows every queued job's place (F1.17). Planning the whole queue per
+# page view would cost what admission already computes every pass, so each
+# admission pass leaves its plan here and the list reads it.
+PLAN_CACHE_KEY = "jingtiao:queue-plan"
+PLAN_CACHE_SECONDS = 600
+
+
+def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> None:
+    entries = {
+        job_id: (
+            decision.position,
+            decision.start.timestamp() if decision.start else None,
+            decision.reason,
+            pools.get(job_id),
+            decision.spec_id,
+        )
+        for job_id, decision in plan.items()
+    }
+    cache.set(PLAN_CACHE_KEY, {"now": plan.now.timestamp(), "jobs": entries}, PLAN_CACHE_SECONDS)
+
+
+def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
+    """The last admission pass's word on these queued jobs (planned afresh if none)."""
+    if not job_ids:
+        return {}
+    stored = cache.get(PLAN_CACHE_KEY)
+    if stored is None:
+        now = timezone.now()
+        state = snapshot.take(now)
+        plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
+        remember_plan(plan, {job.job_id: job.pool for job in state.queue})
+        stored = cache.get(PLAN_CACHE_KEY) or {"now": now.timestamp(), "jobs": {}}
+    planned_at = datetime.fromtimestamp(stored["now"], tz=UTC)
+    forecasts = {}
+    for job_id in job_ids:
+        entry = stored["jobs"].get(job_id)
+        if entry is None:
+            continue  # queued after the last pass: the next one places it
+        position, start, reason, pool, spec_id = entry
+        start_at = datetime.fromtimestamp(start, tz=UTC) if start is not None else None
+        forecasts[job_id] = Prediction(
+            starts_now=start_at is not None and start_at <= planned_at,
+            start=start_at,
+            position=position,
+            pool=pool,
+            spec_id=spec_id,
+            reason=reason,
+        )
+    return forecasts
