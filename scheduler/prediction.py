@@ -48,7 +48,7 @@ class Prediction:
             if self.pool
             else _("position %(position)d in the queue") % {"position": self.position}
         )
-        return _("Queued: %(where)s, expected to start by %(start)s.") % {
+        return _("Queued: %(where)s, expected to start by %(start)s") % {
             "where": where,
             "start": formats.date_format(timezone.localtime(self.start), "SHORT_DATETIME_FORMAT"),
         }
@@ -131,16 +131,21 @@ PLAN_CACHE_SECONDS = 600
 
 
 def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> None:
-    entries = {
-        job_id: (
-            decision.position,
+    # The jobs this pass starts leave the queue, so the others' places are
+    # counted without them: the list shows the place a job has once they run.
+    starting = {decision.job_id for decision in plan.starts_now()}
+    entries = {}
+    place = 0
+    for job_id, decision in plan.items():
+        if job_id not in starting:
+            place += 1
+        entries[job_id] = (
+            decision.position if job_id in starting else place,
             decision.start.timestamp() if decision.start else None,
             decision.reason,
             pools.get(job_id),
             decision.spec_id,
         )
-        for job_id, decision in plan.items()
-    }
     cache.set(PLAN_CACHE_KEY, {"now": plan.now.timestamp(), "jobs": entries}, PLAN_CACHE_SECONDS)
 
 

@@ -65,3 +65,9 @@ def first_spec(job: Job):
 @register.filter
 def nodes_of(job: Job) -> list[str]:
     return placement_nodes(job.placement)
+
+
+@register.filter
+def forecast_of(forecasts: dict, job: Job):
+    """The queue forecast of one job in the list, if the plan has it."""
+    return (forecasts or {}).get(job.pk)

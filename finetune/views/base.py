@@ -96,12 +96,17 @@ class ObjectListView(LoginRequiredMixin, View):
             "is_paginated": page.paginator.num_pages > 1,
             "edit_mode": request.GET.get("edit") == "1",
             **self.extra_context(project),
+            **self.rows_context(rows),
         }
         partial = request.htmx and not request.htmx.boosted
         template = self.partial_template_name if partial else self.template_name
         return TemplateResponse(request, template, context)
 
     def extra_context(self, project: Project | None) -> dict:
+        return {}
+
+    def rows_context(self, rows: list) -> dict:
+        """What the table needs about the rows of this page, beyond the rows."""
         return {}
 
 

@@ -17,7 +17,7 @@ from accounts.models import Project
 from finetune import access
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import CASCADE, CUSTOM, JobForm, initial_from_draft, refreshed_initial
-from finetune.models import Job
+from finetune.models import Job, JobStatus
 from finetune.prediction import predict_for_draft
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
 from finetune.views.base import (
@@ -27,6 +27,7 @@ from finetune.views.base import (
     project_or_404,
 )
 from scheduler.models import NodeSpec, ResourcePool
+from scheduler.prediction import predict_job, queue_forecasts
 
 JOB_LIST_RELATED = ("creator", "scenario", "algorithm", "model_repo", "spec_in_use")
 
@@ -43,6 +44,11 @@ class JobListView(ObjectListView):
     def get_queryset(self, project):
         # The first spec of each job's list, for the column, without a query per row.
         return super().get_queryset(project).prefetch_related("spec_choices__spec")
+
+    def rows_context(self, rows: list) -> dict:
+        # F1.17 on the list: each queued job's place, from the last admission pass.
+        queued = [job.pk for job in rows if job.status == JobStatus.QUEUED]
+        return {"forecasts": queue_forecasts(queued)}
 
 
 class JobDetailView(ObjectDetailView):
@@ -67,6 +73,9 @@ class JobDetailView(ObjectDetailView):
             "specs": self.object.ordered_node_specs(),
             "events": self.object.events.select_related("actor")[:100],
             "parameters": _parameter_rows(self.object),
+            "forecast": (
+                predict_job(self.object) if self.object.status == JobStatus.QUEUED else None
+            ),
         }
 
 

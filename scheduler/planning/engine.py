@@ -224,8 +224,14 @@ class Engine:
     def never(self, job: QueuedJob, position: int) -> Decision:
         # jobs that can never run tend to come in alike batches (clones, retries): the
         # reason scans every node, so it is worked out once per kind of job
-        key = (job.pool, job.project_id, job.node_names, job.driver_version, job.specs,
-               job.node_count)
+        key = (
+            job.pool,
+            job.project_id,
+            job.node_names,
+            job.driver_version,
+            job.specs,
+            job.node_count,
+        )
         reason = self._reasons.get(key)
         if reason is None:
             reason = self._reasons[key] = never_reason(job, self.states, self.pools, pool_admits)

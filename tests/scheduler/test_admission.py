@@ -223,3 +223,30 @@ def test_node_inventory_adds_updates_and_marks_vanished_nodes(db):
     assert Node.objects.get(name="old-node").schedulable is False
     result = inventory.sync_nodes(reported)
     assert result.updated == ["mlu-1"] and result.vanished == []
+
+
+def test_the_list_and_the_detail_page_show_where_a_queued_job_stands(client, project, alice):
+    from django.urls import reverse
+
+    _node("mlu-a", devices=1)
+    running = _queued(project, alice, name="holder")
+    waiting = _queued(project, alice, name="waiter")
+    admission.admit()  # leaves its plan for the list
+    running.refresh_from_db()
+    client.force_login(alice)
+    page = client.get(reverse("finetune:job_list")).content.decode()
+    assert "#1 in queue · by" in page
+    detail = client.get(reverse("finetune:job_detail", args=[waiting.pk])).content.decode()
+    assert "Queued: position 1 in the queue, expected to start by" in detail
+
+
+def test_the_list_plans_afresh_when_no_admission_pass_left_a_plan(client, project, alice):
+    from django.core.cache import cache
+    from django.urls import reverse
+
+    _node("mlu-a", devices=1)
+    _queued(project, alice, name="waiter")
+    cache.delete(prediction.PLAN_CACHE_KEY)
+    client.force_login(alice)
+    page = client.get(reverse("finetune:job_list")).content.decode()
+    assert "#1 in queue" in page and "· by" not in page  # it would start now

@@ -315,13 +315,19 @@ def test_a_prediction_says_why_a_draft_can_never_run() -> None:
 def test_a_forecast_answers_drafts_of_every_priority_as_predict_does() -> None:
     nodes = [node("a"), node("b")]
     run = [running(9, WHOLE, "a", ends_in=hours(2))]
-    queue = [job(1, WHOLE, hours=3, priority=2), job(2, HALF, priority=1, hours=4),
-             job(3, WHOLE, nodes=2, priority=0)]
+    queue = [
+        job(1, WHOLE, hours=3, priority=2),
+        job(2, HALF, priority=1, hours=4),
+        job(3, WHOLE, nodes=2, priority=0),
+    ]
     forecast = Forecast(nodes, [], run, queue, NOW)
     assert forecast.plan == plan(nodes, [], run, queue, NOW)
     for priority in range(4):
-        for draft in (job(4, HALF, priority=priority), job(4, WHOLE, nodes=2, priority=priority),
-                      job(4, spec(9, 16), priority=priority)):
+        for draft in (
+            job(4, HALF, priority=priority),
+            job(4, WHOLE, nodes=2, priority=priority),
+            job(4, spec(9, 16), priority=priority),
+        ):
             assert forecast.predict(draft) == predict(nodes, [], run, queue, draft, NOW)
 
 
