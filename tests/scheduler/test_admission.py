@@ -250,3 +250,22 @@ def test_the_list_plans_afresh_when_no_admission_pass_left_a_plan(client, projec
     client.force_login(alice)
     page = client.get(reverse("finetune:job_list")).content.decode()
     assert "#1 in queue" in page and "· by" not in page  # it would start now
+
+
+def test_a_drafts_predicted_start_is_the_start_it_gets_once_created(project, alice):
+    _node("mlu-a", devices=1)
+    _queued(project, alice, duration=timedelta(hours=5))
+    admission.admit()
+    _queued(project, alice, duration=timedelta(hours=2))  # waits for the first
+    spec = factories.node_spec()
+    forecast = prediction.predict_draft(
+        project_id=project.pk,
+        priority=Priority.NORMAL,
+        node_count=1,
+        specs=[spec],
+        duration=timedelta(hours=1),
+    )
+    created = _queued(project, alice, duration=timedelta(hours=1))
+    planned = prediction.predict_queued([created])[created.pk]
+    assert (forecast.start, forecast.position) == (planned.start, planned.position)
+    assert forecast.position == 2 and not forecast.starts_now
