@@ -44,10 +44,13 @@ def _spec(spec_id: int, device_type: str, devices: int, cpus: int, mem_gib: int)
 
 
 SPECS = {
-    "mlu": [_spec(1, "mlu", 1, 8, 64), _spec(2, "mlu", 2, 16, 128),
-            _spec(3, "mlu", 4, 32, 256), _spec(4, "mlu", 8, 64, 512)],
-    "gpu": [_spec(5, "gpu", 1, 12, 96), _spec(6, "gpu", 4, 48, 384),
-            _spec(7, "gpu", 8, 96, 768)],
+    "mlu": [
+        _spec(1, "mlu", 1, 8, 64),
+        _spec(2, "mlu", 2, 16, 128),
+        _spec(3, "mlu", 4, 32, 256),
+        _spec(4, "mlu", 8, 64, 512),
+    ],
+    "gpu": [_spec(5, "gpu", 1, 12, 96), _spec(6, "gpu", 4, 48, 384), _spec(7, "gpu", 8, 96, 768)],
     "none": [_spec(8, "none", 0, 4, 16), _spec(9, "none", 0, 16, 64)],
 }
 TOO_BIG = _spec(10, "mlu", 16, 64, 512)  # no node has 16 MLUs: such jobs can never run
@@ -55,8 +58,10 @@ TOO_BIG = _spec(10, "mlu", 16, 64, 512)  # no node has 16 MLUs: such jobs can ne
 
 def build_cluster(rng: random.Random) -> tuple[list[NodeState], list[Pool]]:
     pools = [
-        Pool("mlu-shared"), Pool("gpu-shared"),
-        Pool("mlu-team-a", frozenset({1, 2})), Pool("gpu-team-b", frozenset({3})),
+        Pool("mlu-shared"),
+        Pool("gpu-shared"),
+        Pool("mlu-team-a", frozenset({1, 2})),
+        Pool("gpu-team-b", frozenset({3})),
     ]
     layout = [  # (count, pool, device type, devices, cpus, memory GiB, drivers)
         (380, "mlu-shared", "mlu", 8, 64, 512, ("5.10", "6.2")),
@@ -70,11 +75,18 @@ def build_cluster(rng: random.Random) -> tuple[list[NodeState], list[Pool]]:
     nodes = []
     for count, pool, dtype, devices, cpus, mem, drivers in layout:
         for _ in range(count):
-            nodes.append(NodeState(
-                name=f"{dtype}-{len(nodes):04d}", pool=pool, driver_version=rng.choice(drivers),
-                device_type=dtype, cpu_millis=cpus * 1000, memory_bytes=mem * GIB,
-                devices=devices, schedulable=rng.random() > 0.02,
-            ))
+            nodes.append(
+                NodeState(
+                    name=f"{dtype}-{len(nodes):04d}",
+                    pool=pool,
+                    driver_version=rng.choice(drivers),
+                    device_type=dtype,
+                    cpu_millis=cpus * 1000,
+                    memory_bytes=mem * GIB,
+                    devices=devices,
+                    schedulable=rng.random() > 0.02,
+                )
+            )
     return nodes, pools
 
 
@@ -92,8 +104,10 @@ def build_running(rng: random.Random, nodes: list[NodeState], count: int) -> lis
         spec = rng.choice(SPECS[dtype])
         k = 1 if spec.devices < 8 else rng.choice([1, 1, 2, 4])
         names = [
-            name for name in rng.sample(by_type[dtype], min(40, len(by_type[dtype])))
-            if free[name][0] >= spec.cpu_millis and free[name][1] >= spec.memory_bytes
+            name
+            for name in rng.sample(by_type[dtype], min(40, len(by_type[dtype])))
+            if free[name][0] >= spec.cpu_millis
+            and free[name][1] >= spec.memory_bytes
             and free[name][2] >= spec.devices
         ][:k]
         if len(names) < k:
@@ -123,7 +137,7 @@ def build_queue(rng: random.Random, nodes: list[NodeState], count: int) -> list[
                 specs = (SPECS["mlu"][-1], SPECS["gpu"][-1])
         else:
             first = rng.randrange(len(SPECS[dtype]))
-            specs = tuple(SPECS[dtype][first:first + rng.choice([1, 2])])
+            specs = tuple(SPECS[dtype][first : first + rng.choice([1, 2])])
         pool = driver = None
         node_names: tuple[str, ...] = ()
         project = rng.randint(1, 6)
@@ -131,26 +145,40 @@ def build_queue(rng: random.Random, nodes: list[NodeState], count: int) -> list[
             kind = rng.choice(["pool", "driver", "names"])
             if kind == "pool":
                 pool = {"mlu": "mlu-team-a", "gpu": "gpu-team-b", "none": None}[
-                    specs[0].device_type]
+                    specs[0].device_type
+                ]
                 project = 1 if pool == "mlu-team-a" else 3
             elif kind == "driver":
                 driver = {"mlu": "6.2", "gpu": "550", "none": None}[specs[0].device_type]
             else:
-                pick = [n for n in names_by_pool.get(
-                    {"mlu": "mlu-shared", "gpu": "gpu-shared", "none": None}[
-                        specs[0].device_type], [])]
+                pick = [
+                    n
+                    for n in names_by_pool.get(
+                        {"mlu": "mlu-shared", "gpu": "gpu-shared", "none": None}[
+                            specs[0].device_type
+                        ],
+                        [],
+                    )
+                ]
                 node_names = tuple(rng.sample(pick, min(len(pick), k + rng.randint(0, 4))))
         if rng.random() < 0.002:
             specs = (TOO_BIG,)
         hours = rng.choice([1, 2, 4, 8, 12, 24, 48, 72])
         duration = timedelta(minutes=max(30, int(hours * 60 * rng.uniform(0.5, 1.0))))
-        queue.append(QueuedJob(
-            job_id=job_id, project_id=project,
-            priority=rng.choices([0, 1, 2, 5], [70, 15, 10, 5])[0],
-            queued_at=NOW - timedelta(seconds=rng.randint(0, 7 * 86_400)),
-            node_count=k, specs=specs, node_names=node_names, pool=pool,
-            driver_version=driver, duration=duration,
-        ))
+        queue.append(
+            QueuedJob(
+                job_id=job_id,
+                project_id=project,
+                priority=rng.choices([0, 1, 2, 5], [70, 15, 10, 5])[0],
+                queued_at=NOW - timedelta(seconds=rng.randint(0, 7 * 86_400)),
+                node_count=k,
+                specs=specs,
+                node_names=node_names,
+                pool=pool,
+                driver_version=driver,
+                duration=duration,
+            )
+        )
     return queue
 
 
@@ -196,8 +224,10 @@ def main() -> None:
     forecast = Forecast(nodes, pools, running, queue, NOW)
     forecast_seconds = time.perf_counter() - started
     predict_seconds, forecast_ms = {}, {}
-    for name, priority in (("top", max(j.priority for j in queue)),
-                           ("bottom", min(j.priority for j in queue))):
+    for name, priority in (
+        ("top", max(j.priority for j in queue)),
+        ("bottom", min(j.priority for j in queue)),
+    ):
         draft = replace(queue[0], job_id=len(queue) + 1, priority=priority, queued_at=NOW)
         runs = []
         for _ in range(args.runs):
@@ -225,6 +255,7 @@ def main() -> None:
     print(f"forecast_build_seconds: {forecast_seconds:.3f} s")
     print(f"forecast_predict_top_priority_ms: {forecast_ms['top']:.1f} ms")
     print(f"forecast_predict_bottom_priority_ms: {forecast_ms['bottom']:.1f} ms")
+
 
 if __name__ == "__main__":
     main()

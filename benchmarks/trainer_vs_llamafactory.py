@@ -37,16 +37,29 @@ sys.path.insert(0, str(REPO))
 from trainer.samples import ANIMALS, COLOURS  # noqa: E402
 from trainer.tiny import build_tiny_llm  # noqa: E402
 
-VENV = Path(os.environ.get("JINGTIAO_BENCH_VENV",
-                           Path.home() / ".cache" / "jingtiao" / "llamafactory-venv"))
+VENV = Path(
+    os.environ.get("JINGTIAO_BENCH_VENV", Path.home() / ".cache" / "jingtiao" / "llamafactory-venv")
+)
 # LLaMA-Factory 0.9.5 caps transformers <= 5.6, TRL <= 0.24, PEFT 0.18, accelerate <= 1.11,
 # datasets <= 4.0; torch is pinned so pip takes the local CPU wheel (find-links) and not
 # a multi-gigabyte CUDA build.
-PINS = ["llamafactory==0.9.5", "torch==2.13.0", "transformers==4.57.3", "trl==0.24.0",
-        "peft==0.18.1", "accelerate==1.11.0", "datasets==4.0.0"]
+PINS = [
+    "llamafactory==0.9.5",
+    "torch==2.13.0",
+    "transformers==4.57.3",
+    "trl==0.24.0",
+    "peft==0.18.1",
+    "accelerate==1.11.0",
+    "datasets==4.0.0",
+]
 # Random weights: speed does not depend on what the model knows.
-MODEL = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "intermediate_size": 688,
-         "warm_up_steps": 0}
+MODEL = {
+    "hidden_size": 256,
+    "num_layers": 4,
+    "num_heads": 8,
+    "intermediate_size": 688,
+    "warm_up_steps": 0,
+}
 SEQ_LEN, BATCH, LORA_RANK, LORA_ALPHA = 256, 8, 8, 16
 
 
@@ -62,8 +75,19 @@ def ensure_llamafactory() -> Path:
         # PyPI's torchvision/torchaudio builds do not match the local CPU torch (their
         # operators fail to register); LLaMA-Factory needs them only for multimodal data,
         # and transformers falls back to PIL without them.
-        subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q",
-                        "torchvision", "torchaudio"], check=False)  # see run_llamafactory
+        subprocess.run(
+            [
+                str(VENV / "bin" / "python"),
+                "-m",
+                "pip",
+                "uninstall",
+                "-y",
+                "-q",
+                "torchvision",
+                "torchaudio",
+            ],
+            check=False,
+        )  # see run_llamafactory
     if done.returncode != 0 or not cli.exists():
         shutil.rmtree(VENV, ignore_errors=True)
         sys.exit(f"cannot install LLaMA-Factory ({' '.join(PINS)}):\n{done.stderr[-3000:]}")
@@ -92,8 +116,7 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     """Run ``command``; returns the peak RSS in bytes of its whole process tree."""
     peak = 0
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   cwd=REPO)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         root = psutil.Process(process.pid)
         stop = threading.Event()
 
@@ -120,16 +143,32 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
 
 def run_jingtiao(work: Path, model: Path, data: Path, steps: int) -> tuple[float, int]:
     spec = {
-        "job_id": 1, "scenario": "llm/sft", "algorithm": "sft_lora",
-        "parameters": {"max_steps": steps, "batch_size": BATCH, "max_length": SEQ_LEN,
-                       "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA, "lora_dropout": 0.05,
-                       "learning_rate": 1e-4, "logging_steps": 10, "precision": "fp32"},
-        "base_model": str(model), "train_data": str(data), "validation_data": None,
-        "test_data": None, "output_dir": str(work / "jingtiao-out"), "report": None,
+        "job_id": 1,
+        "scenario": "llm/sft",
+        "algorithm": "sft_lora",
+        "parameters": {
+            "max_steps": steps,
+            "batch_size": BATCH,
+            "max_length": SEQ_LEN,
+            "lora_rank": LORA_RANK,
+            "lora_alpha": LORA_ALPHA,
+            "lora_dropout": 0.05,
+            "learning_rate": 1e-4,
+            "logging_steps": 10,
+            "precision": "fp32",
+        },
+        "base_model": str(model),
+        "train_data": str(data),
+        "validation_data": None,
+        "test_data": None,
+        "output_dir": str(work / "jingtiao-out"),
+        "report": None,
     }
     (work / "spec.json").write_text(json.dumps(spec))
-    peak = measure([sys.executable, "-m", "trainer", "run", "--spec", str(work / "spec.json")],
-                   work / "jingtiao.log")
+    peak = measure(
+        [sys.executable, "-m", "trainer", "run", "--spec", str(work / "spec.json")],
+        work / "jingtiao.log",
+    )
     summary = json.loads((work / "jingtiao-out" / "metrics.json").read_text())["summary"]
     return summary["tokens_seen"] / summary["train_runtime_seconds"], peak
 
@@ -173,10 +212,16 @@ def run_llamafactory(cli: Path, work: Path, model: Path, steps: int) -> tuple[fl
     shims = work / "shims" / "torchaudio"
     shims.mkdir(parents=True, exist_ok=True)
     (shims / "__init__.py").write_text('"""Stand-in: audio is not used by this benchmark."""\n')
-    env = {**os.environ, "DISABLE_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1",
-           "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(work / "shims")}
-    peak = measure([str(cli), "train", str(work / "llamafactory.yaml")], work / "llamafactory.log",
-                   env=env)
+    env = {
+        **os.environ,
+        "DISABLE_VERSION_CHECK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(work / "shims"),
+    }
+    peak = measure(
+        [str(cli), "train", str(work / "llamafactory.yaml")], work / "llamafactory.log", env=env
+    )
     # Every log entry carries the running totals; the last one is the end of training.
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     final = [entry for entry in history if "train_runtime" in entry][-1]
@@ -193,8 +238,11 @@ def main() -> None:
     try:
         model = build_tiny_llm(work / "model", **MODEL)
         data = write_data(work / "data")
-        print(f"model {MODEL}, seq {SEQ_LEN}, batch {BATCH}, LoRA r{LORA_RANK}, "
-              f"{args.steps} steps, {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"model {MODEL}, seq {SEQ_LEN}, batch {BATCH}, LoRA r{LORA_RANK}, "
+            f"{args.steps} steps, {os.cpu_count()} CPUs",
+            flush=True,
+        )
         ours, ours_peak = run_jingtiao(work, model, data, args.steps)
         theirs, theirs_peak = run_llamafactory(cli, work, model, args.steps)
     finally:

@@ -11,8 +11,13 @@ from trainer.datavalidation import DEFAULT_MAX_PROBLEMS, SCENARIO_FORMATS, valid
 
 def _validate_data(args: argparse.Namespace) -> int:
     try:
-        report = validate(args.scenario, args.path, tokenizer_path=args.tokenizer,
-                          max_problems=args.max_problems, algorithm=args.algorithm)
+        report = validate(
+            args.scenario,
+            args.path,
+            tokenizer_path=args.tokenizer,
+            max_problems=args.max_problems,
+            algorithm=args.algorithm,
+        )
     except (ValueError, KeyError) as exc:
         print(f"jingtiao: failed: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
@@ -25,8 +30,10 @@ def _validate_data(args: argparse.Namespace) -> int:
             print(f"... and {report.problem_count - len(report.problems)} more problem(s)")
         if report.token_lengths:
             stats = report.token_lengths
-            print("tokens per row: min {min:.0f}, mean {mean}, p50 {p50:.0f}, p95 {p95:.0f}, "
-                  "max {max:.0f}, total {total:.0f}".format(**stats))
+            print(
+                "tokens per row: min {min:.0f}, mean {mean}, p50 {p50:.0f}, p95 {p95:.0f}, "
+                "max {max:.0f}, total {total:.0f}".format(**stats)
+            )
         print(report.summary())
     return 0 if report.ok else 1
 
@@ -39,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("validate-data", help="check a data set row by row")
     check.add_argument("--scenario", required=True, choices=sorted(SCENARIO_FORMATS))
     check.add_argument("--path", required=True, help=".jsonl file or folder")
-    check.add_argument("--algorithm", help="fixes the format where a scenario has several "
-                       "(llm/rl: dpo reads preference pairs, grpo reads prompts)")
+    check.add_argument(
+        "--algorithm",
+        help="fixes the format where a scenario has several "
+        "(llm/rl: dpo reads preference pairs, grpo reads prompts)",
+    )
     check.add_argument("--tokenizer", help="tokenizer folder, for token-length statistics")
     check.add_argument("--max-problems", type=int, default=DEFAULT_MAX_PROBLEMS)
     check.add_argument("--json", action="store_true", help="print the report as JSON")

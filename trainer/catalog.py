@@ -54,7 +54,10 @@ def _llm(learning_rate: float, *extra: dict[str, Any], batch_size: int = 4) -> d
 
 _PACKING = {
     "packing": prop(
-        "boolean", True, "Pack sequences", "序列打包",
+        "boolean",
+        True,
+        "Pack sequences",
+        "序列打包",
         "Pack several short examples into each sequence so no compute is spent on padding.",
         "将多条短样本拼入同一序列，避免在填充上浪费算力。",
     ),
@@ -62,7 +65,10 @@ _PACKING = {
 
 _SFT_LOSS = {
     "assistant_only_loss": prop(
-        "boolean", False, "Loss on answers only", "仅对回答计算损失",
+        "boolean",
+        False,
+        "Loss on answers only",
+        "仅对回答计算损失",
         "Chat data: learn only the assistant turns; alpaca data always learns only the output.",
         "对话数据：只学习 assistant 回复；alpaca 数据总是只学习 output。",
     ),
@@ -70,47 +76,83 @@ _SFT_LOSS = {
 
 _USE_LORA = {
     "use_lora": prop(
-        "boolean", True, "Train a LoRA adapter", "训练 LoRA 适配器",
-        "Train a LoRA adapter instead of all weights.", "只训练 LoRA 适配器而非全部权重。",
+        "boolean",
+        True,
+        "Train a LoRA adapter",
+        "训练 LoRA 适配器",
+        "Train a LoRA adapter instead of all weights.",
+        "只训练 LoRA 适配器而非全部权重。",
     ),
 }
 
 _DPO = {
     "beta": prop(
-        "number", 0.1, "Beta", "Beta",
-        "Strength of the pull towards the reference model.", "向参考模型约束的强度。",
-        exclusiveMinimum=0, maximum=10,
+        "number",
+        0.1,
+        "Beta",
+        "Beta",
+        "Strength of the pull towards the reference model.",
+        "向参考模型约束的强度。",
+        exclusiveMinimum=0,
+        maximum=10,
     ),
     "loss_type": prop(
-        "string", "sigmoid", "Loss", "损失函数", "DPO loss variant.", "DPO 损失的变体。",
+        "string",
+        "sigmoid",
+        "Loss",
+        "损失函数",
+        "DPO loss variant.",
+        "DPO 损失的变体。",
         enum=["sigmoid", "ipo", "hinge"],
     ),
 }
 
 _GRPO = {
     "num_generations": prop(
-        "integer", 4, "Completions per prompt", "每个提示的生成数",
+        "integer",
+        4,
+        "Completions per prompt",
+        "每个提示的生成数",
         "Completions sampled per prompt; their rewards are compared within the group.",
         "每个提示采样的回复数，组内比较奖励。",
-        minimum=2, maximum=64,
+        minimum=2,
+        maximum=64,
     ),
     "max_completion_length": prop(
-        "integer", 128, "Max completion length", "最大生成长度", "Tokens generated per completion.",
-        "每条回复最多生成的 token 数。", minimum=1, maximum=32_768,
+        "integer",
+        128,
+        "Max completion length",
+        "最大生成长度",
+        "Tokens generated per completion.",
+        "每条回复最多生成的 token 数。",
+        minimum=1,
+        maximum=32_768,
     ),
     "temperature": prop(
-        "number", 1.0, "Sampling temperature", "采样温度",
+        "number",
+        1.0,
+        "Sampling temperature",
+        "采样温度",
         "Temperature of the sampled completions.",
-        "生成回复时的采样温度。", exclusiveMinimum=0, maximum=5,
+        "生成回复时的采样温度。",
+        exclusiveMinimum=0,
+        maximum=5,
     ),
     "beta": prop(
-        "number", 0.0, "KL coefficient", "KL 系数",
+        "number",
+        0.0,
+        "KL coefficient",
+        "KL 系数",
         "Weight of the KL penalty against the base model; 0 needs no reference model.",
         "相对基座模型的 KL 惩罚权重；0 表示不需要参考模型。",
-        minimum=0, maximum=10,
+        minimum=0,
+        maximum=10,
     ),
     "reward_kind": prop(
-        "string", "exact_match", "Reward", "奖励类型",
+        "string",
+        "exact_match",
+        "Reward",
+        "奖励类型",
         "exact_match: the answer field; regex: the pattern matches; length: close to a target "
         "length; reward_model: a reward model trained on the platform.",
         "exact_match：与 answer 字段一致；regex：匹配正则；length：接近目标长度；"
@@ -118,17 +160,29 @@ _GRPO = {
         enum=["exact_match", "regex", "length", "reward_model"],
     ),
     "reward_pattern": prop(
-        "string", "", "Reward regex", "奖励正则", "Pattern for the regex reward.",
-        "regex 奖励使用的正则表达式。", maxLength=1000,
+        "string",
+        "",
+        "Reward regex",
+        "奖励正则",
+        "Pattern for the regex reward.",
+        "regex 奖励使用的正则表达式。",
+        maxLength=1000,
     ),
     "reward_target_length": prop(
-        "integer", 64, "Target length (characters)", "目标长度（字符）",
+        "integer",
+        64,
+        "Target length (characters)",
+        "目标长度（字符）",
         "Length that earns the full reward with the length rule.",
         "length 奖励中得满分的回复长度。",
-        minimum=1, maximum=100_000,
+        minimum=1,
+        maximum=100_000,
     ),
     "reward_model_path": prop(
-        "string", "", "Reward model path", "奖励模型路径",
+        "string",
+        "",
+        "Reward model path",
+        "奖励模型路径",
         "Output folder of a reward_model job, for the reward_model reward.",
         "reward_model 奖励使用的奖励模型任务输出目录。",
         maxLength=4096,
@@ -137,16 +191,29 @@ _GRPO = {
 
 _T2I = {
     "resolution": prop(
-        "integer", 512, "Resolution", "分辨率",
-        "Images are resized and cropped to this square size.", "图像缩放并裁剪为该边长的正方形。",
-        minimum=32, maximum=2048, multipleOf=8,
+        "integer",
+        512,
+        "Resolution",
+        "分辨率",
+        "Images are resized and cropped to this square size.",
+        "图像缩放并裁剪为该边长的正方形。",
+        minimum=32,
+        maximum=2048,
+        multipleOf=8,
     ),
     "random_flip": prop(
-        "boolean", True, "Random horizontal flip", "随机水平翻转", "Augment by mirroring images.",
+        "boolean",
+        True,
+        "Random horizontal flip",
+        "随机水平翻转",
+        "Augment by mirroring images.",
         "通过水平翻转做数据增强。",
     ),
     "validation_prompt": prop(
-        "string", "", "Sample prompt", "示例提示词",
+        "string",
+        "",
+        "Sample prompt",
+        "示例提示词",
         "When set, an image for this prompt is rendered into the output.",
         "设置后，用该提示词生成一张示例图片保存到输出中。",
         maxLength=1000,
@@ -158,8 +225,10 @@ def _t2i_params() -> dict[str, Any]:
     props: dict[str, Any] = {**training_loop(learning_rate=1e-4, epochs=10, batch_size=1)}
     props.update(lora(rank=4, alpha=4))
     # The attention projections of the UNet, as in diffusers' own LoRA training script.
-    props["lora_target_modules"] = {**props["lora_target_modules"],
-                                    "default": "to_k,to_q,to_v,to_out.0"}
+    props["lora_target_modules"] = {
+        **props["lora_target_modules"],
+        "default": "to_k,to_q,to_v,to_out.0",
+    }
     props.update(_T2I)
     return props
 

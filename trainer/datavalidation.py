@@ -287,8 +287,10 @@ def validate(
     files = data_files(path, scenario)
     report.files = [str(f) for f in files]
     if not files:
-        expected = f"a folder with {METADATA_FILE}" if scenario.startswith("t2i/") else (
-            "a .jsonl file or a folder of .jsonl files"
+        expected = (
+            f"a folder with {METADATA_FILE}"
+            if scenario.startswith("t2i/")
+            else ("a .jsonl file or a folder of .jsonl files")
         )
         problem = Problem(None, None, f"no data found at {path}: expected {expected}")
         report.add(problem, max_problems)

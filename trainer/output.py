@@ -59,14 +59,18 @@ class StagedOutput:
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         files = [
             {"path": str(p.relative_to(self.staging)), "bytes": p.stat().st_size}
-            for p in sorted(self.staging.rglob("*")) if p.is_file()
+            for p in sorted(self.staging.rglob("*"))
+            if p.is_file()
         ]
-        write_json(self.staging / MANIFEST, {
-            "format_version": FORMAT_VERSION,
-            "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **manifest,
-            "files": files,
-        })
+        write_json(
+            self.staging / MANIFEST,
+            {
+                "format_version": FORMAT_VERSION,
+                "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **manifest,
+                "files": files,
+            },
+        )
         _fsync_tree(self.staging)
         if self.final.exists():
             self.final.rmdir()  # empty (checked in prepare); rename cannot replace a full one

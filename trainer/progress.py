@@ -64,8 +64,15 @@ class ProgressTracker:
 
 def format_record(record: dict[str, Any]) -> str:
     shown = [f"step {record['step']}"]
-    for key in ("loss", "eval_loss", "test_loss", "learning_rate", "tokens_per_second",
-                "progress", "eta_seconds"):
+    for key in (
+        "loss",
+        "eval_loss",
+        "test_loss",
+        "learning_rate",
+        "tokens_per_second",
+        "progress",
+        "eta_seconds",
+    ):
         if key in record:
             value = record[key]
             shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")

@@ -22,12 +22,26 @@ from typing import Any
 log = logging.getLogger("jingtiao.reporting")
 
 METRIC_FIELDS = (
-    "step", "epoch", "loss", "eval_loss", "test_loss", "learning_rate", "tokens_per_second",
-    "progress", "eta_seconds", "time",
+    "step",
+    "epoch",
+    "loss",
+    "eval_loss",
+    "test_loss",
+    "learning_rate",
+    "tokens_per_second",
+    "progress",
+    "eta_seconds",
+    "time",
 )
 RESOURCE_FIELDS = (
-    "worker", "time", "cpu_percent", "memory_bytes", "device_util", "device_memory_bytes",
-    "net_rx_bytes", "net_tx_bytes",
+    "worker",
+    "time",
+    "cpu_percent",
+    "memory_bytes",
+    "device_util",
+    "device_memory_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
 )
 
 
@@ -101,8 +115,11 @@ class Reporter:
                 resources = [self._resources.popleft() for _ in range(take)]
                 self.seq += 1
                 self._pending = {
-                    "job_id": self.job_id, "worker": self.worker, "seq": self.seq,
-                    "metrics": metrics, "resources": resources,
+                    "job_id": self.job_id,
+                    "worker": self.worker,
+                    "seq": self.seq,
+                    "metrics": metrics,
+                    "resources": resources,
                 }
             return self._pending
 
@@ -121,8 +138,9 @@ class Reporter:
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500 and exc.code not in (408, 425, 429):
                 # Re-sending what the platform refuses would only block what follows.
-                log.warning("reporting: platform refused batch %s (HTTP %s)",
-                            batch["seq"], exc.code)
+                log.warning(
+                    "reporting: platform refused batch %s (HTTP %s)", batch["seq"], exc.code
+                )
                 return True
             log.debug("reporting: HTTP %s, will retry", exc.code)
         except (OSError, ValueError) as exc:
@@ -155,7 +173,7 @@ class Reporter:
                 continue
             failures += 1
             # Full jitter keeps many workers from hammering a recovering platform in step.
-            delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** failures))
+            delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**failures))
             if self._deadline is not None:
                 delay = min(delay, max(0.0, self._deadline - time.monotonic()))
             if stopping:

@@ -53,7 +53,10 @@ def _cnmon_reader(index: int) -> Callable[[], dict[str, Any]] | None:
     def read() -> dict[str, Any]:
         out = subprocess.run(
             [cnmon, "info", "-c", str(index), "-u", "-m"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         return parse_cnmon(out.stdout)
 
@@ -64,7 +67,11 @@ class ResourceSampler:
     """Samples every ``interval`` seconds into ``sink(**sample)`` from a daemon thread."""
 
     def __init__(
-        self, sink: Callable[..., None], *, device_kind: str = "cpu", device_index: int = 0,
+        self,
+        sink: Callable[..., None],
+        *,
+        device_kind: str = "cpu",
+        device_index: int = 0,
         interval: float = 15.0,
     ) -> None:
         import psutil

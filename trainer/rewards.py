@@ -22,8 +22,9 @@ def _normalise(text: str) -> str:
     return " ".join(text.strip().lower().rstrip(".!。").split())
 
 
-def exact_match_reward(completions: list[Any], answer: list[str] | None = None, **_: Any
-                       ) -> list[float]:
+def exact_match_reward(
+    completions: list[Any], answer: list[str] | None = None, **_: Any
+) -> list[float]:
     """1 when the completion is the row's answer (case and spacing aside), else 0."""
     answers = answer or [""] * len(completions)
     return [
@@ -46,9 +47,7 @@ def length_reward(target: int) -> RewardFunc:
     """1 at exactly ``target`` characters, falling linearly to 0 at 0 or 2 x target."""
 
     def reward(completions: list[Any], **_: Any) -> list[float]:
-        return [
-            max(0.0, 1.0 - abs(len(completion_text(c)) - target) / target) for c in completions
-        ]
+        return [max(0.0, 1.0 - abs(len(completion_text(c)) - target) / target) for c in completions]
 
     reward.__name__ = "length_reward"
     return reward

@@ -65,8 +65,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def check_data(spec: JobSpec) -> None:
     """Refuse bad data before any model is loaded, naming the rows at fault."""
-    sets = [("training", spec.train_data), ("validation", spec.validation_data),
-            ("test", spec.test_data)]
+    sets = [
+        ("training", spec.train_data),
+        ("validation", spec.validation_data),
+        ("test", spec.test_data),
+    ]
     for label, path in sets:
         if not path:
             continue
@@ -92,20 +95,32 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
     check_data(spec)
     dist = distributed_from_env()
     device = detect_device()
-    log.info("job %s: %s on %s (%s), rank %s of %s", spec.job_id, spec.algorithm, device.kind,
-             device.backend, dist.rank, dist.world_size)
+    log.info(
+        "job %s: %s on %s (%s), rank %s of %s",
+        spec.job_id,
+        spec.algorithm,
+        device.kind,
+        device.backend,
+        dist.rank,
+        dist.world_size,
+    )
     output = StagedOutput(spec.output_dir, is_main=dist.is_main)
     reporter: Any = NullReporter()
     if spec.report:
         reporter = Reporter(spec.report.url, spec.report.token, spec.job_id, _worker_id(dist.rank))
-    sampler = ResourceSampler(reporter.resource, device_kind=device.kind,
-                              device_index=dist.local_rank)
+    sampler = ResourceSampler(
+        reporter.resource, device_kind=device.kind, device_index=dist.local_rank
+    )
     try:
         output.prepare()
         sampler.start()
         context = RunContext(
-            spec=spec, device=device, dist=dist, staging=output.staging,
-            checkpoints=output.checkpoints, reporter=reporter,
+            spec=spec,
+            device=device,
+            dist=dist,
+            staging=output.staging,
+            checkpoints=output.checkpoints,
+            reporter=reporter,
             extra_callbacks=list(extra_callbacks or []),
         )
         started = time.monotonic()
@@ -122,19 +137,21 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
 def publish(output: StagedOutput, spec: JobSpec, result: TrainResult, seconds: float) -> None:
     write_json(output.staging / PARAMETERS, spec.parameters)
     write_json(output.staging / METRICS, {"summary": result.metrics, "history": result.history})
-    output.finish({
-        "job_id": spec.job_id,
-        "scenario": spec.scenario,
-        "algorithm": spec.algorithm,
-        "model_kind": spec.info.model_kind,
-        "base_model": spec.base_model,
-        "artifacts": result.artifacts,
-        "parameters_file": PARAMETERS,
-        "metrics_file": METRICS,
-        "metrics": result.metrics,
-        "wall_seconds": round(seconds, 1),
-        "spec": spec.to_dict(),
-    })
+    output.finish(
+        {
+            "job_id": spec.job_id,
+            "scenario": spec.scenario,
+            "algorithm": spec.algorithm,
+            "model_kind": spec.info.model_kind,
+            "base_model": spec.base_model,
+            "artifacts": result.artifacts,
+            "parameters_file": PARAMETERS,
+            "metrics_file": METRICS,
+            "metrics": result.metrics,
+            "wall_seconds": round(seconds, 1),
+            "spec": spec.to_dict(),
+        }
+    )
 
 
 def run(spec_path: str, extra_callbacks: list[Any] | None = None) -> int:

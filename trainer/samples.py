@@ -55,8 +55,10 @@ def corpus_lines(count: int = 400, seed: int = 0) -> Iterator[str]:
 def chat_lines(tokenizer, count: int = 100, seed: int = 2) -> list[str]:
     """Sample conversations rendered with the tokenizer's chat template."""
     rng = random.Random(seed)
-    return [tokenizer.apply_chat_template(_row("sft_messages", rng)["messages"], tokenize=False)
-            for _ in range(count)]
+    return [
+        tokenizer.apply_chat_template(_row("sft_messages", rng)["messages"], tokenize=False)
+        for _ in range(count)
+    ]
 
 
 def _row(kind: str, rng: random.Random) -> dict:
@@ -73,11 +75,17 @@ def _row(kind: str, rng: random.Random) -> dict:
             ]
         }
     if kind == "sft_alpaca":
-        return {"instruction": "Add the two numbers.", "input": f"{a} and {b}",
-                "output": str(total)}
+        return {
+            "instruction": "Add the two numbers.",
+            "input": f"{a} and {b}",
+            "output": str(total),
+        }
     if kind == "preference":
-        return {"prompt": question, "chosen": f"{a} plus {b} is {total}.",
-                "rejected": "I do not know."}
+        return {
+            "prompt": question,
+            "chosen": f"{a} plus {b} is {total}.",
+            "rejected": "I do not know.",
+        }
     if kind == "prompts":
         return {"prompt": f"{question} Answer with a number.", "answer": str(total)}
     raise ValueError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")

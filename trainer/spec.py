@@ -92,7 +92,7 @@ def parse_spec(data: dict[str, Any]) -> JobSpec:
     target = None
     if report is not None:
         if not isinstance(report, dict) or not isinstance(report.get("url"), str):
-            raise SpecError("spec field 'report' must be null or {\"url\": ..., \"token\": ...}")
+            raise SpecError('spec field \'report\' must be null or {"url": ..., "token": ...}')
         target = ReportTarget(url=report["url"], token=str(report.get("token") or ""))
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):

@@ -63,8 +63,9 @@ def _warm_up(model, tokenizer, steps: int, seed: int) -> None:
     from trainer.samples import chat_lines
 
     lines = [*corpus_lines(seed=seed + 1), *chat_lines(tokenizer)]
-    ids = torch.tensor([i for line in tokenizer(lines)["input_ids"] for i in
-                        [*line, tokenizer.eos_token_id]])
+    ids = torch.tensor(
+        [i for line in tokenizer(lines)["input_ids"] for i in [*line, tokenizer.eos_token_id]]
+    )
     block = 64
     blocks = ids[: len(ids) // block * block].view(-1, block)
     generator = torch.Generator().manual_seed(seed)

@@ -14,8 +14,9 @@ def test_catalog_and_data_validation_import_without_heavy_libraries(repo_root):
         "heavy = [m for m in ('torch', 'transformers', 'jsonschema', 'trl') if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -13,15 +13,18 @@ def write_lines(path, lines):
     return path
 
 
-@pytest.mark.parametrize("kind, scenario, algorithm", [
-    ("pretrain", "llm/pretrain", None),
-    ("sft_messages", "llm/sft", None),
-    ("sft_alpaca", "llm/sft", None),
-    ("preference", "llm/reward_model", None),
-    ("preference", "llm/rl", "dpo"),
-    ("prompts", "llm/rl", "grpo"),
-    ("t2i", "t2i/finetune", None),
-])
+@pytest.mark.parametrize(
+    "kind, scenario, algorithm",
+    [
+        ("pretrain", "llm/pretrain", None),
+        ("sft_messages", "llm/sft", None),
+        ("sft_alpaca", "llm/sft", None),
+        ("preference", "llm/reward_model", None),
+        ("preference", "llm/rl", "dpo"),
+        ("prompts", "llm/rl", "grpo"),
+        ("t2i", "t2i/finetune", None),
+    ],
+)
 def test_it_accepts_the_sample_data_of_every_format(tmp_path, kind, scenario, algorithm):
     dest = write_sample_dataset(kind, tmp_path / ("images" if kind == "t2i" else "d.jsonl"), rows=5)
     report = validate(scenario, str(dest), algorithm=algorithm)
@@ -107,8 +110,16 @@ def test_it_gives_token_length_statistics_with_a_tokenizer(tmp_path, tiny_llm):
 
 def test_the_cli_exits_non_zero_and_prints_row_numbers(tmp_path, repo_root):
     path = write_lines(tmp_path / "d.jsonl", ['{"text": "ok"}', "not json"])
-    command = [sys.executable, "-m", "trainer", "validate-data", "--scenario", "llm/pretrain",
-               "--path", str(path)]
+    command = [
+        sys.executable,
+        "-m",
+        "trainer",
+        "validate-data",
+        "--scenario",
+        "llm/pretrain",
+        "--path",
+        str(path),
+    ]
     out = subprocess.run(command, cwd=repo_root, capture_output=True, text=True)
     assert out.returncode == 1
     assert "row 2: invalid JSON" in out.stdout
@@ -120,7 +131,21 @@ def test_the_cli_exits_non_zero_and_prints_row_numbers(tmp_path, repo_root):
 def test_the_cli_exits_zero_for_good_data(tmp_path, repo_root):
     path = write_sample_dataset("preference", tmp_path / "d.jsonl", rows=3)
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "validate-data", "--scenario", "llm/rl", "--algorithm",
-         "dpo", "--path", str(path)], cwd=repo_root, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "validate-data",
+            "--scenario",
+            "llm/rl",
+            "--algorithm",
+            "dpo",
+            "--path",
+            str(path),
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 valid, ok" in out.stdout

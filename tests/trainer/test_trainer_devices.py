@@ -41,15 +41,23 @@ def test_it_falls_back_to_cpu_with_gloo(monkeypatch, no_mlu):
 def test_a_broken_torch_mlu_install_does_not_stop_a_cpu_run(monkeypatch):
     broken = types.ModuleType("torch_mlu")
     monkeypatch.setitem(sys.modules, "torch_mlu", broken)
-    monkeypatch.setattr(torch, "mlu", types.SimpleNamespace(is_available=lambda: False),
-                        raising=False)
+    monkeypatch.setattr(
+        torch, "mlu", types.SimpleNamespace(is_available=lambda: False), raising=False
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert devices.detect_device().kind == "cpu"
 
 
 def test_it_reads_rank_information_from_the_torchrun_environment():
-    env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "job-0.svc",
-           "MASTER_PORT": "29500", "NNODES": "4", "NODE_RANK": "1"}
+    env = {
+        "RANK": "3",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "job-0.svc",
+        "MASTER_PORT": "29500",
+        "NNODES": "4",
+        "NODE_RANK": "1",
+    }
     info = devices.distributed_from_env(env)
     ranks = (info.rank, info.world_size, info.local_rank, info.node_rank, info.nnodes)
     assert ranks == (3, 8, 1, 1, 4)

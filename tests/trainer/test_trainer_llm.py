@@ -4,17 +4,27 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-FAST = {"batch_size": 8, "max_length": 64, "logging_steps": 1, "eval_strategy": "steps",
-        "eval_steps": 10, "warmup_ratio": 0.0, "lr_scheduler": "constant"}
+FAST = {
+    "batch_size": 8,
+    "max_length": 64,
+    "logging_steps": 1,
+    "eval_strategy": "steps",
+    "eval_steps": 10,
+    "warmup_ratio": 0.0,
+    "lr_scheduler": "constant",
+}
 
 
 def generate(model, tokenizer, question="What is 3 plus 4?"):
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                           add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         output = model.generate(**prompt, max_new_tokens=8, do_sample=False)
-    new_tokens = output[0, prompt["input_ids"].shape[1]:]
+    new_tokens = output[0, prompt["input_ids"].shape[1] :]
     assert len(new_tokens) > 0
     return tokenizer.decode(new_tokens, skip_special_tokens=True)
 
@@ -26,19 +36,27 @@ def load_adapter(base, adapter):
 
 
 def test_sft_lora_learns_chat_data_and_saves_an_adapter_and_merged_weights(
-        make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="sft_lora", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_messages"], validation=data["sft_messages_val"],
-                     test=data["sft_alpaca_val"],
-                     parameters={**FAST, "max_steps": 30, "learning_rate": 1e-2,
-                                 "save_merged": True})
+    make_spec, train, tiny_llm, data
+):
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_messages"],
+        validation=data["sft_messages_val"],
+        test=data["sft_alpaca_val"],
+        parameters={**FAST, "max_steps": 30, "learning_rate": 1e-2, "save_merged": True},
+    )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
     assert outcome.last_line == f"jingtiao: succeeded: output saved to {outcome.output}"
     assert outcome.fell("loss", by=0.15)
     manifest = outcome.manifest
-    assert manifest["artifacts"] == {"adapter": "adapter", "tokenizer": "adapter",
-                                     "merged": "merged"}
+    assert manifest["artifacts"] == {
+        "adapter": "adapter",
+        "tokenizer": "adapter",
+        "merged": "merged",
+    }
     summary = manifest["metrics"]
     assert summary["validation_loss"] < summary["test_loss"] + 5  # both evaluated
     assert len(outcome.series("eval_loss")) >= 3 and len(outcome.series("test_loss")) >= 3
@@ -55,9 +73,13 @@ def test_sft_lora_learns_chat_data_and_saves_an_adapter_and_merged_weights(
 
 
 def test_sft_full_learns_alpaca_data(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="sft_full", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_alpaca"],
-                     parameters={**FAST, "max_steps": 25, "learning_rate": 3e-3})
+    spec = make_spec(
+        algorithm="sft_full",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_alpaca"],
+        parameters={**FAST, "max_steps": 25, "learning_rate": 3e-3},
+    )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
     assert outcome.fell("loss", by=0.3)
@@ -67,14 +89,21 @@ def test_sft_full_learns_alpaca_data(make_spec, train, tiny_llm, data):
 
 
 def test_pretraining_learns_raw_text(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="pretrain", scenario="llm/pretrain", base_model=tiny_llm,
-                     train=data["pretrain"], validation=data["pretrain_val"],
-                     parameters={**FAST, "max_steps": 25, "learning_rate": 3e-3})
+    spec = make_spec(
+        algorithm="pretrain",
+        scenario="llm/pretrain",
+        base_model=tiny_llm,
+        train=data["pretrain"],
+        validation=data["pretrain_val"],
+        parameters={**FAST, "max_steps": 25, "learning_rate": 3e-3},
+    )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
     assert outcome.fell("loss", by=0.3)
-    assert outcome.fell("eval_loss", by=0.0) or outcome.series("eval_loss")[-1] < outcome.series(
-        "eval_loss")[0]
+    assert (
+        outcome.fell("eval_loss", by=0.0)
+        or outcome.series("eval_loss")[-1] < outcome.series("eval_loss")[0]
+    )
     model = AutoModelForCausalLM.from_pretrained(outcome.output / "model")
     tokenizer = AutoTokenizer.from_pretrained(outcome.output / "model")
     with torch.no_grad():
@@ -83,9 +112,14 @@ def test_pretraining_learns_raw_text(make_spec, train, tiny_llm, data):
 
 
 def test_a_reward_model_learns_to_prefer_the_chosen_answer(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="reward_model", scenario="llm/reward_model", base_model=tiny_llm,
-                     train=data["preference"], validation=data["preference_val"],
-                     parameters={**FAST, "max_steps": 16, "learning_rate": 3e-3})
+    spec = make_spec(
+        algorithm="reward_model",
+        scenario="llm/reward_model",
+        base_model=tiny_llm,
+        train=data["preference"],
+        validation=data["preference_val"],
+        parameters={**FAST, "max_steps": 16, "learning_rate": 3e-3},
+    )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
     assert outcome.fell("loss", by=0.5)
@@ -95,8 +129,12 @@ def test_a_reward_model_learns_to_prefer_the_chosen_answer(make_spec, train, tin
 
     def score(answer):
         text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "What is 2 plus 5?"},
-             {"role": "assistant", "content": answer}], tokenize=False)
+            [
+                {"role": "user", "content": "What is 2 plus 5?"},
+                {"role": "assistant", "content": answer},
+            ],
+            tokenize=False,
+        )
         with torch.no_grad():
             return model(**tokenizer(text, return_tensors="pt")).logits[0, 0].item()
 
@@ -104,9 +142,14 @@ def test_a_reward_model_learns_to_prefer_the_chosen_answer(make_spec, train, tin
 
 
 def test_dpo_lowers_its_loss_and_saves_a_lora_adapter(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="dpo", scenario="llm/rl", base_model=tiny_llm,
-                     train=data["preference"], test=data["preference_val"],
-                     parameters={**FAST, "max_steps": 16, "learning_rate": 5e-3})
+    spec = make_spec(
+        algorithm="dpo",
+        scenario="llm/rl",
+        base_model=tiny_llm,
+        train=data["preference"],
+        test=data["preference_val"],
+        parameters={**FAST, "max_steps": 16, "learning_rate": 5e-3},
+    )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
     assert outcome.fell("loss", by=0.2)
@@ -118,11 +161,22 @@ def test_dpo_lowers_its_loss_and_saves_a_lora_adapter(make_spec, train, tiny_llm
 def test_grpo_raises_the_rule_reward(make_spec, train, tiny_llm, data):
     # Completions containing a digit earn 1: about half do at first, so the group
     # comparison has a signal from the very first step.
-    spec = make_spec(algorithm="grpo", scenario="llm/rl", base_model=tiny_llm,
-                     train=data["prompts"],
-                     parameters={**FAST, "max_steps": 24, "learning_rate": 3e-3, "use_lora": False,
-                                 "num_generations": 4, "max_completion_length": 8,
-                                 "reward_kind": "regex", "reward_pattern": "[0-9]"})
+    spec = make_spec(
+        algorithm="grpo",
+        scenario="llm/rl",
+        base_model=tiny_llm,
+        train=data["prompts"],
+        parameters={
+            **FAST,
+            "max_steps": 24,
+            "learning_rate": 3e-3,
+            "use_lora": False,
+            "num_generations": 4,
+            "max_completion_length": 8,
+            "reward_kind": "regex",
+            "reward_pattern": "[0-9]",
+        },
+    )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
     assert outcome.rose("reward", by=0.15), outcome.series("reward")

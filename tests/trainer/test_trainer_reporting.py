@@ -39,8 +39,9 @@ def test_it_posts_batches_with_the_job_token_and_increasing_seq(report_server):
 
 def test_it_keeps_metrics_while_the_platform_is_down_and_delivers_them_later(start_report_server):
     port = unused_port()
-    reporter = Reporter(f"http://127.0.0.1:{port}/r", "t", 1, "w", interval=0.05,
-                        backoff_base=0.05, backoff_max=0.2)
+    reporter = Reporter(
+        f"http://127.0.0.1:{port}/r", "t", 1, "w", interval=0.05, backoff_base=0.05, backoff_max=0.2
+    )
     for step in range(5):
         reporter.metric(step=step, loss=1.0)
     time.sleep(0.6)  # several failed attempts against a closed port
@@ -65,8 +66,15 @@ def test_it_resends_a_batch_the_platform_failed_with_the_same_seq(start_report_s
 
 
 def test_a_full_buffer_drops_resource_samples_before_metrics():
-    reporter = Reporter(f"http://127.0.0.1:{unused_port()}/r", "t", 1, "w", interval=60,
-                        max_buffer=10, max_batch=1000)
+    reporter = Reporter(
+        f"http://127.0.0.1:{unused_port()}/r",
+        "t",
+        1,
+        "w",
+        interval=60,
+        max_buffer=10,
+        max_batch=1000,
+    )
     for step in range(6):
         reporter.metric(step=step, loss=1.0)
     for _ in range(10):
@@ -76,8 +84,9 @@ def test_a_full_buffer_drops_resource_samples_before_metrics():
 
 
 def test_closing_while_the_platform_is_away_returns_quickly_without_raising():
-    reporter = Reporter(f"http://127.0.0.1:{unused_port()}/r", "t", 1, "w", interval=0.05,
-                        backoff_base=0.05)
+    reporter = Reporter(
+        f"http://127.0.0.1:{unused_port()}/r", "t", 1, "w", interval=0.05, backoff_base=0.05
+    )
     reporter.metric(step=1, loss=1.0)
     started = time.monotonic()
     assert reporter.close(timeout=0.5) is False

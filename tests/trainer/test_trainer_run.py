@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback
 
-FAST = {"batch_size": 8, "max_length": 64, "logging_steps": 1, "max_steps": 8,
-        "learning_rate": 1e-2}
+FAST = {
+    "batch_size": 8,
+    "max_length": 64,
+    "logging_steps": 1,
+    "max_steps": 8,
+    "learning_rate": 1e-2,
+}
 
 
 class Boom(TrainerCallback):
@@ -21,8 +26,13 @@ class Boom(TrainerCallback):
 
 
 def test_a_crash_mid_run_leaves_no_output_and_says_why_last(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="sft_lora", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_messages"], parameters=FAST)
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_messages"],
+        parameters=FAST,
+    )
     outcome = train(spec, extra_callbacks=[Boom()])
     assert outcome.status == 1
     assert outcome.last_line == "jingtiao: failed: RuntimeError: boom at step 3"
@@ -30,8 +40,9 @@ def test_a_crash_mid_run_leaves_no_output_and_says_why_last(make_spec, train, ti
     assert not (outcome.output.parent / ".output.partial").exists()
 
 
-def test_bad_training_data_is_refused_before_training_with_its_row(make_spec, train, tiny_llm,
-                                                                   tmp_path):
+def test_bad_training_data_is_refused_before_training_with_its_row(
+    make_spec, train, tiny_llm, tmp_path
+):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"txt": "typo"}\n')
     spec = make_spec(algorithm="pretrain", scenario="llm/pretrain", base_model=tiny_llm, train=bad)
@@ -43,16 +54,26 @@ def test_bad_training_data_is_refused_before_training_with_its_row(make_spec, tr
 
 
 def test_invalid_parameters_are_refused_naming_the_parameter(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="sft_lora", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_messages"], parameters={"learning_rate": -1})
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_messages"],
+        parameters={"learning_rate": -1},
+    )
     outcome = train(spec)
     assert outcome.status == 2
     assert "learning_rate" in outcome.last_line and outcome.last_line.startswith("jingtiao: failed")
 
 
 def test_it_refuses_to_overwrite_a_finished_output(make_spec, train, tiny_llm, data):
-    spec = make_spec(algorithm="sft_lora", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_messages"], parameters=FAST)
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_messages"],
+        parameters=FAST,
+    )
     output = json.loads(spec.read_text())["output_dir"]
     (tmp := Path(output)).mkdir()
     (tmp / "manifest.json").write_text("{}")
@@ -62,18 +83,29 @@ def test_it_refuses_to_overwrite_a_finished_output(make_spec, train, tiny_llm, d
 
 
 def run_cli(spec, repo_root, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "trainer", "run", "--spec", str(spec)],
-                            cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer", "run", "--spec", str(spec)],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
-def test_the_cli_trains_reports_to_the_platform_and_publishes(make_spec, tiny_llm, data,
-                                                              report_server, repo_root):
-    spec = make_spec(algorithm="sft_lora", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_alpaca"], validation=data["sft_alpaca_val"],
-                     test=data["sft_alpaca_val"],
-                     parameters={**FAST, "eval_strategy": "steps", "eval_steps": 4},
-                     report={"url": report_server.url, "token": "job-token"})
+def test_the_cli_trains_reports_to_the_platform_and_publishes(
+    make_spec, tiny_llm, data, report_server, repo_root
+):
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_alpaca"],
+        validation=data["sft_alpaca_val"],
+        test=data["sft_alpaca_val"],
+        parameters={**FAST, "eval_strategy": "steps", "eval_steps": 4},
+        report={"url": report_server.url, "token": "job-token"},
+    )
     process = run_cli(spec, repo_root)
     out, _ = process.communicate(timeout=300)
     lines = out.strip().splitlines()
@@ -93,10 +125,16 @@ def test_the_cli_trains_reports_to_the_platform_and_publishes(make_spec, tiny_ll
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_stops_the_run_without_a_complete_looking_output(make_spec, tiny_llm, data,
-                                                                 repo_root):
-    spec = make_spec(algorithm="sft_full", scenario="llm/sft", base_model=tiny_llm,
-                     train=data["sft_messages"], parameters={**FAST, "max_steps": 100000})
+def test_sigterm_stops_the_run_without_a_complete_looking_output(
+    make_spec, tiny_llm, data, repo_root
+):
+    spec = make_spec(
+        algorithm="sft_full",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_messages"],
+        parameters={**FAST, "max_steps": 100000},
+    )
     process = run_cli(spec, repo_root)
     lines = []
     deadline = time.monotonic() + 120

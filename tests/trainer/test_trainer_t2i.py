@@ -7,11 +7,23 @@ from PIL import Image
 
 def test_t2i_lora_lowers_its_loss_and_the_adapter_renders(make_spec, train, tiny_t2i, data):
     spec = make_spec(
-        algorithm="t2i_lora", scenario="t2i/finetune", base_model=tiny_t2i,
-        train=data["t2i"], validation=data["t2i_val"], test=data["t2i_val"],
-        parameters={"max_steps": 30, "learning_rate": 1e-2, "batch_size": 4, "resolution": 32,
-                    "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 10,
-                    "validation_prompt": "a red square", "save_merged": True},
+        algorithm="t2i_lora",
+        scenario="t2i/finetune",
+        base_model=tiny_t2i,
+        train=data["t2i"],
+        validation=data["t2i_val"],
+        test=data["t2i_val"],
+        parameters={
+            "max_steps": 30,
+            "learning_rate": 1e-2,
+            "batch_size": 4,
+            "resolution": 32,
+            "logging_steps": 1,
+            "eval_strategy": "steps",
+            "eval_steps": 10,
+            "validation_prompt": "a red square",
+            "save_merged": True,
+        },
     )
     outcome = train(spec)
     assert outcome.status == 0, outcome.lines[-20:]
@@ -25,13 +37,15 @@ def test_t2i_lora_lowers_its_loss_and_the_adapter_renders(make_spec, train, tiny
     sample = Image.open(outcome.output / "samples" / "sample.png")
     assert sample.size == (32, 32)
 
-    pipeline = StableDiffusionPipeline.from_pretrained(tiny_t2i, safety_checker=None,
-                                                       requires_safety_checker=False)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        tiny_t2i, safety_checker=None, requires_safety_checker=False
+    )
     pipeline.load_lora_weights(str(outcome.output / "adapter"))
     pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(0)
-    image = pipeline("a blue circle", num_inference_steps=2, height=32, width=32,
-                     generator=generator).images[0]
+    image = pipeline(
+        "a blue circle", num_inference_steps=2, height=32, width=32, generator=generator
+    ).images[0]
     assert image.size == (32, 32)
     merged = StableDiffusionPipeline.from_pretrained(outcome.output / "pipeline")
     merged.set_progress_bar_config(disable=True)

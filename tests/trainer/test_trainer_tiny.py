@@ -22,7 +22,8 @@ def test_the_tiny_llm_builds_in_seconds_and_a_few_megabytes(tmp_path, tiny_llm):
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert "<|im_start|>assistant" in tokenizer.apply_chat_template(
-        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert AutoModelForCausalLM.from_pretrained(path).config.hidden_size == 64
 
 
@@ -38,8 +39,14 @@ def test_the_tiny_t2i_pipeline_is_small_and_renders(tiny_t2i):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_sample_data_sets_pass_validation(tmp_path, kind):
-    scenario = {"pretrain": "llm/pretrain", "sft_messages": "llm/sft", "sft_alpaca": "llm/sft",
-                "preference": "llm/reward_model", "prompts": "llm/rl", "t2i": "t2i/finetune"}[kind]
+    scenario = {
+        "pretrain": "llm/pretrain",
+        "sft_messages": "llm/sft",
+        "sft_alpaca": "llm/sft",
+        "preference": "llm/reward_model",
+        "prompts": "llm/rl",
+        "t2i": "t2i/finetune",
+    }[kind]
     dest = write_sample_dataset(kind, tmp_path / kind, rows=7)
     report = validate(scenario, str(dest))
     assert report.ok and report.valid_rows == 7

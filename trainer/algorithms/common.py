@@ -50,13 +50,19 @@ def to_records(rows: list[dict], fmts: tuple[str, ...]) -> list[dict]:
             records.append({"messages": row["messages"]})
         elif fmt == "sft_alpaca" and kinds == {"sft_alpaca"}:
             # Prompt-completion: TRL then learns from the output only.
-            records.append({"prompt": _user(_alpaca_prompt(row)),
-                            "completion": _assistant(row["output"])})
+            records.append(
+                {"prompt": _user(_alpaca_prompt(row)), "completion": _assistant(row["output"])}
+            )
         elif fmt == "sft_alpaca":  # mixed with chat rows: one column layout for all
             records.append({"messages": _user(_alpaca_prompt(row)) + _assistant(row["output"])})
         elif fmt == "preference":
-            records.append({"prompt": _user(row["prompt"]), "chosen": _assistant(row["chosen"]),
-                            "rejected": _assistant(row["rejected"])})
+            records.append(
+                {
+                    "prompt": _user(row["prompt"]),
+                    "chosen": _assistant(row["chosen"]),
+                    "rejected": _assistant(row["rejected"]),
+                }
+            )
         elif fmt == "prompts":
             records.append({"prompt": _user(row["prompt"]), "answer": row.get("answer") or ""})
         else:
@@ -182,9 +188,9 @@ def lora_config(params: dict[str, Any], task_type: str) -> Any:
         r=params["lora_rank"],
         lora_alpha=params["lora_alpha"],
         lora_dropout=params["lora_dropout"],
-        target_modules=targets if targets == "all-linear" else [
-            name.strip() for name in targets.split(",") if name.strip()
-        ],
+        target_modules=targets
+        if targets == "all-linear"
+        else [name.strip() for name in targets.split(",") if name.strip()],
         task_type=task_type,
     )
 
@@ -218,7 +224,12 @@ def load_causal_lm(ctx: RunContext) -> Any:
 
 
 def train_and_save(
-    ctx: RunContext, trainer: Any, tracker: ProgressTracker, tokenizer: Any, *, adapter: bool,
+    ctx: RunContext,
+    trainer: Any,
+    tracker: ProgressTracker,
+    tokenizer: Any,
+    *,
+    adapter: bool,
     merge: bool = False,
 ) -> TrainResult:
     """Train, evaluate the kept model once more, and save it into the staging folder."""

@@ -24,10 +24,14 @@ def train_grpo(ctx: RunContext) -> TrainResult:
     kwargs = common.training_kwargs(ctx, evals)
     # GRPO's loss is not a quality measure, so there is no "best" checkpoint by loss:
     # the last policy is kept, and evaluation reports the mean reward on each set.
-    kwargs.update(save_strategy="no", load_best_model_at_end=False, metric_for_best_model=None,
-                  greater_is_better=None,
-                  # GRPO batches carry no input_ids for transformers to count.
-                  include_num_input_tokens_seen="no")
+    kwargs.update(
+        save_strategy="no",
+        load_best_model_at_end=False,
+        metric_for_best_model=None,
+        greater_is_better=None,
+        # GRPO batches carry no input_ids for transformers to count.
+        include_num_input_tokens_seen="no",
+    )
     config = GRPOConfig(
         **kwargs,
         num_generations=p["num_generations"],
@@ -38,8 +42,11 @@ def train_grpo(ctx: RunContext) -> TrainResult:
     )
     tracker = ProgressTracker(ctx.reporter, report=ctx.dist.is_main)
     adapter = p["use_lora"]
-    callbacks = [cb for cb in common.callbacks(ctx, tracker, evals)
-                 if type(cb).__name__ != "EarlyStoppingCallback"]
+    callbacks = [
+        cb
+        for cb in common.callbacks(ctx, tracker, evals)
+        if type(cb).__name__ != "EarlyStoppingCallback"
+    ]
     trainer = GRPOTrainer(
         model=common.load_causal_lm(ctx),
         reward_funcs=reward_funcs,

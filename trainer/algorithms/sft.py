@@ -36,7 +36,11 @@ def _train(ctx: RunContext, *, adapter: bool, pretrain: bool) -> TrainResult:
         callbacks=common.callbacks(ctx, tracker, evals),
     )
     return common.train_and_save(
-        ctx, trainer, tracker, tokenizer, adapter=adapter,
+        ctx,
+        trainer,
+        tracker,
+        tokenizer,
+        adapter=adapter,
         merge=adapter and p.get("save_merged", False),
     )
 

@@ -29,8 +29,10 @@ def _image_tensor(file: Path, resolution: int) -> Any:
     with Image.open(file) as image:
         image = image.convert("RGB")
         scale = resolution / min(image.size)
-        size = (max(resolution, round(image.width * scale)),
-                max(resolution, round(image.height * scale)))
+        size = (
+            max(resolution, round(image.width * scale)),
+            max(resolution, round(image.height * scale)),
+        )
         image = image.resize(size, Image.Resampling.BICUBIC)
         left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
         image = image.crop((left, top, left + resolution, top + resolution))
@@ -41,10 +43,13 @@ def _image_tensor(file: Path, resolution: int) -> Any:
 class CaptionedImages:
     """Map-style dataset of (pixel_values, input_ids) from a folder with metadata.jsonl."""
 
-    def __init__(self, path: str, scenario: str, tokenizer: Any, resolution: int,
-                 flip: bool = False) -> None:
-        self.items = [(file.parent / row["file_name"], row["text"])
-                      for file, _, row, _ in read_rows(data_files(path, scenario))]
+    def __init__(
+        self, path: str, scenario: str, tokenizer: Any, resolution: int, flip: bool = False
+    ) -> None:
+        self.items = [
+            (file.parent / row["file_name"], row["text"])
+            for file, _, row, _ in read_rows(data_files(path, scenario))
+        ]
         self.tokenizer, self.resolution, self.flip = tokenizer, resolution, flip
 
     def __len__(self) -> int:
@@ -58,8 +63,11 @@ class CaptionedImages:
         if self.flip and torch.rand(()) < 0.5:
             pixels = pixels.flip(-1)
         ids = self.tokenizer(
-            caption, padding="max_length", truncation=True,
-            max_length=self.tokenizer.model_max_length, return_tensors="pt",
+            caption,
+            padding="max_length",
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
         ).input_ids[0]
         return {"pixel_values": pixels, "input_ids": ids}
 
@@ -82,10 +90,15 @@ class Diffusion:
         for module in (self.text_encoder, self.vae, self.unet):
             module.requires_grad_(False)
         targets = [name.strip() for name in p["lora_target_modules"].split(",") if name.strip()]
-        self.unet.add_adapter(LoraConfig(
-            r=p["lora_rank"], lora_alpha=p["lora_alpha"], lora_dropout=p["lora_dropout"],
-            init_lora_weights="gaussian", target_modules=targets,
-        ))
+        self.unet.add_adapter(
+            LoraConfig(
+                r=p["lora_rank"],
+                lora_alpha=p["lora_alpha"],
+                lora_dropout=p["lora_dropout"],
+                init_lora_weights="gaussian",
+                target_modules=targets,
+            )
+        )
         self.trainable = [param for param in self.unet.parameters() if param.requires_grad]
         self.torch = torch
 
@@ -102,8 +115,9 @@ class Diffusion:
             hidden = self.text_encoder(batch["input_ids"], return_dict=False)[0]
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
         steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator,
-                                  device=latents.device).long()
+        timesteps = torch.randint(
+            0, steps, (latents.shape[0],), generator=generator, device=latents.device
+        ).long()
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -134,29 +148,45 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
 
     p, spec = ctx.params, ctx.spec
     precision = {"auto": "no", "fp32": "no"}.get(p["precision"], p["precision"])
-    accelerator = Accelerator(gradient_accumulation_steps=p["gradient_accumulation_steps"],
-                              mixed_precision=precision, cpu=ctx.device.kind == "cpu")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=p["gradient_accumulation_steps"],
+        mixed_precision=precision,
+        cpu=ctx.device.kind == "cpu",
+    )
     torch.manual_seed(p["seed"])
     diffusion = Diffusion(ctx)
     diffusion.to(accelerator.device)
 
     def loader(path: str, shuffle: bool) -> Any:
-        data = CaptionedImages(path, spec.scenario, diffusion.tokenizer, p["resolution"],
-                               flip=shuffle and p["random_flip"])
+        data = CaptionedImages(
+            path,
+            spec.scenario,
+            diffusion.tokenizer,
+            p["resolution"],
+            flip=shuffle and p["random_flip"],
+        )
         return torch.utils.data.DataLoader(data, batch_size=p["batch_size"], shuffle=shuffle)
 
     train_loader = loader(spec.train_data, True)
-    evals = {name: loader(path, False) for name, path in
-             ((VALIDATION, spec.validation_data), (TEST, spec.test_data)) if path}
+    evals = {
+        name: loader(path, False)
+        for name, path in ((VALIDATION, spec.validation_data), (TEST, spec.test_data))
+        if path
+    }
     steps_per_epoch = math.ceil(len(train_loader) / p["gradient_accumulation_steps"])
     max_steps = p["max_steps"] or steps_per_epoch * p["epochs"]
-    optimizer = torch.optim.AdamW(diffusion.trainable, lr=p["learning_rate"],
-                                  weight_decay=p["weight_decay"])
-    scheduler = get_scheduler(p["lr_scheduler"], optimizer=optimizer,
-                              num_warmup_steps=math.ceil(p["warmup_ratio"] * max_steps),
-                              num_training_steps=max_steps)
+    optimizer = torch.optim.AdamW(
+        diffusion.trainable, lr=p["learning_rate"], weight_decay=p["weight_decay"]
+    )
+    scheduler = get_scheduler(
+        p["lr_scheduler"],
+        optimizer=optimizer,
+        num_warmup_steps=math.ceil(p["warmup_ratio"] * max_steps),
+        num_training_steps=max_steps,
+    )
     unet, optimizer, train_loader, scheduler = accelerator.prepare(
-        diffusion.unet, optimizer, train_loader, scheduler)
+        diffusion.unet, optimizer, train_loader, scheduler
+    )
     evals = {name: accelerator.prepare(data) for name, data in evals.items()}
 
     tracker = ProgressTracker(ctx.reporter, report=accelerator.is_main_process)
@@ -167,17 +197,27 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
     def evaluate() -> bool:
         """Evaluate every set, remember the best adapter; True when it is time to stop."""
         nonlocal stale
-        values = {f"{name}_loss": _evaluate(diffusion, unet, data, p["seed"])
-                  for name, data in evals.items()}
+        values = {
+            f"{name}_loss": _evaluate(diffusion, unet, data, p["seed"])
+            for name, data in evals.items()
+        }
         last.update(step=step, values=values)
-        tracker.log(step=step, max_steps=max_steps, epoch=step / steps_per_epoch,
-                    values={f"eval_{key}": value for key, value in values.items()})
+        tracker.log(
+            step=step,
+            max_steps=max_steps,
+            epoch=step / steps_per_epoch,
+            values={f"eval_{key}": value for key, value in values.items()},
+        )
         if VALIDATION not in evals:
             return False
         if values[f"{VALIDATION}_loss"] < best["loss"]:
             state = get_peft_model_state_dict(accelerator.unwrap_model(unet))
-            best.update(loss=values[f"{VALIDATION}_loss"], step=step, values=values,
-                        state={k: v.detach().clone() for k, v in state.items()})
+            best.update(
+                loss=values[f"{VALIDATION}_loss"],
+                step=step,
+                values=values,
+                state={k: v.detach().clone() for k, v in state.items()},
+            )
             stale = 0
             return False
         stale += 1
@@ -201,12 +241,19 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
                 continue
             step += 1
             if step % p["logging_steps"] == 0 or step == 1:
-                tracker.log(step=step, max_steps=max_steps, epoch=step / steps_per_epoch,
-                            values={"loss": sum(running) / len(running),
-                                    "learning_rate": scheduler.get_last_lr()[0]})
+                tracker.log(
+                    step=step,
+                    max_steps=max_steps,
+                    epoch=step / steps_per_epoch,
+                    values={
+                        "loss": sum(running) / len(running),
+                        "learning_rate": scheduler.get_last_lr()[0],
+                    },
+                )
                 running = []
             due = (p["eval_strategy"] == "steps" and step % p["eval_steps"] == 0) or (
-                p["eval_strategy"] == "epoch" and step % steps_per_epoch == 0)
+                p["eval_strategy"] == "epoch" and step % steps_per_epoch == 0
+            )
             if evals and due and evaluate():
                 log.info("early stopping at step %s: no better validation loss", step)
                 stop = True
@@ -223,10 +270,14 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
     artifacts = _save(ctx, diffusion, unet) if accelerator.is_main_process else {}
     losses = [r["loss"] for r in tracker.history if "loss" in r]
     metrics = {
-        "steps": step, "epochs": step / steps_per_epoch, "images_seen": seen,
-        "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "steps": step,
+        "epochs": step / steps_per_epoch,
+        "images_seen": seen,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
         "best_validation_metric": best["loss"] if best["step"] is not None else None,
-        "best_checkpoint_step": best["step"], **final,
+        "best_checkpoint_step": best["step"],
+        **final,
     }
     return TrainResult(artifacts=artifacts, metrics=metrics, history=tracker.history)
 
@@ -239,19 +290,26 @@ def _save(ctx: RunContext, diffusion: Diffusion, unet: Any) -> dict[str, str]:
     p = ctx.params
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionPipeline.save_lora_weights(
-        save_directory=str(ctx.staging / "adapter"), unet_lora_layers=layers,
+        save_directory=str(ctx.staging / "adapter"),
+        unet_lora_layers=layers,
         safe_serialization=True,
     )
     artifacts = {"adapter": "adapter", "base_pipeline": ctx.spec.base_model}
     if not (p["save_merged"] or p["validation_prompt"]):
         return artifacts
     pipeline = StableDiffusionPipeline.from_pretrained(
-        ctx.spec.base_model, safety_checker=None, requires_safety_checker=False)
+        ctx.spec.base_model, safety_checker=None, requires_safety_checker=False
+    )
     pipeline.load_lora_weights(str(ctx.staging / "adapter"))
     if p["validation_prompt"]:
         generator = diffusion.torch.Generator(device="cpu").manual_seed(p["seed"])
-        image = pipeline(p["validation_prompt"], num_inference_steps=25, generator=generator,
-                         height=p["resolution"], width=p["resolution"]).images[0]
+        image = pipeline(
+            p["validation_prompt"],
+            num_inference_steps=25,
+            generator=generator,
+            height=p["resolution"],
+            width=p["resolution"],
+        ).images[0]
         (ctx.staging / "samples").mkdir()
         image.save(ctx.staging / "samples" / "sample.png")
         artifacts["samples"] = "samples"
