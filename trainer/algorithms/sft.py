@@ -26,8 +26,9 @@ def _train(ctx: RunContext, *, adapter: bool, pretrain: bool) -> TrainResult:
         dataset_num_proc=None,
     )
     tracker = ProgressTracker(ctx.reporter, report=ctx.dist.is_main)
+    model = common.load_causal_lm(ctx)
     trainer = SFTTrainer(
-        model=common.load_causal_lm(ctx),
+        model=model,
         args=config,
         train_dataset=train,
         eval_dataset=evals or None,
@@ -35,6 +36,8 @@ def _train(ctx: RunContext, *, adapter: bool, pretrain: bool) -> TrainResult:
         peft_config=common.lora_config(p, "CAUSAL_LM") if adapter else None,
         callbacks=common.callbacks(ctx, tracker, evals),
     )
+    if packing and not _has_varlen_attention(model):
+        trainer.data_collator = PackedRows(trainer.data_collator)
     return common.train_and_save(
         ctx,
         trainer,
@@ -43,6 +46,35 @@ def _train(ctx: RunContext, *, adapter: bool, pretrain: bool) -> TrainResult:
         adapter=adapter,
         merge=adapter and p.get("save_merged", False),
     )
+
+
+def _has_varlen_attention(model) -> bool:
+    implementation = getattr(model.config, "_attn_implementation", "") or ""
+    return implementation.startswith("flash_attention")
+
+
+class PackedRows:
+    """Keep the packed rows of a batch apart, for attention without varlen kernels.
+
+    TRL's padding-free collator flattens a whole batch into one sequence, which
+    flash attention's varlen kernels handle in linear memory; SDPA and eager
+    attention (CPU, most MLU builds) would instead attend over the whole
+    flattened batch, B² times the work and memory of separate rows. Here every
+    packed row stays a row of `max_length`, with position ids restarting at each
+    example and no attention mask, so transformers builds a block-diagonal
+    causal mask per row: still no padding waste, and no attention across examples.
+    """
+
+    def __init__(self, collator) -> None:
+        collator.padding_free = False
+        collator.return_position_ids = True
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.collator(examples)
+        # A mask of ones would hide the example boundaries the position ids carry.
+        batch.pop("attention_mask", None)
+        return batch
 
 
 def train_pretrain(ctx: RunContext) -> TrainResult:
