@@ -269,3 +269,56 @@ def test_a_drafts_predicted_start_is_the_start_it_gets_once_created(project, ali
     planned = prediction.predict_queued([created])[created.pk]
     assert (forecast.start, forecast.position) == (planned.start, planned.position)
     assert forecast.position == 2 and not forecast.starts_now
+
+
+@pytest.mark.parametrize(
+    ("transient", "status", "words"),
+    [
+        (True, JobStatus.QUEUED, "launch failed, will retry: API server unavailable"),
+        (False, JobStatus.FAILED, "cannot launch: API server unavailable"),
+    ],
+)
+def test_a_failed_launch_requeues_or_fails_the_job_as_the_error_deserves(
+    project, alice, monkeypatch, transient, status, words
+):
+    from scheduler import launching
+    from scheduler.executors.base import ExecutorError
+
+    def refuse(job, placement):
+        raise ExecutorError("API server unavailable", transient=transient)
+
+    monkeypatch.setattr(launching, "launch_job", refuse)
+    _node("mlu-a")
+    job = _queued(project, alice)
+    queued_at = job.queued_at
+    assert admission.run_admission() == []
+    job.refresh_from_db()
+    assert job.status == status and job.status_reason == words
+    if transient:
+        assert job.queued_at == queued_at  # it keeps its place
+        assert job.placement == [] and job.spec_in_use is None
+
+
+@pytest.mark.parametrize("change", ["created", "priority", "duration", "stopped", "deleted"])
+def test_every_change_that_can_move_the_queue_asks_for_an_admission_pass(
+    project, alice, monkeypatch, change
+):
+    from finetune.signals import job_changed
+    from scheduler import tasks
+
+    asked = []
+    monkeypatch.setattr(tasks.run_admission, "delay", lambda: asked.append(change))
+    monkeypatch.setattr(tasks, "enqueue_stop", lambda job_id: None)
+    job_changed.send(sender=Job, job_id=1, change=change)
+    assert asked == [change]
+
+
+def test_the_admission_task_launches_what_fits(project, alice, monkeypatch):
+    from scheduler import launching, tasks
+
+    launched = []
+    monkeypatch.setattr(launching, "launch_job", lambda job, placement: launched.append(job.pk))
+    _node("mlu-a")
+    job = _queued(project, alice)
+    tasks.run_admission()
+    assert launched == [job.pk]

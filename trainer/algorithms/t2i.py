@@ -235,7 +235,7 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            running.append(float(loss))
+            running.append(float(loss.detach()))
             seen += len(batch["input_ids"])
             if not accelerator.sync_gradients:
                 continue
