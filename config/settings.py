@@ -166,15 +166,17 @@ X_FRAME_OPTIONS = "DENY"
 # the data root that the web process writes and the worker reads. No server needed.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 _broker_folder = DATA_ROOT / "broker"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_folder / "messages"),
         "data_folder_out": str(_broker_folder / "messages"),
         "control_folder": str(_broker_folder / "control"),
     }
-    if CELERY_BROKER_URL.startswith("filesystem://")
-    else {"visibility_timeout": 3600}
-)
+    # kombu lists these folders but does not create them.
+    for _folder in ("messages", "control"):
+        (_broker_folder / _folder).mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
