@@ -1,3 +1,5 @@
+from urllib.parse import quote
+
 from accounts.projects import current_project, request_projects
 
 
@@ -6,4 +8,9 @@ def console(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"user_projects": request_projects(request), "current_project": current_project(request)}
+    return {
+        "user_projects": request_projects(request),
+        "current_project": current_project(request),
+        # The ?next= of the links on this page, quoted once rather than per link.
+        "next_here": quote(request.get_full_path(), safe="/"),
+    }
