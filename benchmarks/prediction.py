@@ -20,51 +20,22 @@ server to create the database on.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
-
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import benchdb  # noqa: E402
+
 BENCH_DB = "jingtiao_bench_prediction"
 DRAFTS = 200
 SEED = 7
-
-
-def _server_url() -> str:
-    return os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(_server_url(), autocommit=True) as connection:
-        connection.execute(sql)
-
-
-def _setup_django() -> None:
-    parts = urlparse(_server_url())
-    os.environ["DATABASE_URL"] = urlunparse(parts._replace(path=f"/{BENCH_DB}"))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["ALLOWED_HOSTS"] = "testserver"
-    os.environ.setdefault("JINGTIAO_DATA_ROOT", f"/tmp/{BENCH_DB}")
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def _fill(rng: random.Random):
@@ -235,10 +206,10 @@ def _post(client, data: dict) -> float:
 
 
 def main() -> None:
-    _admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-    _admin(f"CREATE DATABASE {BENCH_DB}")
+    benchdb.admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+    benchdb.admin(f"CREATE DATABASE {BENCH_DB}")
     try:
-        _setup_django()
+        benchdb.setup_django(BENCH_DB)
         from django.core.management import call_command
         from django.test import Client
 
@@ -266,7 +237,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        _admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+        benchdb.admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""A throw-away PostgreSQL database for the benchmarks that need one.
+
+BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) names the
+server; each benchmark creates its own database there and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+
+
+def server_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def admin(sql: str) -> None:
+    with psycopg.connect(server_url(), autocommit=True) as connection:
+        connection.execute(sql)
+
+
+def setup_django(database: str) -> None:
+    """Point Django at `database` on the benchmark server and start it."""
+    parts = urlparse(server_url())
+    os.environ["DATABASE_URL"] = urlunparse(parts._replace(path=f"/{database}"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["ALLOWED_HOSTS"] = "testserver"
+    os.environ.setdefault("JINGTIAO_DATA_ROOT", f"/tmp/{database}")
+    os.environ.pop("REDIS_URL", None)
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # Pages are rendered from the source tree: no collectstatic manifest needed.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
