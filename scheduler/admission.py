@@ -91,7 +91,6 @@ def admit(now=None) -> list[Admitted]:
         _lock()
         state = snapshot.take(now)
         if not state.queue:
-            prediction.remember_plan(planner.Plan({}, now), {})
             return []
         plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
         prediction.remember_plan(plan, {job.job_id: job.pool for job in state.queue})

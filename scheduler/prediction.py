@@ -169,47 +169,56 @@ def predict_job(job: Job, now: datetime | None = None) -> Prediction:
 
 # The list shows every queued job's place (F1.17). Planning the whole queue per
 # page view would cost what admission already computes every pass, so each
-# admission pass leaves its plan here and the list reads it.
+# admission pass leaves its plan in the cache, in buckets of job ids: a page of
+# twenty jobs reads a bucket or two, not the whole queue.
 PLAN_CACHE_KEY = "jingtiao:queue-plan"
 PLAN_CACHE_SECONDS = 600
+PLAN_BUCKET = 1024
+
+
+def _bucket_key(job_id: int) -> str:
+    return f"{PLAN_CACHE_KEY}:{job_id // PLAN_BUCKET}"
 
 
 def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> None:
     # The jobs this pass starts leave the queue, so the others' places are
     # counted without them: the list shows the place a job has once they run.
     starting = {decision.job_id for decision in plan.starts_now()}
-    entries = {}
+    buckets: dict[str, dict] = {}
     place = 0
     for job_id, decision in plan.items():
         if job_id not in starting:
             place += 1
-        entries[job_id] = (
+        bucket = buckets.setdefault(_bucket_key(job_id), {"now": plan.now.timestamp()})
+        bucket[job_id] = (
             decision.position if job_id in starting else place,
             decision.start.timestamp() if decision.start else None,
             decision.reason,
             pools.get(job_id),
             decision.spec_id,
         )
-    cache.set(PLAN_CACHE_KEY, {"now": plan.now.timestamp(), "jobs": entries}, PLAN_CACHE_SECONDS)
+    cache.set_many(buckets, PLAN_CACHE_SECONDS)
 
 
 def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
     """The last admission pass's word on these queued jobs (planned afresh if none)."""
     if not job_ids:
         return {}
-    stored = cache.get(PLAN_CACHE_KEY)
-    if stored is None:
+    keys = {_bucket_key(job_id) for job_id in job_ids}
+    stored = cache.get_many(keys)
+    if len(stored) < len(keys):
         now = timezone.now()
         state = snapshot.take(now)
         plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
         remember_plan(plan, {job.job_id: job.pool for job in state.queue})
-        stored = cache.get(PLAN_CACHE_KEY) or {"now": now.timestamp(), "jobs": {}}
-    planned_at = datetime.fromtimestamp(stored["now"], tz=UTC)
+        stored = cache.get_many(keys)
     forecasts = {}
     for job_id in job_ids:
-        entry = stored["jobs"].get(job_id)
+        bucket = stored.get(_bucket_key(job_id)) or {}
+        entry = bucket.get(job_id)
         if entry is None:
             continue  # queued after the last pass: the next one places it
+        planned_at = datetime.fromtimestamp(bucket["now"], tz=UTC)
         position, start, reason, pool, spec_id = entry
         start_at = datetime.fromtimestamp(start, tz=UTC) if start is not None else None
         forecasts[job_id] = Prediction(

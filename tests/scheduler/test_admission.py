@@ -246,7 +246,7 @@ def test_the_list_plans_afresh_when_no_admission_pass_left_a_plan(client, projec
 
     _node("mlu-a", devices=1)
     _queued(project, alice, name="waiter")
-    cache.delete(prediction.PLAN_CACHE_KEY)
+    cache.clear()
     client.force_login(alice)
     page = client.get(reverse("finetune:job_list")).content.decode()
     assert "#1 in queue" in page and "· by" not in page  # it would start now
