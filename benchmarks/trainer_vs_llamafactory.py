@@ -238,6 +238,40 @@ def run_llamafactory(
     return final["num_input_tokens_seen"] / final["train_runtime"], peak
 
 
+# One forward and backward pass of the same packed batch (8 rows of 256 tokens,
+# examples of 32 tokens each) through the same LoRA model, in each environment: the
+# memory of equal work, whatever each pipeline puts in a step.
+SAME_BATCH = textwrap.dedent("""\
+    import resource, sys, torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(sys.argv[1], attn_implementation="sdpa")
+    model = get_peft_model(model, LoraConfig(
+        r=%(rank)d, lora_alpha=%(alpha)d, target_modules="all-linear", task_type="CAUSAL_LM"))
+    vocab = model.config.vocab_size
+    ids = torch.randint(5, vocab - 1, (%(batch)d, %(seq)d))
+    positions = torch.arange(32).repeat(%(seq)d // 32).unsqueeze(0).expand(%(batch)d, -1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(3):
+        out = model(input_ids=ids, position_ids=positions, labels=ids, use_cache=False)
+        out.loss.backward()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+""") % {"rank": LORA_RANK, "alpha": LORA_ALPHA, "batch": BATCH, "seq": SEQ_LEN}
+
+
+def same_batch_mib(python: Path | str, model: Path, runs: int = 3) -> int:
+    """MiB the same packed batch adds over the loaded model, in one environment
+    (the median of a few fresh processes: one peak RSS is noisy by ±50 MiB)."""
+    results = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [str(python), "-c", SAME_BATCH, str(model)], capture_output=True, text=True, check=True
+        )
+        results.append(int(done.stdout.strip().splitlines()[-1]))
+    return sorted(results)[len(results) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -256,6 +290,8 @@ def main() -> None:
         ours, ours_peak = run_jingtiao(work, model, data, args.steps)
         theirs, theirs_peak = run_llamafactory(cli, work, model, args.steps, packed=False)
         packed, packed_peak = run_llamafactory(cli, work, model, args.steps, packed=True)
+        ours_batch = same_batch_mib(sys.executable, model)
+        theirs_batch = same_batch_mib(VENV / "bin" / "python", model)
     finally:
         if args.keep:
             print(f"work folder kept: {work}")
@@ -270,6 +306,8 @@ def main() -> None:
     print(f"llamafactory_packed_tokens_per_s: {packed:.1f} tokens/s")
     print(f"llamafactory_packed_peak_rss: {packed_peak / mib:.0f} MiB")
     print(f"tokens_per_s_ratio_packed: {ours / packed:.2f} x")
+    print(f"jingtiao_stack_same_batch_mib: {ours_batch} MiB")
+    print(f"llamafactory_stack_same_batch_mib: {theirs_batch} MiB")
 
 
 if __name__ == "__main__":
