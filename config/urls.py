@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 from config.health import healthz
 from finetune.views import home
+from finetune.views.report import report
 
 admin.site.site_header = _("Jingtiao operations")
 admin.site.site_title = _("Jingtiao")
@@ -16,4 +17,5 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/jobs/<int:job_id>/report/", report, name="job_report"),
 ]

@@ -13,11 +13,14 @@ from finetune.models import (
     JobNodeSpec,
     JobStatus,
     JobUserObjectPermission,
+    MetricPoint,
     ModelRepo,
     ModelRepoGroupObjectPermission,
     ModelRepoUserObjectPermission,
     ModelVersion,
     PretrainedModel,
+    ReportBatch,
+    ResourceSample,
     Scenario,
 )
 
@@ -190,6 +193,36 @@ class JobEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReportedAdmin(admin.ModelAdmin):
+    """What workers reported: read-only, kept for the charts and for audits."""
+
+    list_filter = ["job__project"]
+    search_fields = ["job__name", "worker"]
+    list_select_related = ["job"]
+    raw_id_fields = ["job"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(MetricPoint)
+class MetricPointAdmin(ReportedAdmin):
+    list_display = ["job", "worker", "time", "step", "loss", "eval_loss", "test_loss"]
+
+
+@admin.register(ResourceSample)
+class ResourceSampleAdmin(ReportedAdmin):
+    list_display = ["job", "worker", "time", "cpu_percent", "memory_bytes", "device_util"]
+
+
+@admin.register(ReportBatch)
+class ReportBatchAdmin(ReportedAdmin):
+    list_display = ["job", "worker", "seq", "received_at"]
 
 
 class ObjectPermissionAdmin(admin.ModelAdmin):

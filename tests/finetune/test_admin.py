@@ -25,6 +25,13 @@ def populated(project, alice, bob):
     from finetune.models import ModelVersion
 
     ModelVersion.objects.create(repo=job.model_repo, number=1, location="v1", job=job)
+    from django.utils import timezone
+
+    from finetune.models import MetricPoint, ReportBatch, ResourceSample
+
+    ReportBatch.objects.create(job=job, worker="w0", seq=1)
+    MetricPoint.objects.create(job=job, worker="w0", time=timezone.now(), step=1, loss=2.0)
+    ResourceSample.objects.create(job=job, worker="w0", time=timezone.now(), cpu_percent=5)
     return job
 
 

@@ -1,0 +1,161 @@
+"""The report endpoint: the trainer's metrics and resource samples (F7.1)."""
+
+import json
+import time
+
+import pytest
+from django.urls import reverse
+
+from finetune.models import Job, JobStatus, MetricPoint, ReportBatch, ResourceSample
+from finetune.states import transition
+from scheduler.launching import hash_token
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def running(project, alice):
+    job = factories.job(project, alice)
+    transition(job, JobStatus.RUNNING)
+    Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(TOKEN))
+    job.refresh_from_db()
+    return job
+
+
+def _body(job, seq=1, **extra) -> dict:
+    now = time.time()
+    return {
+        "job_id": job.pk,
+        "worker": "node-a-rank0",
+        "seq": seq,
+        "metrics": [
+            {"step": 10, "epoch": 0.5, "loss": 1.9, "learning_rate": 2e-4, "time": now},
+            {"step": 20, "eval_loss": 1.7, "test_loss": 1.8, "progress": 0.4, "time": now},
+        ],
+        "resources": [
+            {"time": now, "cpu_percent": 180.0, "memory_bytes": 2**31, "net_rx_bytes": 10}
+        ],
+        **extra,
+    }
+
+
+def _post(client, job, body, token=TOKEN, raw=None):
+    return client.post(
+        reverse("job_report", args=[job.pk]),
+        raw if raw is not None else json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def test_a_batch_is_stored_with_its_metrics_and_samples(client, running):
+    response = _post(client, running, _body(running))
+    assert response.status_code == 200
+    assert response.json() == {"stored": True, "duplicate": False, "metrics": 2, "resources": 1}
+    losses = list(running.metric_points.order_by("step").values_list("step", "loss", "eval_loss"))
+    assert losses == [(10, 1.9, None), (20, None, 1.7)]
+    sample = ResourceSample.objects.get(job=running)
+    assert (sample.worker, sample.memory_bytes, sample.cpu_percent) == (
+        "node-a-rank0",
+        2**31,
+        180.0,
+    )
+
+
+def test_a_batch_sent_twice_is_stored_once(client, running):
+    _post(client, running, _body(running))
+    again = _post(client, running, _body(running))
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert MetricPoint.objects.filter(job=running).count() == 2
+    assert ReportBatch.objects.filter(job=running).count() == 1
+    assert _post(client, running, _body(running, seq=2)).json()["stored"] is True
+
+
+@pytest.mark.parametrize("token", ["wrong", ""])
+def test_a_wrong_token_is_refused(client, running, token):
+    response = _post(client, running, _body(running), token=token)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert not MetricPoint.objects.exists()
+
+
+def test_an_unknown_job_answers_like_a_wrong_token(client, running):
+    response = client.post(
+        reverse("job_report", args=[running.pk + 1000]),
+        json.dumps(_body(running)),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+    )
+    assert response.status_code == 401
+
+
+def test_a_job_that_ended_takes_no_more_reports(client, running):
+    transition(running, JobStatus.SUCCEEDED)
+    response = _post(client, running, _body(running))
+    assert response.status_code == 410
+    assert "succeeded" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "words"),
+    [
+        (None, b"{not json", "the body is not JSON"),
+        (None, b"[1, 2]", "must be a JSON object"),
+        ({"seq": 0}, None, "seq must be a whole number from 1"),
+        ({"job_id": 999999}, None, "job_id must be"),
+        ({"worker": ""}, None, "worker must be a name"),
+        ({"metrics": {"loss": 1}}, None, "metrics must be a list"),
+        ({"metrics": [{"loss": "low", "time": 1.0}]}, None, "metrics[0].loss must be a number"),
+        ({"metrics": [{"loss": 1.0}]}, None, "metrics[0].time is required"),
+        ({"resources": [{"time": 1.0, "memory_bytes": -5}]}, None, "must not be negative"),
+    ],
+)
+def test_a_malformed_body_is_refused_saying_why(client, running, body, raw, words):
+    payload = {**_body(running), **(body or {})}
+    response = _post(client, running, payload, raw=raw)
+    assert response.status_code == 400
+    assert words in response.json()["error"]
+    assert not MetricPoint.objects.exists() and not ReportBatch.objects.exists()
+
+
+def test_an_oversized_body_is_refused(client, running, settings):
+    settings.JINGTIAO_REPORT_MAX_BYTES = 2048
+    body = _body(running)
+    body["metrics"] = body["metrics"] * 100
+    response = _post(client, running, body)
+    assert response.status_code == 413
+    assert "at most 2048 bytes" in response.json()["error"]
+
+
+def test_a_job_reporting_too_often_is_asked_to_slow_down(client, running, settings):
+    from django.core.cache import cache
+
+    cache.delete(f"jingtiao:report-rate:{running.pk}")
+    settings.JINGTIAO_REPORT_RATE_PER_MINUTE = 3
+    codes = [_post(client, running, _body(running, seq=n)).status_code for n in range(1, 6)]
+    assert codes == [200, 200, 200, 429, 429]
+    assert ReportBatch.objects.filter(job=running).count() == 3
+
+
+def test_a_diverged_loss_is_kept_as_missing(client, running):
+    raw = json.dumps(_body(running)).replace('"loss": 1.9', '"loss": NaN').encode()
+    assert _post(client, running, None, raw=raw).status_code == 200
+    assert MetricPoint.objects.get(job=running, step=10).loss is None
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_trainers_own_reporter_delivers_to_the_endpoint(live_server, project, alice):
+    from trainer.reporting import Reporter
+
+    job = factories.job(project, alice)
+    transition(job, JobStatus.RUNNING)
+    Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(TOKEN))
+    url = live_server.url + reverse("job_report", args=[job.pk])
+    reporter = Reporter(url, TOKEN, job.pk, "local-rank0", interval=0.1)
+    reporter.metric(step=1, loss=2.5, time=time.time())
+    reporter.resource(time=time.time(), cpu_percent=50.0, memory_bytes=1024)
+    assert reporter.close(timeout=10) is True
+    assert MetricPoint.objects.get(job=job).loss == 2.5
+    assert ResourceSample.objects.get(job=job).worker == "local-rank0"
