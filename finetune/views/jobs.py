@@ -26,6 +26,7 @@ from finetune.views.base import (
     add_service_errors,
     project_or_404,
 )
+from finetune.views.logs import read_logs
 from scheduler.models import NodeSpec, ResourcePool
 from scheduler.prediction import predict_job, queue_forecasts
 
@@ -76,6 +77,7 @@ class JobDetailView(ObjectDetailView):
             "forecast": (
                 predict_job(self.object) if self.object.status == JobStatus.QUEUED else None
             ),
+            "log": read_logs(self.object, None) if tab == "logs" else None,
         }
 
 

@@ -252,7 +252,7 @@ def test_the_detail_page_shows_specs_events_and_reserved_tabs(client, project, a
     url = reverse("finetune:job_detail", args=[job.pk])
     page = client.get(url).content.decode()
     assert "torchrun train.py" in page and "node-a" in page and "In use" in page
-    assert "shown here while the job runs" in client.get(url, {"tab": "logs"}).content.decode()
+    assert "The job has no log yet." in client.get(url, {"tab": "logs"}).content.decode()
     assert (
         "shown here while the job runs" in client.get(url, {"tab": "monitoring"}).content.decode()
     )
