@@ -26,7 +26,7 @@ from finetune.views.base import (
     add_service_errors,
     project_or_404,
 )
-from finetune.views.logs import read_logs
+from finetune.views.logs import event_rows, read_logs
 from scheduler.models import NodeSpec, ResourcePool
 from scheduler.prediction import predict_job, queue_forecasts
 
@@ -65,7 +65,7 @@ class JobDetailView(ObjectDetailView):
         "pool",
         "cloned_from",
     )
-    TABS = ("details", "monitoring", "logs")
+    TABS = ("details", "monitoring", "logs", "events")
 
     def extra_context(self) -> dict:
         tab = self.request.GET.get("tab", "details")
@@ -78,6 +78,7 @@ class JobDetailView(ObjectDetailView):
                 predict_job(self.object) if self.object.status == JobStatus.QUEUED else None
             ),
             "log": read_logs(self.object, None) if tab == "logs" else None,
+            "event_rows": event_rows(self.object) if tab == "events" else None,
         }
 
 

@@ -1,4 +1,5 @@
-"""日志 (F7.2): the job's log, per worker, tailed live from the executor backend.
+"""日志 (F7.2): the job's log, per worker, tailed live from the executor backend,
+and its events: the platform's and the cluster's, newest first.
 
 Each answer is one page per worker from a cursor the backend understands (a byte
 offset locally, a time on Kubernetes), never the whole log; the page's tail asks
@@ -8,6 +9,7 @@ for the next one every few seconds while the job runs or a worker has more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -49,3 +51,48 @@ class JobLogsView(ObjectMixin, View):
         return TemplateResponse(
             request, "finetune/_job_logs.html", {"job": self.object, "log": page}
         )
+
+
+@dataclass(frozen=True)
+class EventRow:
+    time: datetime | None
+    source: str
+    kind: str
+    who: str
+    message: str
+
+
+def event_rows(job: Job) -> tuple[list[EventRow], str]:
+    """Platform and cluster events of a job, newest first, and an error if the
+    backend could not be asked (the platform's events are shown all the same)."""
+    rows = [
+        EventRow(
+            event.time,
+            event.get_source_display(),
+            event.get_kind_display(),
+            event.actor.get_username() if event.actor else event.get_source_display(),
+            event.message,
+        )
+        for event in job.events.select_related("actor")[:200]
+    ]
+    error = ""
+    if job.status != JobStatus.QUEUED or job.started_at is not None:
+        try:
+            cluster = list(get_executor().events(job.pk))
+        except ExecutorError as exc:
+            cluster = []
+            error = _("The cluster's events are not available right now: %(error)s") % {
+                "error": exc
+            }
+        for event in cluster:
+            worker = (
+                _("worker %(rank)s") % {"rank": event.worker} if event.worker is not None else ""
+            )
+            rows.append(
+                EventRow(
+                    event.time, _("Cluster"), f"{event.kind} {event.reason}", worker, event.message
+                )
+            )
+    oldest = datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda row: row.time or oldest, reverse=True)
+    return rows, error

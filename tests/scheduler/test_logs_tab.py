@@ -68,3 +68,21 @@ def test_only_those_who_may_view_the_job_see_its_log(client, project, alice, bob
     assert client.get(url).status_code == 404
     client.force_login(alice)
     assert client.get(url).status_code == 200
+
+
+def test_the_events_tab_shows_platform_and_cluster_events_newest_first(
+    client, fake_trainer, running_job, alice
+):
+    from scheduler.executors.base import Phase
+
+    job = running_job(parameters={"behaviour": "fail"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.FAILED})
+    client.force_login(alice)
+    page = client.get(reverse("finetune:job_detail", args=[job.pk]), {"tab": "events"})
+    text = page.content.decode()
+    started = text.index("worker 0 started as process")
+    exited = text.index("Warning Exited")
+    admitted = text.index("Status changed")
+    assert exited < started < admitted  # newest first: exit, start, then the admission
+    assert "exited with code 3" in text
