@@ -205,6 +205,11 @@ JINGTIAO_REPORT_URL = env.str("JINGTIAO_REPORT_URL", "http://127.0.0.1:8000")
 # The report endpoint (F7.1): the largest body, and reports per job and minute.
 JINGTIAO_REPORT_MAX_BYTES = env.int("JINGTIAO_REPORT_MAX_BYTES", 1024 * 1024, minimum=1024)
 JINGTIAO_REPORT_RATE_PER_MINUTE = env.int("JINGTIAO_REPORT_RATE_PER_MINUTE", 120, minimum=1)
+# Reported metrics: full resolution for this long, then one point per window.
+JINGTIAO_METRICS_FULL_RESOLUTION_HOURS = env.int(
+    "JINGTIAO_METRICS_FULL_RESOLUTION_HOURS", 72, minimum=1
+)
+JINGTIAO_METRICS_DOWNSAMPLE_SECONDS = env.int("JINGTIAO_METRICS_DOWNSAMPLE_SECONDS", 60, minimum=1)
 JINGTIAO_STOP_GRACE_SECONDS = env.int("JINGTIAO_STOP_GRACE_SECONDS", 30, minimum=0)
 JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = env.int(
     "JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS", 600, minimum=0
@@ -238,6 +243,11 @@ CELERY_BEAT_SCHEDULE["sync-nodes"] = {
     "task": "scheduler.tasks.sync_nodes",
     "schedule": env.int("JINGTIAO_NODE_SYNC_INTERVAL_SECONDS", 60, minimum=1),
     "options": {"queue": "jingtiao", "expires": 120},
+}
+CELERY_BEAT_SCHEDULE["downsample-metrics"] = {
+    "task": "finetune.tasks.downsample_metrics",
+    "schedule": 3600,
+    "options": {"queue": "jingtiao", "expires": 1800},
 }
 CELERY_BEAT_SCHEDULE["reconcile-workloads"] = {
     "task": "scheduler.tasks.reconcile_workloads",
