@@ -74,9 +74,13 @@ def _open_operations(page, scope) -> None:
 def _create(page, words: dict, name: str) -> None:
     page.get_by_role("link", name=words["create"]).click()
     page.select_option("#id_scenario", label=words["sft"])
+    # Wait for the scenario's refresh to land before choosing the algorithm: a
+    # choice made in a select that htmx is about to replace would be lost.
     expect(page.locator("#id_train_dataset")).to_contain_text("chat")
+    expect(page.locator("#id_algorithm")).to_contain_text(words["lora"])
+    page.wait_for_load_state("networkidle")
     page.select_option("#id_algorithm", label=words["lora"])
-    expect(page.locator("input[name='param-lora_rank']")).to_be_visible()
+    expect(page.locator("input[name='param-lora_rank']")).to_be_visible(timeout=15_000)
     expect(page.get_by_test_id("prediction")).to_contain_text("mlu-1")
     page.fill("#id_name", name)
     page.fill("input[name='param-epochs']", "2")
