@@ -111,7 +111,13 @@ class JobFormView(LoginRequiredMixin, View):
         # The cascading selects ask this same view for the fields with their new choices.
         for name in CASCADE:
             form.fields[name].widget.attrs.update(
-                {"hx-post": self.request.path, "hx-vals": '{"_refresh": "1"}'}
+                {
+                    "hx-post": self.request.path,
+                    "hx-vals": '{"_refresh": "1"}',
+                    # A quick second choice replaces the refresh still in flight, so
+                    # its answer (with both choices) is the one that lands.
+                    "hx-sync": "closest form:replace",
+                }
             )
         partial = self.request.htmx and not self.request.htmx.boosted
         context = {
