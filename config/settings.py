@@ -186,7 +186,6 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimu
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", 180, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "jingtiao"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")
 
 # --- Jingtiao ---------------------------------------------------------------------------
@@ -224,35 +223,28 @@ JINGTIAO_K8S_POOL_LABEL = env.str("JINGTIAO_K8S_POOL_LABEL", "jingtiao.io/pool")
 JINGTIAO_K8S_DRIVER_LABEL = env.str("JINGTIAO_K8S_DRIVER_LABEL", "DriverVersion")
 JINGTIAO_K8S_RUN_AS_USER = env.int("JINGTIAO_K8S_RUN_AS_USER", 1000, minimum=1)
 JINGTIAO_K8S_REQUEST_TIMEOUT = env.int("JINGTIAO_K8S_REQUEST_TIMEOUT", 30, minimum=1)
-CELERY_BEAT_SCHEDULE["observe-running-jobs"] = {
-    "task": "scheduler.tasks.observe_running_jobs",
-    "schedule": env.int("JINGTIAO_OBSERVE_INTERVAL_SECONDS", 10, minimum=1),
-    "options": {"queue": "jingtiao", "expires": 30},
+# Periodic tasks, every N seconds, on the one queue. A beat message not taken
+# within twice its period is dropped: the next one is already on its way.
+_PERIODIC = {
+    "observe-running-jobs": (
+        "scheduler.tasks.observe_running_jobs",
+        env.int("JINGTIAO_OBSERVE_INTERVAL_SECONDS", 10, minimum=1),
+    ),
+    "run-admission": (
+        "scheduler.tasks.run_admission",
+        env.int("JINGTIAO_ADMISSION_INTERVAL_SECONDS", 15, minimum=1),
+    ),
+    "expire-jobs": ("scheduler.tasks.expire_jobs", 30),
+    "sync-nodes": (
+        "scheduler.tasks.sync_nodes",
+        env.int("JINGTIAO_NODE_SYNC_INTERVAL_SECONDS", 60, minimum=1),
+    ),
+    "reconcile-workloads": ("scheduler.tasks.reconcile_workloads", 60),
+    "downsample-metrics": ("finetune.tasks.downsample_metrics", 3600),
 }
-CELERY_BEAT_SCHEDULE["run-admission"] = {
-    "task": "scheduler.tasks.run_admission",
-    "schedule": env.int("JINGTIAO_ADMISSION_INTERVAL_SECONDS", 15, minimum=1),
-    "options": {"queue": "jingtiao", "expires": 30},
-}
-CELERY_BEAT_SCHEDULE["expire-jobs"] = {
-    "task": "scheduler.tasks.expire_jobs",
-    "schedule": 30,
-    "options": {"queue": "jingtiao", "expires": 60},
-}
-CELERY_BEAT_SCHEDULE["sync-nodes"] = {
-    "task": "scheduler.tasks.sync_nodes",
-    "schedule": env.int("JINGTIAO_NODE_SYNC_INTERVAL_SECONDS", 60, minimum=1),
-    "options": {"queue": "jingtiao", "expires": 120},
-}
-CELERY_BEAT_SCHEDULE["downsample-metrics"] = {
-    "task": "finetune.tasks.downsample_metrics",
-    "schedule": 3600,
-    "options": {"queue": "jingtiao", "expires": 1800},
-}
-CELERY_BEAT_SCHEDULE["reconcile-workloads"] = {
-    "task": "scheduler.tasks.reconcile_workloads",
-    "schedule": 60,
-    "options": {"queue": "jingtiao", "expires": 120},
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": task, "schedule": every, "options": {"queue": "jingtiao", "expires": 2 * every}}
+    for name, (task, every) in _PERIODIC.items()
 }
 
 LOGGING = {

@@ -253,52 +253,55 @@ def _require(user, action: str, job: Job) -> None:
         raise PermissionDenied
 
 
+def _change_active(
+    user, job: Job, field: str, value, *, refused: str, kind: str, message: str, data: dict
+) -> None:
+    """Set `field` of a queued or running job, with its event and its signal."""
+    with transaction.atomic():
+        # Compare-and-set on the status: a job that just ended keeps its value.
+        changed = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(**{field: value})
+        if not changed:
+            raise ValidationError(refused)
+        setattr(job, field, value)
+        JobEvent.objects.create(job=job, kind=kind, actor=user, message=message, data=data)
+        _notify(job.pk, field)
+
+
 def change_duration(user, job: Job, duration: timedelta) -> None:
     """F8.1: a new duration moves the deadline of a queued or running job; the
     workload is not touched, so nothing restarts."""
     _require(user, "change_duration", job)
     if duration <= timedelta(0):
         raise ValidationError(_("The duration must be positive."))
-    with transaction.atomic():
-        old = job.duration
-        # Compare-and-set on the status: a job that just ended keeps its duration.
-        changed = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
-            duration=duration
-        )
-        if not changed:
-            raise ValidationError(_("Only a queued or running job's duration can be changed."))
-        job.duration = duration
-        JobEvent.objects.create(
-            job=job,
-            kind=JobEvent.Kind.DURATION,
-            actor=user,
-            message=_("Duration changed from %(old)s to %(new)s") % {"old": old, "new": duration},
-            data={"from_seconds": old.total_seconds(), "to_seconds": duration.total_seconds()},
-        )
-        _notify(job.pk, "duration")
+    old = job.duration
+    _change_active(
+        user,
+        job,
+        "duration",
+        duration,
+        refused=_("Only a queued or running job's duration can be changed."),
+        kind=JobEvent.Kind.DURATION,
+        message=_("Duration changed from %(old)s to %(new)s") % {"old": old, "new": duration},
+        data={"from_seconds": old.total_seconds(), "to_seconds": duration.total_seconds()},
+    )
 
 
 def change_priority(user, job: Job, priority: int) -> None:
     """F2: a queued job's new priority re-orders the queue at the next admission pass."""
     _require(user, "change_priority", job)
     priority = Priority(priority)
-    with transaction.atomic():
-        old = job.priority
-        changed = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
-            priority=priority
-        )
-        if not changed:
-            raise ValidationError(_("Only a queued or running job's priority can be changed."))
-        job.priority = priority
-        JobEvent.objects.create(
-            job=job,
-            kind=JobEvent.Kind.PRIORITY,
-            actor=user,
-            message=_("Priority changed from %(old)s to %(new)s")
-            % {"old": Priority(old).label, "new": priority.label},
-            data={"from": old, "to": int(priority)},
-        )
-        _notify(job.pk, "priority")
+    old = job.priority
+    _change_active(
+        user,
+        job,
+        "priority",
+        priority,
+        refused=_("Only a queued or running job's priority can be changed."),
+        kind=JobEvent.Kind.PRIORITY,
+        message=_("Priority changed from %(old)s to %(new)s")
+        % {"old": Priority(old).label, "new": priority.label},
+        data={"from": old, "to": int(priority)},
+    )
 
 
 def stop_job(user, job: Job) -> bool:
