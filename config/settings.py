@@ -204,6 +204,9 @@ JINGTIAO_REPORT_URL = env.str("JINGTIAO_REPORT_URL", "http://127.0.0.1:8000")
 # The report endpoint (F7.1): the largest body, and reports per job and minute.
 JINGTIAO_REPORT_MAX_BYTES = env.int("JINGTIAO_REPORT_MAX_BYTES", 1024 * 1024, minimum=1024)
 JINGTIAO_REPORT_RATE_PER_MINUTE = env.int("JINGTIAO_REPORT_RATE_PER_MINUTE", 120, minimum=1)
+# How often each worker sends a batch, and samples its CPU, memory, device and network.
+JINGTIAO_REPORT_INTERVAL_SECONDS = env.int("JINGTIAO_REPORT_INTERVAL_SECONDS", 5, minimum=1)
+JINGTIAO_RESOURCE_SAMPLE_SECONDS = env.int("JINGTIAO_RESOURCE_SAMPLE_SECONDS", 15, minimum=1)
 # Reported metrics: full resolution for this long, then one point per window.
 JINGTIAO_METRICS_FULL_RESOLUTION_HOURS = env.int(
     "JINGTIAO_METRICS_FULL_RESOLUTION_HOURS", 72, minimum=1

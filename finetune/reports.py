@@ -12,11 +12,12 @@ import hmac
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
-from finetune.models import Job, MetricPoint, ReportBatch, ResourceSample
+from finetune.models import Job, JobStatus, MetricPoint, ReportBatch, ResourceSample
 
 MAX_ITEMS = 5000
 _METRIC_NUMBERS = (
@@ -133,13 +134,37 @@ def parse(job: Job, raw: bytes) -> Batch:
     return Batch(worker, seq, metrics, resources)
 
 
+def latest_progress(batch: Batch) -> tuple[float, datetime | None] | None:
+    """The newest progress in the batch and the end it implies, if it reports any."""
+    points = [point for point in batch.metrics if point.progress is not None]
+    if not points:
+        return None
+    newest = max(points, key=lambda point: point.time)
+    progress = min(1.0, max(0.0, newest.progress))
+    if newest.eta_seconds is None or newest.eta_seconds < 0:
+        return progress, None
+    try:
+        return progress, newest.time + timedelta(seconds=newest.eta_seconds)
+    except OverflowError:
+        return progress, None
+
+
 def store(job: Job, batch: Batch) -> bool:
-    """Keep the batch; False if this (job, worker, seq) was already stored."""
+    """Keep the batch; False if this (job, worker, seq) was already stored.
+
+    The job's own progress and expected end follow the batch's newest point, unless
+    a newer one was stored first (batches may arrive out of order after a retry).
+    """
     try:
         with transaction.atomic():
             ReportBatch.objects.create(job=job, worker=batch.worker, seq=batch.seq)
             MetricPoint.objects.bulk_create(batch.metrics)
             ResourceSample.objects.bulk_create(batch.resources)
+            if found := latest_progress(batch):
+                progress, eta_at = found
+                Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).filter(
+                    Q(progress__isnull=True) | Q(progress__lte=progress)
+                ).update(progress=progress, eta_at=eta_at)
     except IntegrityError:
         return False
     return True

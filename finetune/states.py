@@ -110,9 +110,11 @@ def transition(
 def _fields_for(job: Job, target: str, now, reason: str) -> dict[str, Any]:
     fields: dict[str, Any] = {"status_reason": reason}
     if target == JobStatus.RUNNING:
-        fields["started_at"] = now
+        fields.update(started_at=now, progress=None, eta_at=None)
     elif target == JobStatus.QUEUED:
-        fields.update(started_at=None, placement=[], spec_in_use=None)
+        fields.update(started_at=None, placement=[], spec_in_use=None, progress=None, eta_at=None)
     else:
-        fields["finished_at"] = now
+        fields.update(finished_at=now, eta_at=None)
+        if target == JobStatus.SUCCEEDED:
+            fields["progress"] = 1.0
     return fields

@@ -51,7 +51,12 @@ def trainer_spec(job: Job, token: str) -> dict[str, Any]:
         "validation_data": location(job.validation_dataset),
         "test_data": location(job.test_dataset),
         "output_dir": output_dir(job),
-        "report": {"url": report_url(job.pk), "token": token},
+        "report": {
+            "url": report_url(job.pk),
+            "token": token,
+            "interval": settings.JINGTIAO_REPORT_INTERVAL_SECONDS,
+            "sample_seconds": settings.JINGTIAO_RESOURCE_SAMPLE_SECONDS,
+        },
     }
 
 

@@ -106,10 +106,21 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
     )
     output = StagedOutput(spec.output_dir, is_main=dist.is_main)
     reporter: Any = NullReporter()
+    sample_seconds = 15.0
     if spec.report:
-        reporter = Reporter(spec.report.url, spec.report.token, spec.job_id, _worker_id(dist.rank))
+        reporter = Reporter(
+            spec.report.url,
+            spec.report.token,
+            spec.job_id,
+            _worker_id(dist.rank),
+            interval=spec.report.interval,
+        )
+        sample_seconds = spec.report.sample_seconds
     sampler = ResourceSampler(
-        reporter.resource, device_kind=device.kind, device_index=dist.local_rank
+        reporter.resource,
+        device_kind=device.kind,
+        device_index=dist.local_rank,
+        interval=sample_seconds,
     )
     try:
         output.prepare()

@@ -19,6 +19,8 @@ class SpecError(ValueError):
 class ReportTarget:
     url: str
     token: str
+    interval: float = 5.0  # seconds between batches sent
+    sample_seconds: float = 15.0  # seconds between resource samples
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,11 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.report:  # the token is a secret: never written into the output
-            data["report"] = {"url": self.report.url}
+            data["report"] = {
+                "url": self.report.url,
+                "interval": self.report.interval,
+                "sample_seconds": self.report.sample_seconds,
+            }
         return data
 
 
@@ -93,7 +99,15 @@ def parse_spec(data: dict[str, Any]) -> JobSpec:
     if report is not None:
         if not isinstance(report, dict) or not isinstance(report.get("url"), str):
             raise SpecError('spec field \'report\' must be null or {"url": ..., "token": ...}')
-        target = ReportTarget(url=report["url"], token=str(report.get("token") or ""))
+        timing = {}
+        for name in ("interval", "sample_seconds"):
+            value = report.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise SpecError(f"spec field 'report.{name}' must be a positive number of seconds")
+            timing[name] = float(value)
+        target = ReportTarget(url=report["url"], token=str(report.get("token") or ""), **timing)
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise SpecError("spec field 'parameters' must be an object")

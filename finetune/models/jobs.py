@@ -103,6 +103,10 @@ class Job(models.Model):
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The latest progress the trainer reported (0..1) and when it expects to end;
+    # kept on the row so the list shows a bar without reading the metrics (F7.1).
+    progress = models.FloatField(_("progress"), null=True, blank=True, editable=False)
+    eta_at = models.DateTimeField(_("expected end"), null=True, blank=True, editable=False)
 
     run_command = models.TextField(_("run command"), blank=True)
     placement = models.JSONField(

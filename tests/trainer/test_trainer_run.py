@@ -104,7 +104,12 @@ def test_the_cli_trains_reports_to_the_platform_and_publishes(
         validation=data["sft_alpaca_val"],
         test=data["sft_alpaca_val"],
         parameters={**FAST, "eval_strategy": "steps", "eval_steps": 4},
-        report={"url": report_server.url, "token": "job-token"},
+        report={
+            "url": report_server.url,
+            "token": "job-token",
+            "interval": 0.5,
+            "sample_seconds": 0.2,
+        },
     )
     process = run_cli(spec, repo_root)
     out, _ = process.communicate(timeout=300)
@@ -121,7 +126,23 @@ def test_the_cli_trains_reports_to_the_platform_and_publishes(
     assert metrics[-1]["progress"] == 1.0
     assert any(m.get("tokens_per_second", 0) > 0 for m in metrics)
     assert report_server.resources and report_server.resources[-1]["memory_bytes"] > 0
+    assert len(report_server.resources) >= 3  # sampled every 0.2 s, as the spec asks
     assert all(h["Authorization"] == "Bearer job-token" for h in report_server.headers)
+
+
+@pytest.mark.parametrize("value", [0, -1, "5", True])
+def test_report_timings_must_be_positive_seconds(make_spec, tiny_llm, data, value):
+    from trainer.spec import SpecError, parse_spec
+
+    path = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_alpaca"],
+        report={"url": "http://platform/report", "token": "t", "sample_seconds": value},
+    )
+    with pytest.raises(SpecError, match=r"report\.sample_seconds"):
+        parse_spec(json.loads(path.read_text()))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
