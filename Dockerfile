@@ -5,8 +5,8 @@
 FROM node:20-bookworm-slim AS frontend
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error \
- && mkdir -p vendor && cp node_modules/htmx.org/dist/htmx.min.js vendor/
+COPY bin/vendor.mjs bin/vendor.mjs
+RUN npm ci --no-audit --no-fund --loglevel=error && node bin/vendor.mjs vendor
 
 FROM python:3.11-slim-bookworm
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from finetune.views import data, job_actions, jobs, logs
+from finetune.views import data, job_actions, jobs, logs, monitoring
 
 app_name = "finetune"
 urlpatterns = [
@@ -11,6 +11,12 @@ urlpatterns = [
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job_detail"),
     path("jobs/<int:pk>/clone/", jobs.JobCloneView.as_view(), name="job_clone"),
     path("jobs/<int:pk>/logs/", logs.JobLogsView.as_view(), name="job_logs"),
+    path(
+        "jobs/<int:pk>/logs/<int:rank>/download/",
+        logs.JobLogDownloadView.as_view(),
+        name="job_log_download",
+    ),
+    path("jobs/<int:pk>/metrics/", monitoring.JobMetricsView.as_view(), name="job_metrics"),
     path("jobs/<int:pk>/duration/", job_actions.ChangeDurationView.as_view(), name="job_duration"),
     path("jobs/<int:pk>/priority/", job_actions.ChangePriorityView.as_view(), name="job_priority"),
     path("jobs/<int:pk>/stop/", job_actions.StopJobView.as_view(), name="job_stop"),

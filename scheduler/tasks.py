@@ -57,12 +57,18 @@ def _stop_time_limits() -> tuple[int, int]:
     time_limit=_stop_time_limits()[1],
 )
 def stop_workload(self, job_id: int) -> None:
-    """Tear down a job's workload, unless the job runs (again) by the time this runs."""
+    """Tear down a job's workload, unless the job runs (again) by the time this runs.
+
+    The workers' logs are kept in the job's folder first (F7.2), but not at any
+    price: the last try tears down without them, so no pod outlives its job
+    because its log could not be read; a deleted job's logs are not kept at all.
+    """
     status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
     if status == JobStatus.RUNNING:
         return
+    keep_logs = status is not None and self.request.retries < MAX_RETRIES
     try:
-        get_executor().stop(job_id)
+        get_executor().stop(job_id, keep_logs=keep_logs)
     except ExecutorError as exc:
         if not exc.transient:
             logger.error("job %s: cannot stop its workload: %s", job_id, exc)

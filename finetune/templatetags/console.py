@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timeuntil
 
+from finetune import monitoring
 from finetune.filters import DEFAULT_SORT
 from finetune.models import Job, JobStatus
 from finetune.prediction import placement_nodes
@@ -54,6 +55,11 @@ def remaining(job: Job) -> str:
     if job.status == JobStatus.RUNNING and job.deadline:
         return timeuntil(job.deadline)
     return "—"
+
+
+@register.filter
+def progress_text(job: Job) -> str:
+    return monitoring.progress_text(job)
 
 
 @register.filter

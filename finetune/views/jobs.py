@@ -10,11 +10,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views import View
 
 from accounts.models import Project
-from finetune import access
+from finetune import access, monitoring
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import CASCADE, CUSTOM, JobForm, initial_from_draft, refreshed_initial
 from finetune.models import Job, JobStatus
@@ -26,7 +27,7 @@ from finetune.views.base import (
     add_service_errors,
     project_or_404,
 )
-from finetune.views.logs import event_rows, read_logs
+from finetune.views.logs import event_rows, rank_param, read_logs
 from scheduler.models import NodeSpec, ResourcePool
 from scheduler.prediction import predict_job, queue_forecasts
 
@@ -77,8 +78,32 @@ class JobDetailView(ObjectDetailView):
             "forecast": (
                 predict_job(self.object) if self.object.status == JobStatus.QUEUED else None
             ),
-            "log": read_logs(self.object, None) if tab == "logs" else None,
+            "log": self._log() if tab == "logs" else None,
+            "monitoring": self._monitoring() if tab == "monitoring" else None,
             "event_rows": event_rows(self.object) if tab == "events" else None,
+        }
+
+    def _log(self):
+        query = self.request.GET
+        return read_logs(
+            self.object,
+            None,
+            worker=rank_param(query.get("worker")),
+            tail=query.get("from") != "start",
+        )
+
+    def _monitoring(self) -> dict:
+        key = self.request.GET.get("range") or monitoring.DEFAULT_RANGE
+        if key not in monitoring.RANGES:
+            key = monitoring.DEFAULT_RANGE
+        return {
+            "range": key,
+            "ranges": [(name, label) for name, (label, _length) in monitoring.RANGES.items()],
+            "config": {
+                "url": reverse("finetune:job_metrics", args=[self.object.pk]),
+                "poll_ms": monitoring.POLL_SECONDS * 1000,
+                "labels": monitoring.chart_labels(),
+            },
         }
 
 

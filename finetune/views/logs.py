@@ -1,9 +1,11 @@
 """日志 (F7.2): the job's log, per worker, tailed live from the executor backend,
 and its events: the platform's and the cluster's, newest first.
 
-Each answer is one page per worker from a cursor the backend understands (a byte
-offset locally, a time on Kubernetes), never the whole log; the page's tail asks
-for the next one every few seconds while the job runs or a worker has more.
+Each answer is one page of one worker's log from a cursor the backend understands
+(a byte offset locally, a time on Kubernetes), never the whole log. The tab opens
+on the last page; its tail asks for the next one every few seconds while the job
+runs, and on a click while an ended job's log has more. The whole log is a
+download, streamed in blocks.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.views import View
 
-from finetune.models import Job, JobStatus
+from finetune.models import Job, JobEvent, JobStatus
 from finetune.views.base import ObjectMixin
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError, LogChunk
@@ -24,33 +26,85 @@ from scheduler.executors.base import ExecutorError, LogChunk
 
 @dataclass
 class LogPage:
+    worker: int | None  # the rank shown
+    workers: list[int]  # every rank with a log
     chunks: list[LogChunk]
     cursor: str | None
-    more: bool  # ask again: the job runs, or a worker's log is not all read
+    more: bool  # there is more to ask for: the job runs, or the log is not all read
+    live: bool  # ask by itself every few seconds (the job runs), not on a click
+    skipped: bool = False  # a tail of a longer log: the start is in the download
     error: str = ""
 
 
-def read_logs(job: Job, since: str | None) -> LogPage:
+def read_logs(
+    job: Job, since: str | None, *, worker: int | None = None, tail: bool = False
+) -> LogPage:
+    """A page of one worker's log (the lowest rank unless `worker` says); with `tail`,
+    its last page, which is where a user looks first, however long the log."""
+    running = job.status == JobStatus.RUNNING
     try:
-        chunks = list(get_executor().logs(job.pk, since))
+        chunks = list(get_executor().logs(job.pk, since, tail=tail))
     except ExecutorError as exc:
         message = _("The log is not available right now: %(error)s") % {"error": exc}
-        return LogPage([], since, job.status == JobStatus.RUNNING, message)
+        return LogPage(worker, [], [], since, running, running, error=message)
+    workers = sorted(chunk.worker for chunk in chunks)
+    if worker not in workers:
+        worker = workers[0] if workers else None
+    mine = [chunk for chunk in chunks if chunk.worker == worker]
     cursor = chunks[-1].next_since if chunks else since
-    more = job.status == JobStatus.RUNNING or any(not chunk.complete for chunk in chunks)
-    return LogPage([chunk for chunk in chunks if chunk.text], cursor, more)
+    more = running or any(not chunk.complete for chunk in mine)
+    return LogPage(
+        worker,
+        workers,
+        [chunk for chunk in mine if chunk.text],
+        cursor,
+        more,
+        running,
+        skipped=any(chunk.skipped for chunk in mine),
+    )
+
+
+def rank_param(value: str | None) -> int | None:
+    """The `worker` query parameter: a rank, or None for the first worker."""
+    return int(value) if value and value.isdigit() else None
 
 
 class JobLogsView(ObjectMixin, View):
-    """The next page of the log from `?since=`; the tab's tail swaps it in."""
+    """The next page of a worker's log from `?since=`; the tab's tail swaps it in."""
 
     model = Job
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        page = read_logs(self.object, request.GET.get("since") or None)
+        page = read_logs(
+            self.object,
+            request.GET.get("since") or None,
+            worker=rank_param(request.GET.get("worker")),
+        )
         return TemplateResponse(
             request, "finetune/_job_logs.html", {"job": self.object, "log": page}
         )
+
+
+class JobLogDownloadView(ObjectMixin, View):
+    """One worker's whole log as a file, streamed in blocks from the backend."""
+
+    model = Job
+
+    def get(self, request: HttpRequest, pk: int, rank: int) -> HttpResponse:
+        try:
+            blocks = get_executor().log_blocks(self.object.pk, rank)
+        except LookupError:
+            raise Http404(_("This worker has no log.")) from None
+        except ExecutorError as exc:
+            return HttpResponse(
+                _("The log is not available right now: %(error)s") % {"error": exc},
+                status=503,
+                content_type="text/plain; charset=utf-8",
+            )
+        response = StreamingHttpResponse(blocks, content_type="text/plain; charset=utf-8")
+        filename = f"job-{self.object.pk}-worker-{rank}.log"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 @dataclass(frozen=True)
@@ -62,6 +116,17 @@ class EventRow:
     message: str
 
 
+def _event_kind(event: JobEvent) -> str:
+    """A status change says from what to what: "Status changed: Running → Succeeded"."""
+    if event.kind != JobEvent.Kind.STATUS or not event.to_status:
+        return event.get_kind_display()
+    return _("%(kind)s: %(before)s → %(after)s") % {
+        "kind": event.get_kind_display(),
+        "before": JobStatus(event.from_status).label if event.from_status else "—",
+        "after": JobStatus(event.to_status).label,
+    }
+
+
 def event_rows(job: Job) -> tuple[list[EventRow], str]:
     """Platform and cluster events of a job, newest first, and an error if the
     backend could not be asked (the platform's events are shown all the same)."""
@@ -69,7 +134,7 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
         EventRow(
             event.time,
             event.get_source_display(),
-            event.get_kind_display(),
+            _event_kind(event),
             event.actor.get_username() if event.actor else event.get_source_display(),
             event.message,
         )

@@ -12,7 +12,7 @@ crash, or a worker restarted mid-way, neither duplicates nor loses a workload.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -74,6 +74,7 @@ class LogChunk:
     text: str
     next_since: str  # an opaque cursor for the next call (byte offset, timestamp)
     complete: bool = False  # the worker ended and this is the end of its log
+    skipped: bool = False  # a tail: earlier lines were left out (they are in the download)
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,23 @@ class Executor(abc.ABC):
         """The state of many jobs in one call; a job with no workload is MISSING."""
 
     @abc.abstractmethod
-    def stop(self, job_id: int) -> None:
-        """Stop the job's workers and remove what the backend made. Safe to repeat."""
+    def stop(self, job_id: int, *, keep_logs: bool = True) -> None:
+        """Stop the job's workers and remove what the backend made. Safe to repeat.
+
+        With `keep_logs`, each worker's log is in the job's folder afterwards, so it
+        outlives the workload (F7.2); a deleted job's logs are not worth keeping.
+        """
 
     @abc.abstractmethod
-    def logs(self, job_id: int, since: str | None = None) -> Sequence[LogChunk]:
-        """Each worker's log from the cursor `since` (None: from the start)."""
+    def logs(
+        self, job_id: int, since: str | None = None, *, tail: bool = False
+    ) -> Sequence[LogChunk]:
+        """A page of each worker's log from the cursor `since` (None: from the start),
+        or, with `tail`, its last page; never a whole log."""
+
+    @abc.abstractmethod
+    def log_blocks(self, job_id: int, rank: int) -> Iterator[bytes]:
+        """One worker's whole log in blocks, for a download. LookupError: no such log."""
 
     @abc.abstractmethod
     def events(self, job_id: int) -> Sequence[ClusterEvent]:

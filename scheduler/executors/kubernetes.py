@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,7 +21,8 @@ import urllib3
 from django.conf import settings
 from kubernetes import client, config
 
-from scheduler.executors import manifests, observing
+from finetune.storage import job_dir
+from scheduler.executors import logfiles, manifests, observing
 from scheduler.executors.base import (
     ClusterEvent,
     Executor,
@@ -35,6 +36,8 @@ from scheduler.executors.base import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 LOG_PAGE_BYTES = 256 * 1024
+LOG_TAIL_LINES = 2000  # a tail's last lines, read from a live pod
+ARCHIVE_MARKER = "logs-archived.json"  # in the job's folder, once its logs are copied there
 
 
 def api_client_from_settings() -> client.ApiClient:
@@ -222,7 +225,14 @@ class KubernetesExecutor(Executor):
         }
 
     # --- stop ----------------------------------------------------------------------------
-    def stop(self, job_id: int) -> None:
+    def stop(self, job_id: int, *, keep_logs: bool = True) -> None:
+        if keep_logs:
+            try:
+                self.archive_logs(job_id)
+            except ExecutorError as exc:
+                if exc.transient:
+                    raise  # retried; the last try tears down without the logs
+                logger.warning("job %s: its logs could not be kept: %s", job_id, exc)
         name = manifests.workload_name(job_id)
         options = {"_preload_content": False, "_request_timeout": self.timeout}
         # Foreground: the Job stays (with a deletionTimestamp) until its pods are gone,
@@ -241,17 +251,79 @@ class KubernetesExecutor(Executor):
                 ok_statuses=(404,),
             )
 
+    def archive_logs(self, job_id: int) -> None:
+        """Copy each worker's log into the job's folder before its pod goes (F7.2).
+
+        Streamed in blocks into a temporary file that is then renamed, so a large log
+        is never held whole and a copy cut short never passes for the log. The marker
+        file, written last, says the archive is complete; a repeat does nothing.
+        """
+        folder = job_dir(job_id)
+        if (folder / ARCHIVE_MARKER).exists():
+            return
+        newest: dict[int, dict] = {}  # a rank's pod may have been replaced: keep the last
+        for pod in self._list_pods(manifests.selector_job(job_id)):
+            rank = observing.pod_rank(pod)
+            created = pod["metadata"].get("creationTimestamp") or ""
+            if rank not in newest or created >= newest[rank]["metadata"].get(
+                "creationTimestamp", ""
+            ):
+                newest[rank] = pod
+        if not newest:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        archived = {}
+        for rank, pod in sorted(newest.items()):
+            name = pod["metadata"]["name"]
+            response = _call(
+                "read log",
+                lambda name=name: self.core.read_namespaced_pod_log(
+                    name,
+                    self.namespace,
+                    container=manifests.CONTAINER,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                ),
+                ok_statuses=(400, 404),  # never started, or already gone: nothing to keep
+            )
+            target = logfiles.log_path(folder, rank)
+            partial = target.with_name(target.name + ".part")
+            try:
+                with open(partial, "wb") as handle:
+                    if response is not None:
+                        for block in response.stream(logfiles.BLOCK_BYTES):
+                            handle.write(block)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                partial.unlink(missing_ok=True)
+                raise ExecutorError(f"kubernetes read log: {exc}", transient=True) from exc
+            finally:
+                if response is not None:
+                    response.release_conn()
+            os.replace(partial, target)
+            archived[str(rank)] = {"pod": name, "phase": (pod.get("status") or {}).get("phase")}
+        marker = folder / ARCHIVE_MARKER
+        marker.with_name(marker.name + ".part").write_text(json.dumps(archived, sort_keys=True))
+        os.replace(marker.with_name(marker.name + ".part"), marker)
+
     # --- logs and events -----------------------------------------------------------------
-    def logs(self, job_id: int, since: str | None = None) -> Sequence[LogChunk]:
-        """Per pod; the cursor maps each rank to the timestamp of the last line returned."""
-        cursor: dict[str, str] = json.loads(since) if since else {}
+    def logs(
+        self, job_id: int, since: str | None = None, *, tail: bool = False
+    ) -> Sequence[LogChunk]:
+        """Per pod while the pods exist, the cursor mapping each rank to the timestamp of
+        its last line; from the archive in the job's folder once they are gone."""
+        archive = self._archived(job_id)
+        if archive is not None:
+            return self._archived_logs(job_id, archive, since, tail=tail)
+        cursor: dict[str, str] = json.loads(since) if since and not tail else {}
         now = datetime.now(UTC)
         chunks = []
         for pod in sorted(self._list_pods(manifests.selector_job(job_id)), key=observing.pod_rank):
             rank = observing.pod_rank(pod)
             last = cursor.get(str(rank))
             kwargs: dict[str, Any] = {"timestamps": True, "limit_bytes": LOG_PAGE_BYTES}
-            if last:
+            if tail:
+                kwargs["tail_lines"] = LOG_TAIL_LINES
+            elif last:
                 seconds = (now - observing.parse_time(last)).total_seconds()
                 kwargs["since_seconds"] = max(1, int(seconds) + 1)
             name = pod["metadata"]["name"]
@@ -277,9 +349,72 @@ class KubernetesExecutor(Executor):
                     text=text,
                     next_since=json.dumps(cursor, sort_keys=True),
                     complete=ended and len(raw) < LOG_PAGE_BYTES,
+                    skipped=tail and text.count("\n") >= LOG_TAIL_LINES,
                 )
             )
         return chunks
+
+    def _archived(self, job_id: int) -> dict | None:
+        try:
+            return json.loads((job_dir(job_id) / ARCHIVE_MARKER).read_text())
+        except FileNotFoundError:
+            return None
+
+    def _archived_logs(
+        self, job_id: int, archive: dict, since: str | None, *, tail: bool
+    ) -> list[LogChunk]:
+        """Pages of the archived logs by byte offset. A cursor from the live pods (a
+        timestamp) was read up to the pod's end, so it has nothing more to read."""
+        cursor: dict[str, Any] = json.loads(since) if since and not tail else {}
+        folder, chunks = job_dir(job_id), []
+        for rank in sorted(int(key) for key in archive):
+            held = cursor.get(str(rank), 0)
+            path = logfiles.log_path(folder, rank)
+            if isinstance(held, str):  # a live cursor: that reader saw the end already
+                held = path.stat().st_size if path.exists() else 0
+            page = logfiles.read_page(path, None if tail else int(held))
+            cursor[str(rank)] = page.end
+            chunks.append(
+                LogChunk(
+                    worker=rank,
+                    text=page.data.decode("utf-8", "replace"),
+                    next_since=json.dumps(cursor, sort_keys=True),
+                    complete=page.end >= page.size,
+                    skipped=page.skipped,
+                )
+            )
+        return chunks
+
+    def log_blocks(self, job_id: int, rank: int) -> Iterator[bytes]:
+        """From the archive once there is one, else streamed from the rank's pod."""
+        path = logfiles.log_path(job_dir(job_id), rank)
+        if self._archived(job_id) is not None:
+            if not path.is_file():
+                raise LookupError(path.name)
+            return logfiles.blocks(path)
+        pods = [
+            pod
+            for pod in self._list_pods(manifests.selector_job(job_id))
+            if observing.pod_rank(pod) == rank
+        ]
+        if not pods:
+            raise LookupError(f"worker {rank}")
+        pods.sort(key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+        name = pods[-1]["metadata"]["name"]
+        response = _call(
+            "read log",
+            lambda: self.core.read_namespaced_pod_log(
+                name,
+                self.namespace,
+                container=manifests.CONTAINER,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            ),
+            ok_statuses=(400, 404),
+        )
+        if response is None:
+            raise LookupError(f"worker {rank}")
+        return _streamed(response)
 
     def events(self, job_id: int) -> Sequence[ClusterEvent]:
         name = manifests.workload_name(job_id)
@@ -339,6 +474,13 @@ class KubernetesExecutor(Executor):
             pool=labels.get(settings.JINGTIAO_K8S_POOL_LABEL, ""),
             schedulable=not (item.get("spec") or {}).get("unschedulable", False),
         )
+
+
+def _streamed(response: Any) -> Iterator[bytes]:
+    try:
+        yield from response.stream(logfiles.BLOCK_BYTES)
+    finally:
+        response.release_conn()
 
 
 def _matches(item: dict, selector: str | None) -> bool:

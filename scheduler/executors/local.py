@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from finetune.storage import job_dir, jobs_root
+from scheduler.executors import logfiles
 from scheduler.executors.base import (
     ClusterEvent,
     Executor,
@@ -49,7 +50,6 @@ from scheduler.executors.base import (
     WorkloadState,
 )
 
-LOG_PAGE_BYTES = 256 * 1024
 TAIL_BYTES = 4096
 TAIL_LINES = 20
 MIB = 1024 * 1024
@@ -119,7 +119,7 @@ class LocalExecutor(Executor):
         command = [sys.executable, "-c", SUPERVISOR, str(_exit_path(folder, rank))]
         command += trainer_command(spec_path)
         try:
-            with open(folder / f"worker-{rank}.log", "ab") as log:
+            with open(logfiles.log_path(folder, rank), "ab") as log:
                 process = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
@@ -151,7 +151,7 @@ class LocalExecutor(Executor):
             return WorkloadState(job_id, Phase.MISSING)
         for worker in workers:
             if worker["phase"] == "failed":
-                tail = _tail(folder / f"worker-{worker['rank']}.log")
+                tail = _tail(logfiles.log_path(folder, worker["rank"]))
                 reason = f"{worker['reason']}\n{tail}" if tail else worker["reason"]
                 return WorkloadState(
                     job_id, Phase.FAILED, reason, worker["exit_code"], workers=tuple(workers)
@@ -174,7 +174,9 @@ class LocalExecutor(Executor):
         return found
 
     # --- stop ----------------------------------------------------------------------------
-    def stop(self, job_id: int) -> None:
+    def stop(self, job_id: int, *, keep_logs: bool = True) -> None:
+        """SIGTERM to each worker's process group, SIGKILL after the grace period.
+        The logs are in the job's folder already and stay there."""
         folder = job_dir(job_id)
         groups = [
             meta["pid"]
@@ -191,33 +193,34 @@ class LocalExecutor(Executor):
             _signal_group(group, signal.SIGKILL)
 
     # --- logs and events -----------------------------------------------------------------
-    def logs(self, job_id: int, since: str | None = None) -> Sequence[LogChunk]:
+    def logs(
+        self, job_id: int, since: str | None = None, *, tail: bool = False
+    ) -> Sequence[LogChunk]:
         """Per worker from a byte offset; never more than a page of each in memory."""
         folder = job_dir(job_id)
-        cursor: dict[str, int] = json.loads(since) if since else {}
+        cursor: dict[str, int] = {} if tail or not since else json.loads(since)
         chunks = []
         for worker in _workers(folder):
             rank = worker["rank"]
-            offset = int(cursor.get(str(rank), 0))
-            path = folder / f"worker-{rank}.log"
-            data, size = b"", 0
-            if path.exists():
-                with open(path, "rb") as handle:
-                    size = os.fstat(handle.fileno()).st_size
-                    handle.seek(offset)
-                    data = handle.read(LOG_PAGE_BYTES)
-                if len(data) == LOG_PAGE_BYTES and b"\n" in data:
-                    data = data[: data.rindex(b"\n") + 1]  # whole lines, whole characters
-            cursor[str(rank)] = offset + len(data)
+            offset = None if tail else int(cursor.get(str(rank), 0))
+            page = logfiles.read_page(logfiles.log_path(folder, rank), offset)
+            cursor[str(rank)] = page.end
             chunks.append(
                 LogChunk(
                     worker=rank,
-                    text=data.decode("utf-8", "replace"),
+                    text=page.data.decode("utf-8", "replace"),
                     next_since=json.dumps(cursor, sort_keys=True),
-                    complete=worker["phase"] != "running" and offset + len(data) >= size,
+                    complete=worker["phase"] != "running" and page.end >= page.size,
+                    skipped=page.skipped,
                 )
             )
         return chunks
+
+    def log_blocks(self, job_id: int, rank: int) -> Iterator[bytes]:
+        path = logfiles.log_path(job_dir(job_id), rank)
+        if not path.is_file():
+            raise LookupError(path.name)
+        return logfiles.blocks(path)
 
     def events(self, job_id: int) -> Sequence[ClusterEvent]:
         folder = job_dir(job_id)

@@ -239,7 +239,7 @@ def test_edit_mode_draws_check_boxes(client, project, alice):
     assert f'name="pk" value="{job.pk}"' in page and 'name="_all"' in page
 
 
-def test_the_detail_page_shows_specs_events_and_reserved_tabs(client, project, alice):
+def test_the_detail_page_shows_specs_events_and_its_tabs(client, project, alice):
     job = factories.job(
         project,
         alice,
@@ -253,6 +253,6 @@ def test_the_detail_page_shows_specs_events_and_reserved_tabs(client, project, a
     page = client.get(url).content.decode()
     assert "torchrun train.py" in page and "node-a" in page and "In use" in page
     assert "The job has no log yet." in client.get(url, {"tab": "logs"}).content.decode()
-    assert (
-        "shown here while the job runs" in client.get(url, {"tab": "monitoring"}).content.decode()
-    )
+    monitoring = client.get(url, {"tab": "monitoring"}).content.decode()
+    assert 'data-chart="loss"' in monitoring and 'id="monitor-config"' in monitoring
+    assert "vendor/uPlot.iife.min.js" in monitoring and "vendor/uPlot" not in page

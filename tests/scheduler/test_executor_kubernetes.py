@@ -333,3 +333,109 @@ def test_nodes_report_allocatable_devices_driver_and_pool(kube, settings):
     assert (node.name, node.cpu_millis, node.memory_mib) == ("mlu-01", 63500, 257 * 1024)
     assert (node.device_type, node.device_count) == ("mlu", 8)
     assert (node.driver_version, node.pool, node.schedulable) == ("5.10.22", "train", False)
+
+
+def _two_pods_with_logs(kube) -> None:
+    for rank in (0, 1):
+        kube.put("v1/pods", f"p{rank}", pod(7, rank, "Succeeded"))
+        kube.react("GET", f"jingtiao-job-7-{rank}-abcde/log", f"rank {rank} says hello\n".encode())
+
+
+def test_stop_keeps_each_workers_log_and_the_tab_reads_it_once_the_pods_are_gone(kube):
+    from finetune.storage import job_dir
+
+    executor = get_executor()
+    executor.launch(request())
+    _two_pods_with_logs(kube)
+
+    executor.stop(7)
+    executor.stop(7)  # a repeat copies nothing again
+
+    folder = job_dir(7)
+    assert (folder / "worker-1.log").read_text() == "rank 1 says hello\n"
+    assert json.loads((folder / "logs-archived.json").read_text())["0"]["phase"] == "Succeeded"
+    assert len(kube.requests("GET", "/log")) == 2
+    assert kube.stored(JOBS) == {}
+    for name in ("p0", "p1"):
+        del kube.emulator.objects["v1/pods", NAMESPACE, name]
+    reads = len(kube.requests("GET", "/log"))
+
+    chunks = executor.logs(7)
+    tail = executor.logs(7, tail=True)
+
+    assert [(c.worker, c.text, c.complete) for c in chunks] == [
+        (0, "rank 0 says hello\n", True),
+        (1, "rank 1 says hello\n", True),
+    ]
+    assert [c.text for c in tail] == [c.text for c in chunks]
+    assert b"".join(executor.log_blocks(7, 1)) == b"rank 1 says hello\n"
+    with pytest.raises(LookupError):
+        executor.log_blocks(7, 2)
+    assert len(kube.requests("GET", "/log")) == reads  # all from the job's folder
+
+
+def test_a_live_cursor_meets_the_archive_at_its_end(kube):
+    executor = get_executor()
+    executor.launch(request())
+    _two_pods_with_logs(kube)
+    live_cursor = json.dumps({"0": ago(1), "1": ago(1)})
+
+    executor.stop(7)
+    [first, second] = executor.logs(7, live_cursor)
+
+    assert first.text == second.text == "" and first.complete and second.complete
+
+
+def test_a_deleted_jobs_workload_goes_without_its_logs(kube):
+    executor = get_executor()
+    executor.launch(request())
+    _two_pods_with_logs(kube)
+
+    executor.stop(7, keep_logs=False)
+
+    assert kube.requests("GET", "/log") == [] and kube.stored(JOBS) == {}
+
+
+def test_a_log_that_cannot_be_read_now_keeps_the_workload_for_a_retry(kube):
+    from finetune.storage import job_dir
+
+    executor = get_executor()
+    executor.launch(request())
+    kube.put("v1/pods", "p0", pod(7, 0, "Failed"))
+    kube.fail_next("GET", "/log", status=503)
+
+    with pytest.raises(ExecutorError) as failed:
+        executor.stop(7)
+
+    assert failed.value.transient
+    assert "jingtiao-job-7" in kube.stored(JOBS)  # not torn down: its log is still wanted
+    assert not (job_dir(7) / "logs-archived.json").exists()
+    assert not (job_dir(7) / "worker-0.log.part").exists()
+
+
+def test_a_log_refused_for_good_does_not_keep_the_pods(kube):
+    executor = get_executor()
+    executor.launch(request())
+    kube.put("v1/pods", "p0", pod(7, 0, "Failed"))
+    kube.fail_next("GET", "/log", status=403)
+
+    executor.stop(7)
+
+    assert kube.stored(JOBS) == {}
+
+
+def test_a_running_workers_log_downloads_from_its_pod_and_the_tab_starts_at_its_tail(kube):
+    executor = get_executor()
+    executor.launch(request())
+    kube.put("v1/pods", "p0", pod(7, 0, "Running"))
+    kube.react("GET", "/log", f"{ago(3)} step 9 loss 1.0\n".encode())
+
+    [tail] = executor.logs(7, tail=True)
+    downloaded = b"".join(executor.log_blocks(7, 0))
+
+    assert tail.text == "step 9 loss 1.0\n"
+    first_read = kube.requests("GET", "/log")[0]
+    assert first_read.params["tailLines"] == "2000"
+    assert b"step 9 loss 1.0" in downloaded
+    with pytest.raises(LookupError):
+        executor.log_blocks(7, 3)

@@ -207,3 +207,43 @@ def test_reconcile_removes_workloads_of_ended_and_deleted_jobs_only(kube, launch
     assert (
         kube.stored(JOBS)[manifests.workload_name(running.pk)]["metadata"]["namespace"] == NAMESPACE
     )
+
+
+def test_an_ended_jobs_logs_are_kept_before_its_pods_go(kube, launched, eager):
+    from finetune.storage import job_dir
+
+    job = launched()
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Failed"))
+    kube.react("GET", "/log", b"Traceback: the end\n")
+    states.transition(job, JobStatus.FAILED, reason="test")
+
+    stop_workload.delay(job.pk)
+
+    assert not workload_exists(kube, job.pk)
+    assert (job_dir(job.pk) / "worker-0.log").read_text() == "Traceback: the end\n"
+
+
+def test_a_log_that_can_never_be_read_does_not_keep_the_pods_for_ever(kube, launched, eager):
+    import kmock
+
+    from scheduler.tasks import MAX_RETRIES
+
+    job = launched()
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Failed"))
+    kube.react("GET", "/log", kmock.KubernetesError(503, "Unavailable", "log backend down"))
+    states.transition(job, JobStatus.FAILED, reason="test")
+
+    stop_workload.delay(job.pk)
+
+    assert not workload_exists(kube, job.pk)
+    assert len(kube.requests("GET", "/log")) == MAX_RETRIES  # the last try goes without
+
+
+def test_a_deleted_jobs_workload_is_torn_down_without_reading_its_logs(kube, launched, eager):
+    job = launched()
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Running"))
+    Job.objects.filter(pk=job.pk).delete()
+
+    stop_workload.delay(job.pk)
+
+    assert not workload_exists(kube, job.pk) and kube.requests("GET", "/log") == []

@@ -1,0 +1,213 @@
+"""What the monitoring tab draws (F7.1): training curves over steps and each
+worker's resources over time, for a time range, thinned to what a chart shows.
+
+The tab asks `/jobs/<id>/metrics/?range=` every few seconds while the job runs.
+Each answer is read with a bounded number of rows whatever the job's length:
+beyond `MAX_POINTS` rows a series keeps every n-th row (numbered by the database,
+not in Python), and evaluation points, which are few and matter, are all kept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+from django.utils.timesince import timeuntil
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from finetune.models import Job, JobStatus, MetricPoint, ResourceSample
+
+MAX_POINTS = 1500  # per series and answer: more than a chart's width in pixels
+POLL_SECONDS = 5  # how often an open tab asks again while the job runs
+
+#: The time-range choices: key -> (label, length; None for the whole run).
+RANGES: dict[str, tuple[Any, timedelta | None]] = {
+    "15m": (_("Last 15 minutes"), timedelta(minutes=15)),
+    "1h": (_("Last hour"), timedelta(hours=1)),
+    "6h": (_("Last 6 hours"), timedelta(hours=6)),
+    "24h": (_("Last 24 hours"), timedelta(hours=24)),
+    "7d": (_("Last 7 days"), timedelta(days=7)),
+    "all": (_("Whole run"), None),
+}
+DEFAULT_RANGE = "all"
+
+TRAINING_FIELDS = ("loss", "eval_loss", "test_loss", "learning_rate", "tokens_per_second")
+RESOURCE_FIELDS = (
+    "cpu_percent",
+    "memory_bytes",
+    "device_util",
+    "device_memory_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
+)
+
+
+class BadRange(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    start: datetime | None
+    end: datetime
+
+
+def window(job: Job, key: str, now: datetime | None = None) -> TimeSpan:
+    """The range ends now while the job runs, else where the job ended."""
+    if key not in RANGES:
+        raise BadRange(
+            _("The time range must be one of: %(choices)s.") % {"choices": ", ".join(RANGES)}
+        )
+    now = now or timezone.now()
+    end = now if job.status == JobStatus.RUNNING or not job.finished_at else job.finished_at
+    length = RANGES[key][1]
+    return TimeSpan(end - length if length else None, end)
+
+
+def _in_window(queryset: QuerySet, span: TimeSpan) -> QuerySet:
+    queryset = queryset.filter(time__lte=span.end)
+    return queryset.filter(time__gte=span.start) if span.start else queryset
+
+
+def _thinned(queryset: QuerySet, fields: tuple[str, ...], order: tuple[str, ...]) -> list[tuple]:
+    """The rows in `order`; every n-th of each worker's when there are too many."""
+    count = queryset.count()
+    if count > MAX_POINTS:
+        stride = math.ceil(count / MAX_POINTS)
+        queryset = queryset.annotate(
+            number=Window(RowNumber(), partition_by=[F("worker")], order_by=[F(o) for o in order])
+        ).annotate(phase=F("number") % stride)
+        queryset = queryset.filter(phase=0)
+    return list(queryset.order_by(*order).values_list(*fields))
+
+
+def training(job: Job, span: TimeSpan) -> dict[str, list]:
+    """Loss, validation and test loss, learning rate and throughput, by step.
+
+    Aligned columns (one x, one array per field, None where a point lacks it),
+    which is the form the chart library draws.
+    """
+    points = _in_window(MetricPoint.objects.filter(job=job, step__isnull=False), span)
+    evaluated = Q(eval_loss__isnull=False) | Q(test_loss__isnull=False)
+    fields = ("step", *TRAINING_FIELDS)
+    rows = _thinned(points.exclude(evaluated), fields, ("step", "time"))
+    rows += list(points.filter(evaluated).order_by("step", "time").values_list(*fields))
+    merged: dict[int, list] = {}
+    for step, *values in sorted(rows, key=lambda row: row[0]):
+        held = merged.setdefault(step, [None] * len(values))
+        for index, value in enumerate(values):
+            if value is not None:
+                held[index] = value
+    series: dict[str, list] = {"step": list(merged)}
+    for index, name in enumerate(TRAINING_FIELDS):
+        series[name] = [values[index] for values in merged.values()]
+    return series
+
+
+def _rates(times: list[float], totals: list[int | None]) -> list[float | None]:
+    """Bytes per second between samples of a cumulative counter (None at a reset)."""
+    rates: list[float | None] = [None]
+    for index in range(1, len(times)):
+        before, after = totals[index - 1], totals[index]
+        elapsed = times[index] - times[index - 1]
+        if before is None or after is None or after < before or elapsed <= 0:
+            rates.append(None)
+        else:
+            rates.append((after - before) / elapsed)
+    return rates[: len(times)]
+
+
+def resources(job: Job, span: TimeSpan) -> dict[str, dict[str, list]]:
+    """Per worker: its label, time (seconds since the epoch) and each resource, with
+    network traffic as rates."""
+    samples = _in_window(ResourceSample.objects.filter(job=job), span)
+    rows = _thinned(samples, ("worker", "time", *RESOURCE_FIELDS), ("time",))
+    workers: dict[str, dict[str, list]] = {}
+    for worker, when, *values in rows:
+        series = workers.setdefault(worker, {"time": [], **{name: [] for name in RESOURCE_FIELDS}})
+        series["time"].append(when.timestamp())
+        for name, value in zip(RESOURCE_FIELDS, values, strict=True):
+            series[name].append(value)
+    for name, series in workers.items():
+        series["label"] = worker_label(name)
+        series["net_rx_per_s"] = _rates(series["time"], series.pop("net_rx_bytes"))
+        series["net_tx_per_s"] = _rates(series["time"], series.pop("net_tx_bytes"))
+    return dict(sorted(workers.items(), key=lambda item: _worker_order(item[0])))
+
+
+# Worker names as the executors set them: "local-<job>-<rank>" on this machine, the
+# pod's name "jingtiao-job-<job>-<rank>-<suffix>" on Kubernetes.
+_RANK_IN_NAME = re.compile(r"-(\d+)(?:-[a-z0-9]{5})?$")
+
+
+def _rank_of(name: str) -> int | None:
+    found = _RANK_IN_NAME.search(name)
+    return int(found.group(1)) if found else None
+
+
+def _worker_order(name: str) -> tuple[int, str]:
+    rank = _rank_of(name)
+    return (rank if rank is not None else -1, name)
+
+
+def worker_label(name: str) -> str:
+    """ "worker 0" when the name tells the rank, else the name itself."""
+    rank = _rank_of(name)
+    return gettext("worker %(rank)s") % {"rank": rank} if rank is not None else name
+
+
+def progress_text(job: Job, now: datetime | None = None) -> str:
+    """ "45%", and while the job runs and the trainer expects an end, the time left."""
+    if job.progress is None:
+        return ""
+    shown = f"{job.progress * 100:.0f}%"
+    now = now or timezone.now()
+    if job.status != JobStatus.RUNNING or not job.eta_at or job.eta_at <= now:
+        return shown
+    if job.eta_at - now < timedelta(minutes=1):
+        return gettext("%(progress)s · under a minute left") % {"progress": shown}
+    left = timeuntil(job.eta_at, now)
+    return gettext("%(progress)s · %(left)s left") % {"progress": shown, "left": left}
+
+
+def chart_labels() -> dict[str, str]:
+    """Every word the charts show, in the page's language (static/js/monitoring.js)."""
+    return {
+        "step": gettext("Step"),
+        "time": gettext("Time"),
+        "loss": gettext("Training loss"),
+        "eval_loss": gettext("Validation loss"),
+        "test_loss": gettext("Test loss"),
+        "learning_rate": gettext("Learning rate"),
+        "tokens_per_second": gettext("Tokens/s"),
+        "received": gettext("received"),
+        "sent": gettext("sent"),
+        "live": gettext("Live: updated at %(time)s"),
+        "ended": gettext("The job is %(status)s: these are its last figures."),
+        "failed": gettext("The figures could not be loaded: %(error)s"),
+    }
+
+
+def snapshot(job: Job, key: str) -> dict[str, Any]:
+    """Everything the monitoring tab draws for one range."""
+    span = window(job, key)
+    return {
+        "status": job.status,
+        "status_label": str(job.get_status_display()),
+        "running": job.status == JobStatus.RUNNING,
+        "progress": job.progress,
+        "progress_text": progress_text(job),
+        "eta": job.eta_at.timestamp() if job.eta_at and job.status == JobStatus.RUNNING else None,
+        "range": key,
+        "start": span.start.timestamp() if span.start else None,
+        "end": span.end.timestamp(),
+        "training": training(job, span),
+        "resources": resources(job, span),
+    }

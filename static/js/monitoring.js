@@ -1,0 +1,191 @@
+// The monitoring tab (F7.1): training curves over steps and each worker's resources
+// over time, drawn with uPlot from /jobs/<id>/metrics/, asked again every few seconds
+// while the job runs. Every word shown comes from the page (#monitor-config), so
+// the charts speak the page's language.
+(function () {
+  "use strict";
+
+  const config = JSON.parse(document.getElementById("monitor-config").textContent);
+  const words = config.labels;
+  const root = document.querySelector("[data-testid=monitoring]");
+  const rangeSelect = document.getElementById("monitor-range");
+  const stateLine = root.querySelector("[data-testid=monitor-state]");
+  const palette = ["#2f6fed", "#e8684a", "#5ab06b", "#9b59b6", "#f2b632", "#1abc9c", "#7f8c8d", "#c0392b"];
+  const charts = {};
+  let timer = null;
+  let inFlight = null;
+
+  const say = (template, values) =>
+    template.replace(/%\((\w+)\)s/g, (match, name) => (name in values ? values[name] : match));
+
+  function bytes(value) {
+    if (value == null) return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let unit = 0;
+    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return `${value.toFixed(value >= 100 || unit === 0 ? 0 : 1)} ${units[unit]}`;
+  }
+  const number = (value) => (value == null ? "—" : Number(value.toPrecision(4)).toString());
+  const percent = (value) => (value == null ? "—" : `${value.toFixed(0)}%`);
+  const perSecond = (value) => (value == null ? "—" : `${bytes(value)}/s`);
+
+  const hasValues = (column) => column.some((value) => value != null);
+
+  // --- what each chart draws, from one answer ------------------------------------------
+  function training(data, fields) {
+    const t = data.training;
+    const shown = fields.filter(([field]) => hasValues(t[field] || []));
+    return {
+      x: "step",
+      data: [t.step, ...shown.map(([field]) => t[field])],
+      series: shown.map(([field, label]) => ({ label })),
+    };
+  }
+
+  function perWorker(data, columns, format) {
+    const workers = Object.entries(data.resources);
+    const tables = [];
+    const series = [];
+    for (const [name, samples] of workers) {
+      for (const [field, label] of columns) {
+        if (!hasValues(samples[field])) continue;
+        tables.push([samples.time, samples[field]]);
+        const who = samples.label || name;
+        series.push({ label: label ? `${who} ${label}` : who });
+      }
+    }
+    if (!tables.length) return { x: "time", data: [[]], series: [] };
+    return { x: "time", data: uPlot.join(tables), series, format };
+  }
+
+  const CHARTS = {
+    loss: {
+      build: (d) =>
+        training(d, [
+          ["loss", words.loss],
+          ["eval_loss", words.eval_loss],
+          ["test_loss", words.test_loss],
+        ]),
+      format: number,
+    },
+    learning_rate: { build: (d) => training(d, [["learning_rate", words.learning_rate]]), format: number },
+    throughput: { build: (d) => training(d, [["tokens_per_second", words.tokens_per_second]]), format: number },
+    cpu: { build: (d) => perWorker(d, [["cpu_percent", ""]]), format: percent },
+    memory: { build: (d) => perWorker(d, [["memory_bytes", ""]]), format: bytes },
+    device_util: { build: (d) => perWorker(d, [["device_util", ""]]), format: percent },
+    device_memory: { build: (d) => perWorker(d, [["device_memory_bytes", ""]]), format: bytes },
+    network: {
+      build: (d) =>
+        perWorker(d, [
+          ["net_rx_per_s", words.received],
+          ["net_tx_per_s", words.sent],
+        ]),
+      format: perSecond,
+    },
+  };
+
+  // --- drawing ---------------------------------------------------------------------------
+  function options(figure, built, format) {
+    const width = Math.max(240, figure.querySelector(".plot").clientWidth || 480);
+    const byStep = built.x === "step";
+    return {
+      width,
+      height: 200,
+      scales: { x: { time: !byStep } },
+      legend: { live: true },
+      cursor: { drag: { x: true, y: false } },
+      series: [
+        { label: byStep ? words.step : words.time, value: byStep ? (u, v) => (v == null ? "—" : v) : undefined },
+        ...built.series.map((one, index) => ({
+          label: one.label,
+          stroke: palette[index % palette.length],
+          width: 1.5,
+          spanGaps: true,
+          points: { show: built.data[0].length < 40 },
+          value: (u, v) => format(v),
+        })),
+      ],
+      axes: [{}, { size: 84, values: (u, ticks) => ticks.map(format) }],
+    };
+  }
+
+  function draw(name, data) {
+    const spec = CHARTS[name];
+    const figure = root.querySelector(`[data-chart="${name}"]`);
+    const built = spec.build(data);
+    const empty = !built.series.length || !built.data[0].length;
+    const held = charts[name];
+    figure.querySelector(".empty").hidden = !empty;
+    figure.querySelector(".plot").hidden = empty;
+    figure.dataset.points = empty ? "0" : String(built.data[0].length);
+    figure.dataset.series = built.series.map((one) => one.label).join("|");
+    if (empty) {
+      if (held) held.plot.destroy();
+      delete charts[name];
+      return;
+    }
+    const shape = built.series.map((one) => one.label).join("|");
+    if (held && held.shape === shape) {
+      held.plot.setData(built.data);
+      return;
+    }
+    if (held) held.plot.destroy();
+    const plot = new uPlot(options(figure, built, spec.format), built.data, figure.querySelector(".plot"));
+    charts[name] = { plot, shape };
+  }
+
+  function showProgress(data) {
+    const box = root.querySelector("[data-testid=progress]");
+    if (!box) return;
+    box.hidden = data.progress == null;
+    if (data.progress != null) {
+      box.querySelector("progress").value = data.progress;
+      box.querySelector("[data-testid=progress-text]").textContent = data.progress_text;
+    }
+  }
+
+  // --- asking ------------------------------------------------------------------------------
+  async function refresh() {
+    clearTimeout(timer);
+    if (inFlight) inFlight.abort();
+    inFlight = new AbortController();
+    const url = `${config.url}?range=${encodeURIComponent(rangeSelect.value)}`;
+    let data;
+    try {
+      const response = await fetch(url, { signal: inFlight.signal, headers: { Accept: "application/json" } });
+      data = await response.json();
+      if (!response.ok) throw new Error(data.error || response.statusText);
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      stateLine.textContent = say(words.failed, { error: error.message });
+      root.dataset.state = "error";
+      timer = setTimeout(refresh, config.poll_ms * 2);
+      return;
+    }
+    for (const name of Object.keys(CHARTS)) draw(name, data);
+    showProgress(data);
+    const now = new Date().toLocaleTimeString();
+    stateLine.textContent = data.running ? say(words.live, { time: now }) : say(words.ended, { status: data.status_label });
+    root.dataset.state = data.running ? "live" : "ended";
+    if (data.running) timer = setTimeout(refresh, config.poll_ms);
+  }
+
+  rangeSelect.addEventListener("change", () => {
+    const address = new URL(window.location.href);
+    address.searchParams.set("range", rangeSelect.value);
+    window.history.replaceState(null, "", address);
+    refresh();
+  });
+
+  window.addEventListener("resize", () => {
+    for (const [name, held] of Object.entries(charts)) {
+      const plot = root.querySelector(`[data-chart="${name}"] .plot`);
+      held.plot.setSize({ width: Math.max(240, plot.clientWidth), height: 200 });
+    }
+  });
+
+  refresh();
+})();

@@ -1,0 +1,181 @@
+"""A real job watched in a real Chromium (F7): a tiny SFT run on the local
+executor reports to the live server; its charts fill while it runs, its progress
+shows on the list and the detail page, and once it ended its logs and events are
+still there, in English and in 简体中文."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import Access
+from finetune.models import Dataset, Job, JobStatus, PretrainedModel
+from finetune.storage import resolve
+from scheduler import admission, inventory
+from scheduler.executors import get_executor
+from scheduler.models import DeviceType, NodeSpec
+from scheduler.settling import settle_running_jobs
+from tests import factories
+from tests.e2e.conftest import log_in
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+@pytest.fixture
+def executor(settings, live_server):
+    settings.JINGTIAO_EXECUTOR = "local"
+    settings.JINGTIAO_STOP_GRACE_SECONDS = 2
+    settings.JINGTIAO_REPORT_URL = live_server.url
+    settings.JINGTIAO_REPORT_INTERVAL_SECONDS = 1
+    settings.JINGTIAO_RESOURCE_SAMPLE_SECONDS = 1
+    get_executor.cache_clear()
+    yield get_executor()
+    get_executor.cache_clear()
+
+
+@pytest.fixture
+def launched(project, alice, executor):
+    """A tiny LoRA SFT job with validation, admitted and running as a real process."""
+    from trainer.samples import write_sample_dataset
+    from trainer.tiny import build_tiny_llm
+
+    build_tiny_llm(resolve("models/tiny-llama"))
+    base = PretrainedModel.objects.create(
+        name="tiny-llama", task_type="llm", family="llama", location="models/tiny-llama"
+    )
+    write_sample_dataset("sft_messages", resolve("datasets/chat/data.jsonl"), rows=64, seed=0)
+    write_sample_dataset("sft_messages", resolve("datasets/chat-val/data.jsonl"), rows=8, seed=1)
+    train = factories.dataset(
+        project, alice, Access.READ_WRITE, name="chat", location="datasets/chat"
+    )
+    validation = factories.dataset(
+        project, alice, Access.READ_WRITE, name="chat-val", location="datasets/chat-val"
+    )
+    Dataset.objects.filter(pk__in=[train.pk, validation.pk]).update(validation_status="valid")
+    cpu = NodeSpec.objects.create(
+        name="cpu-1c2g", cpu_millis=1000, memory_mib=2048, device_type=DeviceType.NONE
+    )
+    inventory.sync_nodes(list(executor.nodes()))
+    job = factories.job(
+        project,
+        alice,
+        name="watched-run",
+        algorithm=factories.algorithm("sft_lora"),
+        pretrained_model=base,
+        train_dataset=train,
+        validation_dataset=validation,
+        model_repo=factories.model_repo(project, alice, location="repos/demo/watched"),
+        parameters={
+            "max_steps": 40,
+            "batch_size": 4,
+            "max_length": 128,
+            "logging_steps": 1,
+            "eval_strategy": "steps",
+            "eval_steps": 10,
+        },
+        duration=timedelta(hours=1),
+    )
+    job.spec_choices.all().delete()
+    job.spec_choices.create(spec=cpu, rank=0)
+    Job.objects.filter(pk=job.pk).update(queued_at=job.created_at)
+    assert admission.run_admission() == [job.pk]
+    yield job
+    executor.stop(job.pk)
+
+
+def _settle(executor, job: Job) -> Job:
+    settle_running_jobs(executor, on_ended=executor.stop)
+    job.refresh_from_db()
+    return job
+
+
+def _wait(page, executor, job: Job, until, what: str, timeout: float = 240) -> Job:
+    """Settle the job between looks, as the observe task does, until `until(job)`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = _settle(executor, job)
+        if until(job):
+            return job
+        page.wait_for_timeout(500)
+    pytest.fail(f"job {job.pk}: {what} did not happen in {timeout} s ({job.status})")
+
+
+def _points(page, chart: str) -> int:
+    return int(page.get_by_test_id(chart).get_attribute("data-points") or 0)
+
+
+def test_a_running_job_is_watched_live_and_its_record_stays_after_it_ended(
+    page, executor, launched, alice, tmp_path
+):
+    job = launched
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+
+    # progress on the list, as soon as the trainer reported some
+    job = _wait(page, executor, job, lambda j: (j.progress or 0) > 0, "a first report")
+    page.goto("/jobs/")
+    row = page.get_by_test_id("job-table").get_by_role("row", name=re.compile("watched-run"))
+    expect(row.get_by_test_id("progress-text")).to_contain_text("%")
+
+    # the monitoring tab fills while the job runs, by itself
+    page.goto(f"/jobs/{job.pk}/?tab=monitoring")
+    monitoring = page.get_by_test_id("monitoring")
+    expect(monitoring).to_have_attribute("data-state", "live")
+    expect(page.get_by_test_id("chart-loss").locator("canvas")).to_have_count(1)
+    expect(page.get_by_test_id("progress")).to_be_visible()
+    first = _points(page, "chart-loss")
+    job = _wait(
+        page,
+        executor,
+        job,
+        lambda j: j.status != JobStatus.RUNNING or _points(page, "chart-loss") > first,
+        "a live update of the loss chart",
+    )
+    assert _points(page, "chart-loss") > first, "the chart did not grow while the job ran"
+    expect(page.get_by_test_id("chart-cpu").locator("canvas")).to_have_count(1)
+    expect(page.get_by_test_id("chart-memory").locator("canvas")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "monitoring-live.png"), full_page=True)
+
+    job = _wait(page, executor, job, lambda j: j.status != JobStatus.RUNNING, "the end")
+    assert job.status == JobStatus.SUCCEEDED, job.status_reason
+    expect(monitoring).to_have_attribute("data-state", "ended", timeout=20_000)
+    loss = page.get_by_test_id("chart-loss")
+    assert "Validation loss" in (loss.get_attribute("data-series") or "")
+    assert _points(page, "chart-loss") >= 40
+    assert _points(page, "chart-network") >= 1  # rates need two samples
+    # a CPU-only job reports no device use, and the chart says so
+    expect(page.get_by_test_id("chart-device-util").locator(".empty")).to_be_visible()
+    expect(page.get_by_test_id("progress-text")).to_have_text("100%")
+
+    page.select_option("#monitor-range", "15m")
+    expect(page).to_have_url(re.compile(r"range=15m"))
+    assert _points(page, "chart-loss") >= 40
+
+    # the logs and events outlive the run
+    page.goto(f"/jobs/{job.pk}/?tab=logs")
+    expect(page.get_by_test_id("log-chunk").first).to_contain_text("jingtiao: succeeded")
+    with page.expect_download() as downloading:
+        page.get_by_test_id("log-download").click()
+    downloaded = downloading.value.path().read_text()
+    assert "jingtiao: succeeded" in downloaded and "step 1" in downloaded
+    page.goto(f"/jobs/{job.pk}/?tab=events")
+    events = page.get_by_test_id("all-events")
+    expect(events).to_contain_text("worker 0 started as process")
+    expect(events).to_contain_text("Status changed: Running → Succeeded")
+
+    # the same tab in 简体中文
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    page.goto(f"/jobs/{job.pk}/?tab=monitoring")
+    expect(page.get_by_test_id("chart-loss").locator("figcaption")).to_have_text("损失")
+    expect(page.locator("#monitor-range option:checked")).to_have_text("整个运行")
+    expect(monitoring).to_have_attribute("data-state", "ended")
+    assert "验证损失" in (page.get_by_test_id("chart-loss").get_attribute("data-series") or "")
+    page.screenshot(path=str(tmp_path / "monitoring-zh.png"), full_page=True)
