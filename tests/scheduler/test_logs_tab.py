@@ -84,9 +84,29 @@ def test_the_events_tab_shows_platform_and_cluster_events_newest_first(
     text = page.content.decode()
     started = text.index("worker 0 started as process")
     exited = text.index("Warning Exited")
-    admitted = text.index("Status changed")
+    admitted = text.index("Status changed: Queued → Running")
     assert exited < started < admitted  # newest first: exit, start, then the admission
     assert "exited with code 3" in text
+
+
+def test_the_events_tab_still_shows_the_platforms_events_when_the_cluster_cannot_answer(
+    client, local_backend, running_job, alice, monkeypatch
+):
+    from scheduler.executors import get_executor
+    from scheduler.executors.base import ExecutorError
+
+    job = running_job()
+
+    def unreachable(job_id):
+        raise ExecutorError("kubernetes list events: HTTP 503 Service Unavailable", transient=True)
+
+    monkeypatch.setattr(get_executor(), "events", unreachable)
+    client.force_login(alice)
+    page = client.get(reverse("finetune:job_detail", args=[job.pk]), {"tab": "events"})
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "The cluster&#x27;s events are not available right now" in text and "HTTP 503" in text
+    assert "Status changed: Queued → Running" in text
 
 
 def _tab(client, job, **query):
