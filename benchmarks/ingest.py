@@ -80,8 +80,17 @@ def _free_port() -> int:
 
 def _batch(job_id: int, seq: int) -> bytes:
     now = time.time()
+    steps = 1_000_000  # as the trainer reports: every point carries progress and ETA,
+    # so each batch also moves the job's own progress (one UPDATE of its row)
     metrics = [
-        {"step": seq * METRICS + i, "loss": 2.0 - i * 0.001, "learning_rate": 1e-4, "time": now}
+        {
+            "step": (step := seq * METRICS + i),
+            "loss": 2.0 - i * 0.001,
+            "learning_rate": 1e-4,
+            "progress": step / steps,
+            "eta_seconds": float(steps - step),
+            "time": now,
+        }
         for i in range(METRICS)
     ]
     samples = [
