@@ -139,8 +139,8 @@ def _fill() -> object:
                     train_dataset=datasets[index],
                     model_repo=repos[index],
                     duration=timedelta(hours=rng.choice((1, 2, 24))),
-                    status=rng.choice(statuses),
                     node_count=rng.choice((1, 1, 2, 4)),
+                    **_status_fields(rng.choice(statuses), rng),
                 )
             )
         jobs = Job.objects.bulk_create(jobs, batch_size=batch)
@@ -171,6 +171,23 @@ def _fill() -> object:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return users[0]
+
+
+def _status_fields(status: str, rng) -> dict:
+    """A running job as the list sees it: started, with a reported progress and ETA."""
+    from django.utils import timezone
+
+    from finetune.models import JobStatus
+
+    fields = {"status": status}
+    if status == JobStatus.RUNNING:
+        now = timezone.now()
+        fields.update(
+            started_at=now - timedelta(minutes=rng.randint(1, 600)),
+            progress=rng.random(),
+            eta_at=now + timedelta(minutes=rng.randint(1, 600)),
+        )
+    return fields
 
 
 def _measure(user) -> None:

@@ -10,10 +10,17 @@ download, streamed in blocks.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.views import View
@@ -64,6 +71,18 @@ def read_logs(
     )
 
 
+def _is_cursor(value: str) -> bool:
+    """A cursor is what the backends hand out: {"<rank>": offset or timestamp}."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and all(
+        key.isdigit() and isinstance(held, int | str) and not isinstance(held, bool)
+        for key, held in parsed.items()
+    )
+
+
 def rank_param(value: str | None) -> int | None:
     """The `worker` query parameter: a rank, or None for the first worker."""
     return int(value) if value and value.isdigit() else None
@@ -75,11 +94,13 @@ class JobLogsView(ObjectMixin, View):
     model = Job
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        page = read_logs(
-            self.object,
-            request.GET.get("since") or None,
-            worker=rank_param(request.GET.get("worker")),
-        )
+        since = request.GET.get("since") or None
+        if since is not None and not _is_cursor(since):
+            return HttpResponseBadRequest(
+                _("`since` must be the cursor an earlier page of this log gave."),
+                content_type="text/plain; charset=utf-8",
+            )
+        page = read_logs(self.object, since, worker=rank_param(request.GET.get("worker")))
         return TemplateResponse(
             request, "finetune/_job_logs.html", {"job": self.object, "log": page}
         )

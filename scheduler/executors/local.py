@@ -202,7 +202,8 @@ class LocalExecutor(Executor):
         chunks = []
         for worker in _workers(folder):
             rank = worker["rank"]
-            offset = None if tail else int(cursor.get(str(rank), 0))
+            held = cursor.get(str(rank), 0)
+            offset = None if tail else held if isinstance(held, int) else 0
             page = logfiles.read_page(logfiles.log_path(folder, rank), offset)
             cursor[str(rank)] = page.end
             chunks.append(

@@ -60,6 +60,14 @@ def test_a_long_log_arrives_in_pages_and_the_tail_stops_at_the_end(
     assert lines == 20000 and pages > 1
 
 
+@pytest.mark.parametrize("since", ["garbage", "[1, 2]", '{"zero": 5}', '{"0": [1]}'])
+def test_a_cursor_that_no_page_gave_is_refused_in_words(client, project, alice, since):
+    job = factories.job(project, alice)
+    client.force_login(alice)
+    response = client.get(reverse("finetune:job_logs", args=[job.pk]), {"since": since})
+    assert response.status_code == 400 and b"earlier page" in response.content
+
+
 def test_only_those_who_may_view_the_job_see_its_log(client, project, alice, bob, charlie):
     job = factories.job(project, alice, level=Access.NONE)
     url = reverse("finetune:job_logs", args=[job.pk])
