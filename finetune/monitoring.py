@@ -190,7 +190,7 @@ def chart_labels() -> dict[str, str]:
         "received": gettext("received"),
         "sent": gettext("sent"),
         "live": gettext("Live: updated at %(time)s"),
-        "ended": gettext("The job is %(status)s: these are its last figures."),
+        "ended": gettext("%(status)s: these are the job's last figures."),
         "failed": gettext("The figures could not be loaded: %(error)s"),
     }
 

@@ -88,13 +88,21 @@
   };
 
   // --- drawing ---------------------------------------------------------------------------
+  // A scale around a single value (one sample, a constant) gets `pad` on each side,
+  // instead of uPlot's guess (years around one timestamp).
+  const widen = (pad, nice = false) => (u, min, max) => {
+    if (min == null || max == null) return [0, 1];
+    if (min !== max) return nice ? uPlot.rangeNum(min, max, 0.1, true) : [min, max];
+    const around = Math.abs(min) * 0.1 || pad;
+    return [min - around, max + around];
+  };
   function options(figure, built, format) {
     const width = Math.max(240, figure.querySelector(".plot").clientWidth || 480);
     const byStep = built.x === "step";
     return {
       width,
       height: 200,
-      scales: { x: { time: !byStep } },
+      scales: { x: { time: !byStep, range: widen(byStep ? 1 : 60) }, y: { range: widen(1, true) } },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       series: [
