@@ -201,7 +201,7 @@ JINGTIAO_CLEANUP_BATCH = env.int("JINGTIAO_CLEANUP_BATCH", 500, minimum=1)
 # --- Executors (docs/executors.md, docs/kubernetes.md) ----------------------------------
 # Where workers reach the platform's report endpoint (not necessarily the public URL).
 JINGTIAO_REPORT_URL = env.str("JINGTIAO_REPORT_URL", "http://127.0.0.1:8000")
-# The report endpoint (F7.1): the largest body, and reports per job and minute.
+# The report endpoint (F7.1): the largest body, and reports per minute and worker (node).
 JINGTIAO_REPORT_MAX_BYTES = env.int("JINGTIAO_REPORT_MAX_BYTES", 1024 * 1024, minimum=1024)
 JINGTIAO_REPORT_RATE_PER_MINUTE = env.int("JINGTIAO_REPORT_RATE_PER_MINUTE", 120, minimum=1)
 # How often each worker sends a batch, and samples its CPU, memory, device and network.

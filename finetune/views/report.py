@@ -24,23 +24,28 @@ def _refuse(status: int, error: str, **headers) -> JsonResponse:
     return response
 
 
-def _over_rate(job_id: int) -> bool:
-    """A fixed one-minute window per job, counted in the shared cache."""
-    key = f"jingtiao:report-rate:{job_id}"
+def _over_rate(job: Job) -> bool:
+    """A fixed one-minute window per job, counted in the shared cache; the allowance
+    is per worker, so a job on many nodes may send as often per worker as one on one."""
+    key = f"jingtiao:report-rate:{job.pk}"
     cache.add(key, 0, timeout=60)
     try:
         count = cache.incr(key)
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=60)
         count = 1
-    return count > settings.JINGTIAO_REPORT_RATE_PER_MINUTE
+    return count > settings.JINGTIAO_REPORT_RATE_PER_MINUTE * max(1, job.node_count)
 
 
 @csrf_exempt
 @require_POST
 def report(request: HttpRequest, job_id: int) -> JsonResponse:
     scheme, _space, token = request.headers.get("Authorization", "").partition(" ")
-    job = Job.objects.filter(pk=job_id).only("pk", "status", "report_token_hash").first()
+    job = (
+        Job.objects.filter(pk=job_id)
+        .only("pk", "status", "report_token_hash", "node_count")
+        .first()
+    )
     if job is None or scheme.lower() != "bearer" or not reports.token_matches(job, token):
         # The same answer for an unknown job and a wrong token: nothing to probe.
         return _refuse(401, "unknown job or wrong token", WWW_Authenticate="Bearer")
@@ -50,7 +55,7 @@ def report(request: HttpRequest, job_id: int) -> JsonResponse:
     limit = settings.JINGTIAO_REPORT_MAX_BYTES
     if not declared.isdigit() or int(declared) > limit:
         return _refuse(413, f"a report body may hold at most {limit} bytes")
-    if _over_rate(job.pk):
+    if _over_rate(job):
         return _refuse(429, "too many reports for this job; slow down", Retry_After="10")
     if len(request.body) > limit:  # sent without a length, or a wrong one
         return _refuse(413, f"a report body may hold at most {limit} bytes")

@@ -139,6 +139,16 @@ def test_a_job_reporting_too_often_is_asked_to_slow_down(client, running, settin
     assert ReportBatch.objects.filter(job=running).count() == 3
 
 
+def test_each_worker_of_a_job_has_its_own_allowance(client, running, settings):
+    from django.core.cache import cache
+
+    cache.delete(f"jingtiao:report-rate:{running.pk}")
+    Job.objects.filter(pk=running.pk).update(node_count=2)
+    settings.JINGTIAO_REPORT_RATE_PER_MINUTE = 2
+    codes = [_post(client, running, _body(running, seq=n)).status_code for n in range(1, 6)]
+    assert codes == [200, 200, 200, 200, 429]
+
+
 def test_a_diverged_loss_is_kept_as_missing(client, running):
     raw = json.dumps(_body(running)).replace('"loss": 1.9', '"loss": NaN').encode()
     assert _post(client, running, None, raw=raw).status_code == 200
