@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     JINGTIAO_DATA_ROOT=/data STATIC_ROOT=/app/staticfiles
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl gettext \
+ && apt-get install -y --no-install-recommends curl gettext libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 jingtiao
 

@@ -6,6 +6,20 @@ number of steps. LLaMA-Factory is installed from PyPI into its own virtual
 environment (its pins on transformers/TRL/PEFT differ from ours); the environment is
 kept under ``~/.cache/jingtiao`` and reused by later runs.
 
+Settings of each side (printed before the figures too):
+
+- Jingtiao ``sft_lora`` through ``python -m trainer run``: its defaults, which include
+  best-fit packing into rows of ``max_length`` (8 rows a step, ~2,000 tokens), gradient
+  checkpointing, reentrant, and jemalloc as the process's malloc where the system has
+  it (``trainer.allocator``; ``JINGTIAO_MALLOC=system`` keeps glibc's); fp32, SDPA.
+- LLaMA-Factory ``stage: sft`` through ``llamafactory-cli train``: its defaults, which
+  include one example a row padded to the batch's longest (8 examples a step, ~740
+  tokens), gradient checkpointing, reentrant (``disable_gradient_checkpointing:
+  false``, ``use_reentrant_gc: true``), and glibc's malloc; fp32, SDPA. Run a second
+  time with ``neat_packing``: packed rows, no attention across examples, as Jingtiao's.
+
+The same-batch figures run one plain script in each environment, both on glibc's malloc.
+
 Tokens are counted the same way for both: the non-padding input tokens the training
 loop consumed (``include_num_input_tokens_seen="non_padding"`` of transformers'
 Trainer, which both use), divided by the Trainer's own ``train_runtime``. Peak memory
@@ -34,6 +48,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from trainer.allocator import jemalloc_environment  # noqa: E402
 from trainer.samples import ANIMALS, COLOURS  # noqa: E402
 from trainer.tiny import build_tiny_llm  # noqa: E402
 
@@ -61,6 +76,16 @@ MODEL = {
     "warm_up_steps": 0,
 }
 SEQ_LEN, BATCH, LORA_RANK, LORA_ALPHA = 256, 8, 8, 16
+COMMON = f"LoRA r{LORA_RANK} alpha {LORA_ALPHA} on all linear layers, fp32, SDPA"
+OUR_MALLOC = "jemalloc" if jemalloc_environment(os.environ) else "glibc"
+SETTINGS = [
+    f"jingtiao runs sft_lora with its defaults = {BATCH} best-fit packed rows of {SEQ_LEN} "
+    f"tokens a step, gradient checkpointing on (reentrant), {OUR_MALLOC} malloc; {COMMON}",
+    f"llamafactory runs stage sft with its defaults = {BATCH} examples a step, each padded "
+    f"to the batch's longest, gradient checkpointing on (reentrant), glibc malloc; {COMMON}",
+    f"llamafactory_packed adds neat_packing = {BATCH} packed rows of {SEQ_LEN} tokens a "
+    "step, no attention across examples; otherwise as llamafactory",
+]
 
 
 def ensure_llamafactory() -> Path:
@@ -156,6 +181,8 @@ def run_jingtiao(work: Path, model: Path, data: Path, steps: int) -> tuple[float
             "learning_rate": 1e-4,
             "logging_steps": 10,
             "precision": "fp32",
+            # Our default, and LLaMA-Factory's: stated so the comparison stays like for like.
+            "gradient_checkpointing": True,
         },
         "base_model": str(model),
         "train_data": str(data),
@@ -210,6 +237,8 @@ def run_llamafactory(
         bf16: false
         include_num_input_tokens_seen: non_padding
         dataloader_num_workers: 0
+        disable_gradient_checkpointing: false
+        use_reentrant_gc: true
         """)
     if packed:
         # With neat packing LLaMA-Factory's mask holds example numbers, which its
@@ -239,14 +268,18 @@ def run_llamafactory(
 
 
 # One forward and backward pass of the same packed batch (8 rows of 256 tokens,
-# examples of 32 tokens each) through the same LoRA model, in each environment: the
-# memory of equal work, whatever each pipeline puts in a step.
+# examples of 32 tokens each) through the same LoRA model, with the reentrant gradient
+# checkpointing both trainers use, in each environment: the memory of equal work,
+# whatever each pipeline puts in a step.
 SAME_BATCH = textwrap.dedent("""\
     import resource, sys, torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1], attn_implementation="sdpa")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    model.train()
     model = get_peft_model(model, LoraConfig(
         r=%(rank)d, lora_alpha=%(alpha)d, target_modules="all-linear", task_type="CAUSAL_LM"))
     vocab = model.config.vocab_size
@@ -287,6 +320,8 @@ def main() -> None:
             f"{args.steps} steps, {os.cpu_count()} CPUs",
             flush=True,
         )
+        for line in SETTINGS:
+            print(line, flush=True)
         ours, ours_peak = run_jingtiao(work, model, data, args.steps)
         theirs, theirs_peak = run_llamafactory(cli, work, model, args.steps, packed=False)
         packed, packed_peak = run_llamafactory(cli, work, model, args.steps, packed=True)

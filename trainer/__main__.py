@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from trainer.allocator import restart_with_jemalloc
 from trainer.datavalidation import DEFAULT_MAX_PROBLEMS, SCENARIO_FORMATS, validate
 
 
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.command == "run":
+        if argv is None:  # a process of its own, not a call from Python
+            try:
+                restart_with_jemalloc()  # returns when there is nothing to preload
+            except ValueError as exc:
+                print(f"jingtiao: failed: {exc}")
+                return 2
         from trainer.runner import run as run_job  # pulls in torch; validate-data does not
 
         return run_job(args.spec)

@@ -212,11 +212,14 @@ def llm_sequence(max_length: int = 1024) -> dict[str, Schema]:
         ),
         "gradient_checkpointing": prop(
             "boolean",
-            False,
+            True,
             "Gradient checkpointing",
             "梯度检查点",
-            "Recompute activations to save memory at some speed cost.",
-            "以部分速度换取显存：反向时重算激活。",
+            "Keep only each layer's input and recompute its activations in the backward pass: "
+            "far less memory for about a third more compute. Turn off for speed when memory "
+            "is ample.",
+            "只保留每层的输入，反向时重算该层激活：显存占用大幅降低，计算量约增加三分之一。"
+            "显存充裕时可关闭以提速。",
         ),
     }
 

@@ -89,6 +89,7 @@ def _worker_id(rank: int) -> str:
 def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
     """Train ``spec`` and publish its output; raises on any failure."""
     from trainer.algorithms import entry_point
+    from trainer.allocator import current_allocator
     from trainer.devices import detect_device, distributed_from_env
     from trainer.resources import ResourceSampler
 
@@ -96,13 +97,14 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
     dist = distributed_from_env()
     device = detect_device()
     log.info(
-        "job %s: %s on %s (%s), rank %s of %s",
+        "job %s: %s on %s (%s), rank %s of %s, malloc %s",
         spec.job_id,
         spec.algorithm,
         device.kind,
         device.backend,
         dist.rank,
         dist.world_size,
+        current_allocator(),
     )
     output = StagedOutput(spec.output_dir, is_main=dist.is_main)
     reporter: Any = NullReporter()

@@ -2,7 +2,12 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    TrainerCallback,
+)
 
 FAST = {
     "batch_size": 8,
@@ -70,6 +75,52 @@ def test_sft_lora_learns_chat_data_and_saves_an_adapter_and_merged_weights(
     with torch.no_grad():
         assert torch.allclose(adapted(ids).logits, merged(ids).logits, atol=1e-4)
     assert isinstance(generate(merged, tokenizer), str)
+
+
+class CountRecomputedLayers(TrainerCallback):
+    """How many decoder layers the model being trained recomputes in its backward pass:
+    reentrant checkpointing leaves one CheckpointFunction node per layer in the graph."""
+
+    recomputed: int | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.recomputed is None:  # after a step: the trainer has put the model in training mode
+            ids = torch.tensor([[5, 6, 7, 8]])
+            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            self.recomputed = _graph_nodes(loss).count("CheckpointFunctionBackward")
+
+
+def _graph_nodes(tensor: torch.Tensor) -> list[str]:
+    names, seen, pending = [], set(), [tensor.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        pending.extend(parent for parent, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("parameters", "recomputed"),
+    [({}, 2), ({"gradient_checkpointing": False}, 0)],
+    ids=["by-default", "turned-off"],
+)
+def test_sft_recomputes_every_decoder_layer_unless_checkpointing_is_turned_off(
+    make_spec, train, tiny_llm, data, parameters, recomputed
+):
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_alpaca"],
+        parameters={**FAST, "max_steps": 2, **parameters},
+    )
+    counter = CountRecomputedLayers()
+    outcome = train(spec, extra_callbacks=[counter])
+    assert outcome.status == 0, outcome.lines[-20:]
+    assert counter.recomputed == recomputed  # the tiny model has two decoder layers
 
 
 def test_sft_full_learns_alpaca_data(make_spec, train, tiny_llm, data):

@@ -1,6 +1,8 @@
 """``python -m trainer run``: outcomes, failures and their last line, atomic output."""
 
+import ctypes.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -128,6 +130,77 @@ def test_the_cli_trains_reports_to_the_platform_and_publishes(
     assert report_server.resources and report_server.resources[-1]["memory_bytes"] > 0
     assert len(report_server.resources) >= 3  # sampled every 0.2 s, as the spec asks
     assert all(h["Authorization"] == "Bearer job-token" for h in report_server.headers)
+
+
+JEMALLOC = ctypes.util.find_library("jemalloc")
+
+
+def _env_without_malloc_settings(**settings: str) -> dict[str, str]:
+    ours = ("LD_PRELOAD", "JINGTIAO_MALLOC", "MALLOC_CONF")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
+    return {**env, **settings}
+
+
+@pytest.mark.skipif(not JEMALLOC, reason="the system has no jemalloc")
+@pytest.mark.parametrize(
+    ("chosen", "malloc"), [({}, "jemalloc"), ({"JINGTIAO_MALLOC": "system"}, "system")]
+)
+def test_the_cli_trains_on_jemalloc_unless_told_to_keep_the_system_malloc(
+    make_spec, tiny_llm, data, repo_root, chosen, malloc
+):
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_alpaca"],
+        parameters={**FAST, "max_steps": 2},
+    )
+    process = run_cli(spec, repo_root, env=_env_without_malloc_settings(**chosen))
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out[-3000:]
+    assert f"rank 0 of 1, malloc {malloc}" in out  # read from the process's memory map
+
+
+def test_an_unknown_malloc_setting_fails_the_cli_naming_the_choices(
+    make_spec, tiny_llm, data, repo_root
+):
+    spec = make_spec(
+        algorithm="sft_lora", scenario="llm/sft", base_model=tiny_llm, train=data["sft_alpaca"]
+    )
+    env = _env_without_malloc_settings(JINGTIAO_MALLOC="tcmalloc")
+    process = run_cli(spec, repo_root, env=env)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert out.strip().splitlines()[-1] == (
+        "jingtiao: failed: JINGTIAO_MALLOC='tcmalloc': expected one of jemalloc, system"
+    )
+
+
+@pytest.mark.skipif(not JEMALLOC, reason="the system has no jemalloc")
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"JINGTIAO_MALLOC": "system"},
+        {"LD_PRELOAD": "libasan.so.8"},  # someone else chose the process's libraries
+    ],
+)
+def test_jemalloc_is_not_preloaded_when_kept_out_or_another_library_is(env):
+    from trainer.allocator import jemalloc_environment
+
+    assert jemalloc_environment(env) is None
+
+
+@pytest.mark.skipif(not JEMALLOC, reason="the system has no jemalloc")
+def test_jemalloc_keeps_freed_pages_unless_told_otherwise():
+    from trainer.allocator import jemalloc_environment
+
+    env = jemalloc_environment({"PATH": "/usr/bin"})
+    assert env == {
+        "PATH": "/usr/bin",
+        "LD_PRELOAD": JEMALLOC,
+        "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+    }
+    assert jemalloc_environment({"MALLOC_CONF": "narenas:2"})["MALLOC_CONF"] == "narenas:2"
 
 
 @pytest.mark.parametrize("value", [0, -1, "5", True])
