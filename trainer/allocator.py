@@ -8,9 +8,9 @@ change that could be measured there; PyTorch's own CPU launcher
 malloc can only be chosen before the process starts, so ``python -m trainer run``
 starts itself again, once, with jemalloc preloaded.
 
-jemalloc keeps the pages it frees for reuse (its decay is off, as PyTorch's CPU
-launcher sets it): handing them back made every step fault them in again, ~10% slower,
-for ~20 MiB less peak. ``JINGTIAO_MALLOC=system`` keeps glibc's malloc; a process that
+jemalloc keeps the pages it frees for reuse (its decay is off, which PyTorch's CPU
+launcher does in effect): handing them back made every step fault them in again, ~10%
+slower, for ~20 MiB less peak. ``JINGTIAO_MALLOC=system`` keeps glibc's malloc; a process that
 already preloads a library (``LD_PRELOAD``) is left as it is, and a ``MALLOC_CONF`` of
 one's own is kept.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,9 @@ def training_kwargs(
         # only while that layer's backward runs, which peaks lower than non-reentrant
         # checkpointing at the same speed (docs/trainer.md, "Memory").
         "activation_checkpointing": p["gradient_checkpointing"],
-        "activation_checkpointing_kwargs": {"use_reentrant": True},
+        # Under DDP (any torchrun launch, the platform's too) reentrant checkpointing marks
+        # a recomputed layer's parameters ready twice and fails: non-reentrant there.
+        "activation_checkpointing_kwargs": {"use_reentrant": not _wrapped_in_ddp(ctx)},
         "logging_steps": p["logging_steps"],
         "logging_first_step": True,
         "eval_strategy": strategy,
@@ -144,7 +147,16 @@ def training_kwargs(
     }
     if ctx.dist.is_distributed:
         kwargs["ddp_backend"] = ctx.device.backend
+    if _wrapped_in_ddp(ctx):
+        # Every trained parameter takes part in every step: no search for unused ones.
+        kwargs["ddp_find_unused_parameters"] = False
     return kwargs
+
+
+def _wrapped_in_ddp(ctx: RunContext) -> bool:
+    """transformers wraps the model in DDP whenever a launcher set LOCAL_RANK, even for
+    one process (the executors always launch that way)."""
+    return ctx.dist.is_distributed or "LOCAL_RANK" in os.environ
 
 
 class ReportingCallback(TrainerCallback):
