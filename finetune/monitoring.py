@@ -22,6 +22,7 @@ from django.utils.timesince import timeuntil
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from finetune import reports
 from finetune.models import Job, JobStatus, MetricPoint, ResourceSample
 
 MAX_POINTS = 1500  # per series and answer: more than a chart's width in pixels
@@ -39,14 +40,7 @@ RANGES: dict[str, tuple[Any, timedelta | None]] = {
 DEFAULT_RANGE = "all"
 
 TRAINING_FIELDS = ("loss", "eval_loss", "test_loss", "learning_rate", "tokens_per_second")
-RESOURCE_FIELDS = (
-    "cpu_percent",
-    "memory_bytes",
-    "device_util",
-    "device_memory_bytes",
-    "net_rx_bytes",
-    "net_tx_bytes",
-)
+RESOURCE_FIELDS = reports.RESOURCE_FLOATS + reports.RESOURCE_INTEGERS
 
 
 class BadRange(ValueError):

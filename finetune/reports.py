@@ -30,8 +30,8 @@ _METRIC_NUMBERS = (
     "progress",
     "eta_seconds",
 )
-_RESOURCE_FLOATS = ("cpu_percent", "device_util")
-_RESOURCE_INTEGERS = ("memory_bytes", "device_memory_bytes", "net_rx_bytes", "net_tx_bytes")
+RESOURCE_FLOATS = ("cpu_percent", "device_util")
+RESOURCE_INTEGERS = ("memory_bytes", "device_memory_bytes", "net_rx_bytes", "net_tx_bytes")
 
 
 class ReportRefused(ValueError):
@@ -127,8 +127,8 @@ def parse(job: Job, raw: bytes) -> Batch:
                 job=job,
                 worker=sample_worker,
                 time=_time(item, where),
-                **{name: _number(item, name, where) for name in _RESOURCE_FLOATS},
-                **{name: _number(item, name, where, integer=True) for name in _RESOURCE_INTEGERS},
+                **{name: _number(item, name, where) for name in RESOURCE_FLOATS},
+                **{name: _number(item, name, where, integer=True) for name in RESOURCE_INTEGERS},
             )
         )
     return Batch(worker, seq, metrics, resources)

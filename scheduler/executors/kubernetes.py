@@ -261,31 +261,14 @@ class KubernetesExecutor(Executor):
         folder = job_dir(job_id)
         if (folder / ARCHIVE_MARKER).exists():
             return
-        newest: dict[int, dict] = {}  # a rank's pod may have been replaced: keep the last
-        for pod in self._list_pods(manifests.selector_job(job_id)):
-            rank = observing.pod_rank(pod)
-            created = pod["metadata"].get("creationTimestamp") or ""
-            if rank not in newest or created >= newest[rank]["metadata"].get(
-                "creationTimestamp", ""
-            ):
-                newest[rank] = pod
+        newest = self._newest_pods(job_id)
         if not newest:
             return
         folder.mkdir(parents=True, exist_ok=True)
         archived = {}
         for rank, pod in sorted(newest.items()):
             name = pod["metadata"]["name"]
-            response = _call(
-                "read log",
-                lambda name=name: self.core.read_namespaced_pod_log(
-                    name,
-                    self.namespace,
-                    container=manifests.CONTAINER,
-                    _preload_content=False,
-                    _request_timeout=self.timeout,
-                ),
-                ok_statuses=(400, 404),  # never started, or already gone: nothing to keep
-            )
+            response = self._read_log(name)
             target = logfiles.log_path(folder, rank)
             partial = target.with_name(target.name + ".part")
             try:
@@ -313,7 +296,9 @@ class KubernetesExecutor(Executor):
         its last line; from the archive in the job's folder once they are gone."""
         archive = self._archived(job_id)
         if archive is not None:
-            return self._archived_logs(job_id, archive, since, tail=tail)
+            # The pods are gone: every rank's log is whole in the job's folder.
+            ended = dict.fromkeys((int(rank) for rank in archive), True)
+            return logfiles.read_pages(job_dir(job_id), ended, since, tail=tail)
         cursor: dict[str, str] = json.loads(since) if since and not tail else {}
         now = datetime.now(UTC)
         chunks = []
@@ -326,19 +311,7 @@ class KubernetesExecutor(Executor):
             elif last:
                 seconds = (now - observing.parse_time(last)).total_seconds()
                 kwargs["since_seconds"] = max(1, int(seconds) + 1)
-            name = pod["metadata"]["name"]
-            response = _call(
-                "read log",
-                lambda name=name, kwargs=kwargs: self.core.read_namespaced_pod_log(
-                    name,
-                    self.namespace,
-                    container=manifests.CONTAINER,
-                    _preload_content=False,
-                    _request_timeout=self.timeout,
-                    **kwargs,
-                ),
-                ok_statuses=(400, 404),  # 400: the container has not started yet
-            )
+            response = self._read_log(pod["metadata"]["name"], **kwargs)
             raw = response.data if response is not None else b""
             text, newest = _strip_timestamps(raw.decode("utf-8", "replace"), after=last)
             cursor[str(rank)] = newest or last or ""
@@ -360,31 +333,6 @@ class KubernetesExecutor(Executor):
         except FileNotFoundError:
             return None
 
-    def _archived_logs(
-        self, job_id: int, archive: dict, since: str | None, *, tail: bool
-    ) -> list[LogChunk]:
-        """Pages of the archived logs by byte offset. A cursor from the live pods (a
-        timestamp) was read up to the pod's end, so it has nothing more to read."""
-        cursor: dict[str, Any] = json.loads(since) if since and not tail else {}
-        folder, chunks = job_dir(job_id), []
-        for rank in sorted(int(key) for key in archive):
-            held = cursor.get(str(rank), 0)
-            path = logfiles.log_path(folder, rank)
-            if isinstance(held, str):  # a live cursor: that reader saw the end already
-                held = path.stat().st_size if path.exists() else 0
-            page = logfiles.read_page(path, None if tail else int(held))
-            cursor[str(rank)] = page.end
-            chunks.append(
-                LogChunk(
-                    worker=rank,
-                    text=page.data.decode("utf-8", "replace"),
-                    next_since=json.dumps(cursor, sort_keys=True),
-                    complete=page.end >= page.size,
-                    skipped=page.skipped,
-                )
-            )
-        return chunks
-
     def log_blocks(self, job_id: int, rank: int) -> Iterator[bytes]:
         """From the archive once there is one, else streamed from the rank's pod."""
         path = logfiles.log_path(job_dir(job_id), rank)
@@ -392,29 +340,35 @@ class KubernetesExecutor(Executor):
             if not path.is_file():
                 raise LookupError(path.name)
             return logfiles.blocks(path)
-        pods = [
-            pod
-            for pod in self._list_pods(manifests.selector_job(job_id))
-            if observing.pod_rank(pod) == rank
-        ]
-        if not pods:
+        pod = self._newest_pods(job_id).get(rank)
+        response = self._read_log(pod["metadata"]["name"]) if pod else None
+        if response is None:
             raise LookupError(f"worker {rank}")
-        pods.sort(key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
-        name = pods[-1]["metadata"]["name"]
-        response = _call(
+        return _streamed(response)
+
+    def _newest_pods(self, job_id: int) -> dict[int, dict]:
+        """The job's pod of each rank; the last one made where a rank's pod was replaced."""
+        pods = sorted(
+            self._list_pods(manifests.selector_job(job_id)),
+            key=lambda pod: pod["metadata"].get("creationTimestamp") or "",
+        )
+        return {observing.pod_rank(pod): pod for pod in pods}
+
+    def _read_log(self, pod: str, **options: Any) -> Any:
+        """The pod's log as an unread response; None when there is none (400: the
+        container never started, 404: the pod is gone)."""
+        return _call(
             "read log",
             lambda: self.core.read_namespaced_pod_log(
-                name,
+                pod,
                 self.namespace,
                 container=manifests.CONTAINER,
                 _preload_content=False,
                 _request_timeout=self.timeout,
+                **options,
             ),
             ok_statuses=(400, 404),
         )
-        if response is None:
-            raise LookupError(f"worker {rank}")
-        return _streamed(response)
 
     def events(self, job_id: int) -> Sequence[ClusterEvent]:
         name = manifests.workload_name(job_id)

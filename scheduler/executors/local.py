@@ -198,24 +198,8 @@ class LocalExecutor(Executor):
     ) -> Sequence[LogChunk]:
         """Per worker from a byte offset; never more than a page of each in memory."""
         folder = job_dir(job_id)
-        cursor: dict[str, int] = {} if tail or not since else json.loads(since)
-        chunks = []
-        for worker in _workers(folder):
-            rank = worker["rank"]
-            held = cursor.get(str(rank), 0)
-            offset = None if tail else held if isinstance(held, int) else 0
-            page = logfiles.read_page(logfiles.log_path(folder, rank), offset)
-            cursor[str(rank)] = page.end
-            chunks.append(
-                LogChunk(
-                    worker=rank,
-                    text=page.data.decode("utf-8", "replace"),
-                    next_since=json.dumps(cursor, sort_keys=True),
-                    complete=worker["phase"] != "running" and page.end >= page.size,
-                    skipped=page.skipped,
-                )
-            )
-        return chunks
+        ended = {worker["rank"]: worker["phase"] != "running" for worker in _workers(folder)}
+        return logfiles.read_pages(folder, ended, since, tail=tail)
 
     def log_blocks(self, job_id: int, rank: int) -> Iterator[bytes]:
         path = logfiles.log_path(job_dir(job_id), rank)

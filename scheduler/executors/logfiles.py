@@ -8,10 +8,13 @@ offset, one page at a time, and downloaded in blocks, never whole.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from scheduler.executors.base import LogChunk
 
 PAGE_BYTES = 256 * 1024
 BLOCK_BYTES = 64 * 1024
@@ -52,6 +55,32 @@ def read_page(path: Path, offset: int | None, *, page_bytes: int = PAGE_BYTES) -
     if len(data) == page_bytes and b"\n" in data:
         data = data[: data.rindex(b"\n") + 1]
     return Page(data, offset, offset + len(data), size, skipped)
+
+
+def read_pages(
+    folder: Path, ended: Mapping[int, bool], since: str | None, *, tail: bool
+) -> list[LogChunk]:
+    """A page of each rank's log in `folder` from the cursor `since` ({rank: offset}),
+    or its last page with `tail`; `ended` says which ranks write no more."""
+    cursor = {} if tail or not since else json.loads(since)
+    chunks = []
+    for rank, done in sorted(ended.items()):
+        path = log_path(folder, rank)
+        held = cursor.get(str(rank), 0)
+        if not isinstance(held, int):  # a live pod's cursor (a time): it read to the end
+            held = path.stat().st_size if path.is_file() else 0
+        page = read_page(path, None if tail else held)
+        cursor[str(rank)] = page.end
+        chunks.append(
+            LogChunk(
+                worker=rank,
+                text=page.data.decode("utf-8", "replace"),
+                next_since=json.dumps(cursor, sort_keys=True),
+                complete=done and page.end >= page.size,
+                skipped=page.skipped,
+            )
+        )
+    return chunks
 
 
 def blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:

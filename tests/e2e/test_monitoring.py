@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 
-from accounts.models import Access
-from finetune.models import Dataset, Job, JobStatus, PretrainedModel
-from finetune.storage import resolve
-from scheduler import admission, inventory
+from finetune.models import Job, JobStatus
+from scheduler import admission
 from scheduler.executors import get_executor
-from scheduler.models import DeviceType, NodeSpec
 from scheduler.settling import settle_running_jobs
-from tests import factories
 from tests.e2e.conftest import log_in
+from tests.realjobs import queued_sft_job
 
 pytestmark = [
     pytest.mark.browser,
@@ -43,35 +39,13 @@ def executor(settings, live_server):
 @pytest.fixture
 def launched(project, alice, executor):
     """A tiny LoRA SFT job with validation, admitted and running as a real process."""
-    from trainer.samples import write_sample_dataset
-    from trainer.tiny import build_tiny_llm
-
-    build_tiny_llm(resolve("models/tiny-llama"))
-    base = PretrainedModel.objects.create(
-        name="tiny-llama", task_type="llm", family="llama", location="models/tiny-llama"
-    )
-    write_sample_dataset("sft_messages", resolve("datasets/chat/data.jsonl"), rows=64, seed=0)
-    write_sample_dataset("sft_messages", resolve("datasets/chat-val/data.jsonl"), rows=8, seed=1)
-    train = factories.dataset(
-        project, alice, Access.READ_WRITE, name="chat", location="datasets/chat"
-    )
-    validation = factories.dataset(
-        project, alice, Access.READ_WRITE, name="chat-val", location="datasets/chat-val"
-    )
-    Dataset.objects.filter(pk__in=[train.pk, validation.pk]).update(validation_status="valid")
-    cpu = NodeSpec.objects.create(
-        name="cpu-1c2g", cpu_millis=1000, memory_mib=2048, device_type=DeviceType.NONE
-    )
-    inventory.sync_nodes(list(executor.nodes()))
-    job = factories.job(
+    job = queued_sft_job(
         project,
         alice,
+        executor,
+        rows=64,
+        repo="repos/demo/watched",
         name="watched-run",
-        algorithm=factories.algorithm("sft_lora"),
-        pretrained_model=base,
-        train_dataset=train,
-        validation_dataset=validation,
-        model_repo=factories.model_repo(project, alice, location="repos/demo/watched"),
         parameters={
             "max_steps": 40,
             "batch_size": 4,
@@ -80,11 +54,7 @@ def launched(project, alice, executor):
             "eval_strategy": "steps",
             "eval_steps": 10,
         },
-        duration=timedelta(hours=1),
     )
-    job.spec_choices.all().delete()
-    job.spec_choices.create(spec=cpu, rank=0)
-    Job.objects.filter(pk=job.pk).update(queued_at=job.created_at)
     assert admission.run_admission() == [job.pk]
     yield job
     executor.stop(job.pk)

@@ -10,18 +10,9 @@ from finetune.models import Job, JobStatus, MetricPoint, ReportBatch, ResourceSa
 from finetune.states import transition
 from scheduler.launching import hash_token
 from tests import factories
+from tests.finetune.conftest import REPORT_TOKEN as TOKEN
 
 pytestmark = pytest.mark.django_db
-TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def running(project, alice):
-    job = factories.job(project, alice)
-    transition(job, JobStatus.RUNNING)
-    Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(TOKEN))
-    job.refresh_from_db()
-    return job
 
 
 def _body(job, seq=1, **extra) -> dict:

@@ -41,14 +41,7 @@ def test_the_log_tab_shows_a_running_jobs_log_and_asks_for_more(
 def test_a_long_log_arrives_in_pages_and_the_tail_stops_at_the_end(
     client, fake_trainer, running_job, alice
 ):
-    from scheduler.executors.base import Phase
-
-    job = running_job(parameters={"behaviour": "chatty"})
-    launch_job(job, placement(device_type="none", devices_per_node=0))
-    wait_for(job.pk, {Phase.SUCCEEDED})
-    from scheduler.tasks import observe_running_jobs
-
-    observe_running_jobs()
+    job = _ended(running_job, "chatty")
     client.force_login(alice)
     url, lines, pages = reverse("finetune:job_logs", args=[job.pk]), 0, 0
     while url:
@@ -117,6 +110,19 @@ def test_the_events_tab_still_shows_the_platforms_events_when_the_cluster_cannot
     assert "Status changed: Queued → Running" in text
 
 
+def _ended(running_job, behaviour: str):
+    """A one-worker job that ran `behaviour` to its end and was settled as observe does."""
+    from scheduler.executors.base import Phase
+    from scheduler.tasks import observe_running_jobs
+
+    job = running_job(parameters={"behaviour": behaviour})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.SUCCEEDED, Phase.FAILED})
+    observe_running_jobs()
+    job.refresh_from_db()
+    return job
+
+
 def _tab(client, job, **query):
     url = reverse("finetune:job_detail", args=[job.pk])
     return client.get(url, {"tab": "logs", **query}).content.decode()
@@ -125,14 +131,7 @@ def _tab(client, job, **query):
 def test_the_tab_opens_on_the_end_of_a_long_log_and_can_read_it_from_the_start(
     client, fake_trainer, running_job, alice
 ):
-    from scheduler.executors.base import Phase
-
-    job = running_job(parameters={"behaviour": "chatty"})
-    launch_job(job, placement(device_type="none", devices_per_node=0))
-    wait_for(job.pk, {Phase.SUCCEEDED})
-    from scheduler.tasks import observe_running_jobs
-
-    observe_running_jobs()
+    job = _ended(running_job, "chatty")
     client.force_login(alice)
 
     end = _tab(client, job)

@@ -1,0 +1,54 @@
+"""A real, tiny LoRA SFT job, queued and ready for admission on this machine: a
+tiny Llama-style model and chat data built locally, a CPU node spec, and the local
+executor's node in the inventory. Used by the tests that train for real."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from accounts.models import Access
+from finetune.models import Dataset, Job, PretrainedModel
+from finetune.storage import resolve
+from scheduler import inventory
+from scheduler.models import DeviceType, NodeSpec
+from tests import factories
+
+
+def queued_sft_job(
+    project, creator, executor, *, rows: int = 32, repo: str = "repos/demo/sft", **fields
+) -> Job:
+    from trainer.samples import write_sample_dataset
+    from trainer.tiny import build_tiny_llm
+
+    build_tiny_llm(resolve("models/tiny-llama"))
+    base = PretrainedModel.objects.create(
+        name="tiny-llama", task_type="llm", family="llama", location="models/tiny-llama"
+    )
+    write_sample_dataset("sft_messages", resolve("datasets/chat/data.jsonl"), rows=rows, seed=0)
+    write_sample_dataset("sft_messages", resolve("datasets/chat-val/data.jsonl"), rows=8, seed=1)
+    train = factories.dataset(
+        project, creator, Access.READ_WRITE, name="chat", location="datasets/chat"
+    )
+    validation = factories.dataset(
+        project, creator, Access.READ_WRITE, name="chat-val", location="datasets/chat-val"
+    )
+    Dataset.objects.filter(pk__in=[train.pk, validation.pk]).update(validation_status="valid")
+    cpu = NodeSpec.objects.create(
+        name="cpu-1c2g", cpu_millis=1000, memory_mib=2048, device_type=DeviceType.NONE
+    )
+    inventory.sync_nodes(list(executor.nodes()))
+    job = factories.job(
+        project,
+        creator,
+        algorithm=factories.algorithm("sft_lora"),
+        pretrained_model=base,
+        train_dataset=train,
+        validation_dataset=validation,
+        model_repo=factories.model_repo(project, creator, location=repo),
+        duration=timedelta(hours=1),
+        **fields,
+    )
+    job.spec_choices.all().delete()
+    job.spec_choices.create(spec=cpu, rank=0)
+    Job.objects.filter(pk=job.pk).update(queued_at=job.created_at)
+    return job
