@@ -84,6 +84,39 @@ class Env:
         return Path(value).expanduser().resolve()
 
 
+#: What the data root holds for the platform itself or for one project each.
+PLATFORM_NAMES = (
+    "jobs",
+    "logs",
+    "broker",
+    "cache",
+    "staticfiles",
+    "uploads",
+    "models",
+    "datasets",
+    "repos",
+    "secret_key",
+    "jingtiao.sqlite3",
+    "celerybeat-schedule",
+)
+
+
+def shared_data_dirs(values: list[str]) -> list[str]:
+    """JINGTIAO_SHARED_DATA_DIRS: relative folders of the data root, none of them the
+    platform's own or a project's, so sharing one can never expose those."""
+    found = []
+    for value in values:
+        path = Path(value)
+        parts = path.parts
+        if path.is_absolute() or not parts or ".." in parts or parts[0] in PLATFORM_NAMES:
+            raise ImproperlyConfigured(
+                f"JINGTIAO_SHARED_DATA_DIRS: {value!r} must be a folder relative to the data "
+                f"root, outside {', '.join(PLATFORM_NAMES)}."
+            )
+        found.append(path.as_posix().rstrip("/"))
+    return found
+
+
 def embedded_secret_key(data_root: Path) -> str:
     """A random key kept under the data root, so an embedded run needs no set-up.
 

@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import Env, embedded_secret_key
+from config.env import Env, embedded_secret_key, shared_data_dirs
 
 env = Env()
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
+    "axes",
+    "csp",
     "accounts",
     "finetune",
     "scheduler",
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -51,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -110,6 +115,8 @@ else:
     }
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a login that is locked out before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -122,6 +129,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes): after this many wrong passwords for one user from
+# one address, that pair is refused for the cool-off time; a right password resets.
+AXES_ENABLED = env.bool("JINGTIAO_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = env.int("JINGTIAO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("JINGTIAO_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+# Behind N reverse proxies the client's address is the N-th from the right of
+# X-Forwarded-For; without one, that header is the client's to forge and is ignored.
+JINGTIAO_PROXY_COUNT = env.int("JINGTIAO_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "accounts.views.client_address"
+
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -160,6 +180,23 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles and requests from this site
+# only; no inline script or style anywhere in the pages (htmx's own indicator style
+# is turned off in base.html and lives in console.css).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- Celery ---------------------------------------------------------------------------
 # Without Redis the embedded run uses kombu's file-system transport: a folder under
@@ -197,6 +234,9 @@ JINGTIAO_DEFAULT_DURATION = timedelta(
     hours=env.int("JINGTIAO_DEFAULT_DURATION_HOURS", 24, minimum=1)
 )
 JINGTIAO_CLEANUP_BATCH = env.int("JINGTIAO_CLEANUP_BATCH", 500, minimum=1)
+# Folders under the data root that every project may read data from, never write
+# (finetune/storage.py): e.g. a cluster's shared corpus volume mounted there.
+JINGTIAO_SHARED_DATA_DIRS = shared_data_dirs(env.list("JINGTIAO_SHARED_DATA_DIRS", []))
 
 # --- Executors (docs/executors.md, docs/kubernetes.md) ----------------------------------
 # Where workers reach the platform's report endpoint (not necessarily the public URL).
@@ -256,5 +296,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # django-axes logs every login at INFO; its AccessLog table keeps them for audits.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

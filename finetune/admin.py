@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from finetune import states
+from accounts.models import Access
+from finetune import access, states, storage
 from finetune.models import (
     Algorithm,
     Dataset,
@@ -48,13 +50,59 @@ class PretrainedModelAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at"]
 
 
-class AuditedAdmin(admin.ModelAdmin):
+class SharedObjectAdmin(admin.ModelAdmin):
+    """Jobs, data sets and repos: others' access is changed through `access.set_access`,
+    as the pages do, so the member group's grants always match the label (F9); the
+    project and creator, which the grants hang on, are fixed once the object exists."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["project", "creator"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        level = obj.access
+        super().save_model(request, obj, form, change)
+        if not change:
+            access.share_new(obj, level)
+        elif "access" in form.changed_data:
+            access.set_access(obj, level)
+
+
+class LocationForm(forms.ModelForm):
+    """A location an operator types obeys the members' rules (finetune/storage.py)."""
+
+    def areas(self, project_id: int) -> list[str]:
+        raise NotImplementedError
+
+    def clean_location(self) -> str:
+        location = self.cleaned_data["location"]
+        project = self.cleaned_data.get("project") or getattr(self.instance, "project", None)
+        if project is None or "location" not in self.changed_data:
+            return location
+        try:
+            return storage.within(location, self.areas(project.pk))
+        except storage.PathRefused as exc:
+            raise forms.ValidationError(exc.messages) from exc
+
+
+class DatasetAdminForm(LocationForm):
+    def areas(self, project_id: int) -> list[str]:
+        return storage.readable_areas(project_id)
+
+
+class ModelRepoAdminForm(LocationForm):
+    def areas(self, project_id: int) -> list[str]:
+        return storage.writable_areas(project_id)
+
+
+class AuditedAdmin(SharedObjectAdmin):
     readonly_fields = ["created_at", "updated_at"]
     autocomplete_fields = ["project", "creator"]
 
 
 @admin.register(Dataset)
 class DatasetAdmin(AuditedAdmin):
+    form = DatasetAdminForm
     list_display = [
         "name",
         "project",
@@ -80,6 +128,7 @@ class ModelVersionInline(admin.TabularInline):
 
 @admin.register(ModelRepo)
 class ModelRepoAdmin(AuditedAdmin):
+    form = ModelRepoAdminForm
     list_display = ["name", "project", "scenario", "location", "access", "creator"]
     list_filter = ["scenario", "access", "project"]
     search_fields = ["name", "location", "creator__username"]
@@ -112,8 +161,29 @@ class JobEventInline(admin.TabularInline):
         return False
 
 
+class JobAdminForm(forms.ModelForm):
+    def clean_access(self) -> str:
+        """F9.2 and F9.3 hold for an operator too: no more open than what the job uses."""
+        level = self.cleaned_data["access"]
+        job = self.instance
+        if job.pk is None:
+            return level
+        cap = access.highest_job_access(
+            job.project,
+            [job.train_dataset, job.validation_dataset, job.test_dataset],
+            job.model_repo,
+        )
+        if Access(level).rank > cap.rank:
+            raise forms.ValidationError(
+                _("At most %(cap)s: the job's data, save-model address or project allow no more.")
+                % {"cap": cap.label}
+            )
+        return level
+
+
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(SharedObjectAdmin):
+    form = JobAdminForm
     list_display = [
         "name",
         "project",

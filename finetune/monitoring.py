@@ -40,7 +40,7 @@ RANGES: dict[str, tuple[Any, timedelta | None]] = {
 DEFAULT_RANGE = "all"
 
 TRAINING_FIELDS = ("loss", "eval_loss", "test_loss", "learning_rate", "tokens_per_second")
-RESOURCE_FIELDS = reports.RESOURCE_FLOATS + reports.RESOURCE_INTEGERS
+RESOURCE_FIELDS = tuple(reports.RESOURCE_FIELDS)
 
 
 class BadRange(ValueError):

@@ -11,27 +11,57 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from finetune.models import Job, JobStatus, MetricPoint, ReportBatch, ResourceSample
 
 MAX_ITEMS = 5000
-_METRIC_NUMBERS = (
-    "epoch",
-    "loss",
-    "eval_loss",
-    "test_loss",
-    "learning_rate",
-    "tokens_per_second",
-    "progress",
-    "eta_seconds",
-)
-RESOURCE_FLOATS = ("cpu_percent", "device_util")
-RESOURCE_INTEGERS = ("memory_bytes", "device_memory_bytes", "net_rx_bytes", "net_tx_bytes")
+#: Whole numbers the columns hold (PositiveIntegerField, BigIntegerField).
+MAX_STEP = MAX_SEQ = 2**31 - 1
+MAX_BYTES = 2**63 - 1
+#: How far a worker's clock may run ahead of the platform's, or behind the job's start.
+CLOCK_SKEW = timedelta(minutes=5)
+#: A worker's name: what pods (DNS names) and local workers are called; nothing that
+#: a page would have to escape, no control characters.
+WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Bound:
+    low: float
+    high: float
+    integer: bool = False
+    #: A diverged loss (NaN, inf) is kept as "missing"; any other field refuses it.
+    non_finite_is_missing: bool = False
+
+
+_LOSS = Bound(-math.inf, math.inf, non_finite_is_missing=True)
+METRIC_FIELDS: dict[str, Bound] = {
+    "step": Bound(0, MAX_STEP, integer=True),
+    "epoch": Bound(0, 1e6),
+    "loss": _LOSS,
+    "eval_loss": _LOSS,
+    "test_loss": _LOSS,
+    "learning_rate": Bound(0, 100),
+    "tokens_per_second": Bound(0, 1e12),
+    "progress": Bound(0, 1),
+    "eta_seconds": Bound(0, 10 * 365 * 86400),
+}
+RESOURCE_FIELDS: dict[str, Bound] = {
+    # A process on many cores reports over 100 %: 100 per core, up to 4,096 cores.
+    "cpu_percent": Bound(0, 100 * 4096),
+    "device_util": Bound(0, 100),
+    "memory_bytes": Bound(0, MAX_BYTES, integer=True),
+    "device_memory_bytes": Bound(0, MAX_BYTES, integer=True),
+    "net_rx_bytes": Bound(0, MAX_BYTES, integer=True),
+    "net_tx_bytes": Bound(0, MAX_BYTES, integer=True),
+}
 
 
 class ReportRefused(ValueError):
@@ -53,29 +83,43 @@ def token_matches(job: Job, token: str) -> bool:
     return hmac.compare_digest(digest, job.report_token_hash)
 
 
-def _number(item: dict, name: str, where: str, *, integer: bool = False):
+def _number(item: dict, name: str, where: str, bound: Bound) -> int | float | None:
     value = item.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ReportRefused(f"{where}.{name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value):
-        return None  # a diverged loss is reported as missing, not as an error
-    if integer:
-        if value < 0:
-            raise ReportRefused(f"{where}.{name} must not be negative")
-        return int(value)
-    return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        if bound.non_finite_is_missing:
+            return None
+        raise ReportRefused(f"{where}.{name} must be a finite number")
+    if bound.integer and isinstance(value, float) and not value.is_integer():
+        raise ReportRefused(f"{where}.{name} must be a whole number, not {value}")
+    if not bound.low <= value <= bound.high:
+        raise ReportRefused(f"{where}.{name} must be from {bound.low:g} to {bound.high:g}")
+    return int(value) if bound.integer else float(value)
 
 
-def _time(item: dict, where: str) -> datetime:
-    value = _number(item, "time", where)
+def _time(item: dict, where: str, earliest: datetime, latest: datetime) -> datetime:
+    value = _number(item, "time", where, Bound(0, 1e11))
     if value is None:
         raise ReportRefused(f"{where}.time is required (seconds since the epoch)")
-    try:
-        return datetime.fromtimestamp(value, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise ReportRefused(f"{where}.time is out of range") from None
+    when = datetime.fromtimestamp(value, tz=UTC)
+    if not earliest <= when <= latest:
+        raise ReportRefused(
+            f"{where}.time must lie within the job's run, from {earliest.isoformat()} "
+            f"to {latest.isoformat()} (is the worker's clock right?)"
+        )
+    return when
+
+
+def _worker(value, where: str) -> str:
+    if not isinstance(value, str) or not WORKER_NAME.fullmatch(value):
+        raise ReportRefused(
+            f"{where} must be a name of 1 to 128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def _items(body: dict, name: str) -> list[dict]:
@@ -90,20 +134,28 @@ def _items(body: dict, name: str) -> list[dict]:
     return items
 
 
+def _window(job: Job) -> tuple[datetime, datetime]:
+    started = job.started_at or timezone.now()
+    return started - CLOCK_SKEW, timezone.now() + CLOCK_SKEW
+
+
 def parse(job: Job, raw: bytes) -> Batch:
+    """The batch in `raw`, every value within what a trainer sends, or ReportRefused."""
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportRefused(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ReportRefused("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ReportRefused("the body must be a JSON object")
-    if body.get("job_id") != job.pk:
+    if body.get("job_id") != job.pk or isinstance(body.get("job_id"), bool):
         raise ReportRefused(f"job_id must be {job.pk}, the job of this address")
-    worker, seq = body.get("worker"), body.get("seq")
-    if not isinstance(worker, str) or not 0 < len(worker) <= 128:
-        raise ReportRefused("worker must be a name of 1 to 128 characters")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise ReportRefused("seq must be a whole number from 1")
+    worker = _worker(body.get("worker"), "worker")
+    seq = body.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
+        raise ReportRefused(f"seq must be a whole number from 1 to {MAX_SEQ}")
+    earliest, latest = _window(job)
     metrics = []
     for index, item in enumerate(_items(body, "metrics")):
         where = f"metrics[{index}]"
@@ -111,24 +163,19 @@ def parse(job: Job, raw: bytes) -> Batch:
             MetricPoint(
                 job=job,
                 worker=worker,
-                time=_time(item, where),
-                step=_number(item, "step", where, integer=True),
-                **{name: _number(item, name, where) for name in _METRIC_NUMBERS},
+                time=_time(item, where, earliest, latest),
+                **{name: _number(item, name, where, b) for name, b in METRIC_FIELDS.items()},
             )
         )
     resources = []
     for index, item in enumerate(_items(body, "resources")):
         where = f"resources[{index}]"
-        sample_worker = item.get("worker", worker)
-        if not isinstance(sample_worker, str) or not 0 < len(sample_worker) <= 128:
-            raise ReportRefused(f"{where}.worker must be a name of 1 to 128 characters")
         resources.append(
             ResourceSample(
                 job=job,
-                worker=sample_worker,
-                time=_time(item, where),
-                **{name: _number(item, name, where) for name in RESOURCE_FLOATS},
-                **{name: _number(item, name, where, integer=True) for name in RESOURCE_INTEGERS},
+                worker=_worker(item.get("worker", worker), f"{where}.worker"),
+                time=_time(item, where, earliest, latest),
+                **{name: _number(item, name, where, b) for name, b in RESOURCE_FIELDS.items()},
             )
         )
     return Batch(worker, seq, metrics, resources)

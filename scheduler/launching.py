@@ -20,10 +20,11 @@ from typing import Any
 
 from django.conf import settings
 
-from finetune.models import Job, JobEvent
+from finetune.models import Job, JobEvent, ModelVersion
+from finetune.services.data import version_parameters, version_ref
 from finetune.storage import resolve
 from scheduler.executors import get_executor
-from scheduler.executors.base import LaunchRequest, Placement
+from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node
 
 
@@ -45,7 +46,7 @@ def trainer_spec(job: Job, token: str) -> dict[str, Any]:
         "job_id": job.pk,
         "scenario": job.scenario.code,
         "algorithm": job.algorithm.code,
-        "parameters": job.parameters,
+        "parameters": trainer_parameters(job),
         "base_model": str(resolve(job.pretrained_model.location)),
         "train_data": location(job.train_dataset),
         "validation_data": location(job.validation_dataset),
@@ -58,6 +59,23 @@ def trainer_spec(job: Job, token: str) -> dict[str, Any]:
             "sample_seconds": settings.JINGTIAO_RESOURCE_SAMPLE_SECONDS,
         },
     }
+
+
+def trainer_parameters(job: Job) -> dict[str, Any]:
+    """The job's parameters as the trainer takes them: a model version the job refers
+    to (`{"model_version": id}`, checked when the job was created) becomes its folder."""
+    parameters = dict(job.parameters)
+    for name in version_parameters(job.algorithm.parameters_schema):
+        ref = version_ref(parameters.get(name))
+        if ref is None:
+            continue
+        version = ModelVersion.objects.filter(pk=ref, repo__project_id=job.project_id).first()
+        if version is None:
+            raise ExecutorError(
+                f"the model version {ref} that {name} names no longer exists", transient=False
+            )
+        parameters[name] = str(resolve(version.location))
+    return parameters
 
 
 def hash_token(token: str) -> str:

@@ -167,6 +167,8 @@ _GRPO = {
         "Pattern for the regex reward.",
         "regex 奖励使用的正则表达式。",
         maxLength=1000,
+        format="regex",
+        **{"x-required-when": {"reward_kind": "regex"}},
     ),
     "reward_target_length": prop(
         "integer",
@@ -186,6 +188,11 @@ _GRPO = {
         "Output folder of a reward_model job, for the reward_model reward.",
         "reward_model 奖励使用的奖励模型任务输出目录。",
         maxLength=4096,
+        # The platform offers the reward models its user may view instead of a path.
+        **{
+            "x-model-version": {"scenario": "llm/reward_model"},
+            "x-required-when": {"reward_kind": "reward_model"},
+        },
     ),
 }
 

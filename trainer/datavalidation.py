@@ -6,6 +6,7 @@ only the standard library; transformers is imported only when a tokenizer is giv
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -114,17 +115,129 @@ def data_files(path: str | Path, scenario: str) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def read_rows(files: list[Path]) -> Iterator[tuple[Path, int, Any | None, str | None]]:
-    """Yield (file, line number, parsed row or None, JSON error or None), skipping blank lines."""
+#: Deeper rows than this are refused before the JSON parser's own recursion limit.
+MAX_DEPTH = 100
+
+
+def read_rows(files: list[Path]) -> Iterator[tuple[Path, int | None, Any | None, str | None]]:
+    """Yield (file, line number, parsed row or None, error or None), skipping blank lines.
+
+    A file must be UTF-8 (a byte-order mark is accepted); a UTF-16 file yields one
+    whole-file error (line number None) and no rows.
+    """
     for file in files:
-        with file.open("r", encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield file, number, json.loads(line), None
-                except json.JSONDecodeError as exc:
-                    yield file, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+        yield from _file_rows(file)
+
+
+def _file_rows(file: Path) -> Iterator[tuple[Path, int | None, Any | None, str | None]]:
+    with file.open("rb") as handle:
+        wide = _wide_encoding(handle.read(4096))
+        if wide:
+            yield file, None, None, f"the file is {wide} text, not UTF-8: save it as UTF-8"
+            return
+        handle.seek(0)
+        looks_like_csv = None
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    file,
+                    number,
+                    None,
+                    (
+                        f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} "
+                        "of this line cannot be read (save the file as UTF-8, not GBK or Latin-1)"
+                    ),
+                )
+                continue
+            if not line.strip():
+                continue
+            if looks_like_csv is None:
+                looks_like_csv = _looks_like_csv(file, line)
+                if looks_like_csv:
+                    yield (
+                        file,
+                        None,
+                        None,
+                        (
+                            "the file looks like CSV, not JSON Lines: every line must be one JSON "
+                            'object, e.g. {"text": "..."}'
+                        ),
+                    )
+            try:
+                yield file, number, _parse(line), None
+            except json.JSONDecodeError as exc:
+                yield file, number, None, _json_error(line, exc)
+            except _TooDeep:
+                yield file, number, None, f"the row is nested more than {MAX_DEPTH} levels deep"
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _parse(line: str) -> Any:
+    # Brackets outside strings bound the depth; only a deep-looking line pays for it.
+    if line.count("[") + line.count("{") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
+        raise _TooDeep
+    try:
+        return json.loads(line.rstrip("\r\n"))
+    except RecursionError:
+        raise _TooDeep from None
+
+
+def _depth(line: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_error(line: str, exc: json.JSONDecodeError) -> str:
+    """Where the row broke: for a string left open that is the end of the line."""
+    if exc.msg.startswith("Unterminated string"):
+        end = len(line.rstrip("\r\n"))
+        return f"invalid JSON: a string opened at column {exc.colno} is not closed by column {end}"
+    return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-16 or UTF-32, told by a byte-order mark or by the NUL bytes of ASCII text."""
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
+        if head.startswith(bom):
+            return name
+    if len(head) >= 4 and head.count(0) * 3 >= len(head):
+        return "UTF-16"
+    return None
+
+
+def _looks_like_csv(file: Path, first_line: str) -> bool:
+    text = first_line.lstrip()
+    if text.startswith(("{", "[")):
+        return False
+    return file.suffix.lower() in (".csv", ".tsv") or "," in text or "\t" in text
 
 
 def _type_name(value: Any) -> str:
@@ -204,7 +317,12 @@ def _check_image(folder: Path, row: dict) -> str | None:
     name = row.get("file_name")
     if not isinstance(name, str) or not name:
         return None  # already reported by check_row
-    image = (folder / name).resolve()
+    if "\x00" in name:
+        return "file_name must not contain a NUL character"
+    try:
+        image = (folder / name).resolve()
+    except (OSError, ValueError) as exc:
+        return f"file_name cannot be used as a path: {exc}"
     if folder.resolve() not in image.parents:
         return "file_name must stay inside the data folder"
     if not image.is_file():
@@ -270,6 +388,24 @@ def _tokenizer_counter(tokenizer_path: str) -> tuple[Callable[[str], int], Calla
     return count, chat
 
 
+@dataclass
+class _Tally:
+    """What rows of one candidate format came to; the report takes the best tally."""
+
+    fmt: str | None = None
+    votes: int = 0  # rows whose fields name this format
+    valid_rows: int = 0
+    problem_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, problem: Problem, max_problems: int) -> None:
+        self.problem_count += 1
+        if len(self.problems) < max_problems:
+            self.problems.append(problem)
+
+
 def validate(
     scenario: str,
     path: str,
@@ -279,8 +415,10 @@ def validate(
 ) -> ValidationReport:
     """Check every row of the data set at ``path`` for ``scenario``.
 
-    For llm/rl, ``algorithm`` (dpo or grpo) fixes the format; without it the first
-    row decides between preference pairs and prompts.
+    For llm/rl, ``algorithm`` (dpo or grpo) fixes the format. Without it a data set
+    has one format, the one the fields of most rows name, and every row is reported
+    against it: one bad first row cannot decide the format of the whole file. SFT data may mix chat and
+    alpaca rows; each row is checked against the format its fields name.
     """
     formats = formats_for(scenario, algorithm)
     report = ValidationReport(scenario=scenario, path=str(path))
@@ -298,41 +436,54 @@ def validate(
     counter = chat = None
     if tokenizer_path:
         counter, chat = _tokenizer_counter(tokenizer_path)
-    lengths: list[int] = []
-    seen_formats: set[str] = set()
+    one_format = len(formats) > 1 and "sft_messages" not in formats
+    # None: each row's own format (sft may mix); else one tally per candidate format.
+    tallies = {fmt: _Tally(fmt) for fmt in formats} if one_format else {None: _Tally()}
+    common = _Tally()  # problems every candidate shares: unreadable lines, whole files
     multi = len(files) > 1
     for file, number, row, error in read_rows(files):
-        report.rows += 1
         where = file.name if multi else None
+        if number is None:
+            common.add(Problem(None, None, error, where), max_problems)
+            continue
+        report.rows += 1
         if error:
-            report.add(Problem(number, None, error, where), max_problems)
+            common.add(Problem(number, None, error, where), max_problems)
             continue
-        fmt = detect_format(formats, row)
-        if len(formats) > 1 and "sft_messages" not in formats and seen_formats:
-            fmt = next(iter(seen_formats))  # preference vs prompts: one data set, one format
-        problems = check_row(fmt, row)
-        if fmt == "t2i" and not problems:
-            image_problem = _check_image(file.parent, row)
-            if image_problem:
-                problems.append(("file_name", image_problem))
-        for name, text in problems:
-            report.add(Problem(number, name or None, text, where), max_problems)
-        if problems:
-            continue
-        seen_formats.add(fmt)
-        report.valid_rows += 1
-        if counter and fmt != "t2i":
-            lengths.append(counter(row_text(fmt, row, chat)))
-        elif counter:
-            lengths.append(counter(row["text"]))
-    if len(seen_formats) == 1:
-        report.format = seen_formats.pop()
-    elif seen_formats:
-        report.format = "+".join(sorted(seen_formats))
+        detected = detect_format(formats, row)
+        if detected in tallies:
+            tallies[detected].votes += 1
+        for candidate, tally in tallies.items():
+            fmt = candidate or detected
+            problems = check_row(fmt, row)
+            if fmt == "t2i" and not problems:
+                image_problem = _check_image(file.parent, row)
+                if image_problem:
+                    problems.append(("file_name", image_problem))
+            for name, text in problems:
+                tally.add(Problem(number, name or None, text, where), max_problems)
+            if problems:
+                continue
+            tally.seen.add(fmt)
+            tally.valid_rows += 1
+            if counter:
+                text = row["text"] if fmt == "t2i" else row_text(fmt, row, chat)
+                tally.lengths.append(counter(text))
+    best = max(tallies.values(), key=lambda t: (t.votes, t.valid_rows, -t.problem_count))
+    report.valid_rows = best.valid_rows
+    for problem in sorted(
+        [*common.problems, *best.problems], key=lambda p: (p.file or "", p.row or 0)
+    ):
+        report.add(problem, max_problems)
+    report.problem_count = common.problem_count + best.problem_count
+    if len(best.seen) == 1:
+        report.format = next(iter(best.seen))
+    elif best.seen:
+        report.format = "+".join(sorted(best.seen))
     if scenario.startswith("t2i/"):
         report.images = report.valid_rows
-    if lengths:
-        report.token_lengths = _token_stats(lengths)
-    if report.rows == 0:
+    if best.lengths:
+        report.token_lengths = _token_stats(best.lengths)
+    if report.rows == 0 and common.problem_count == 0:
         report.add(Problem(None, None, "the data set has no rows"), max_problems)
     return report

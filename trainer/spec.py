@@ -58,14 +58,31 @@ def resolve_parameters(info: AlgorithmInfo, given: dict[str, Any] | None) -> dic
     schema = info.parameters_schema
     resolved = {name: copy.deepcopy(prop["default"]) for name, prop in schema["properties"].items()}
     resolved.update(given or {})
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.path))
     if errors:
         details = "; ".join(
             f"{'.'.join(map(str, e.path)) or 'parameters'}: {e.message}" for e in errors
         )
         raise SpecError(f"invalid parameters for {info.code}: {details}")
+    for name in missing_required(schema, resolved):
+        when = schema["properties"][name]["x-required-when"]
+        condition = ", ".join(f"{key}={value}" for key, value in when.items())
+        raise SpecError(f"invalid parameters for {info.code}: {name} is required when {condition}")
     return resolved
+
+
+def missing_required(schema: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """Properties whose `x-required-when` conditions hold but which are left empty."""
+    missing = []
+    for name, prop in (schema.get("properties") or {}).items():
+        when = prop.get("x-required-when")
+        holds = when and all(values.get(key) == value for key, value in when.items())
+        if holds and values.get(name) in (None, ""):
+            missing.append(name)
+    return missing
 
 
 def _require(data: dict, name: str, kind: type | tuple[type, ...]) -> Any:

@@ -28,6 +28,7 @@ from finetune.models import (
     Scenario,
     TaskType,
 )
+from finetune.services.data import usable_versions
 from finetune.services.jobs import JobDraft, access_cap
 from scheduler.models import NodeSpec, ResourcePool
 
@@ -37,6 +38,10 @@ CUSTOM = "custom"
 CASCADE = ("task_type", "scenario", "algorithm", "train_dataset", "validation_dataset")
 CASCADE += ("test_dataset", "model_repo")
 MAX_SPEC_CHOICES = 4
+MAX_NODE_COUNT = 128
+#: The longest duration a job may ask for, in hours: a year.
+MAX_DURATION_HOURS = 24 * 365
+MIN_DURATION_HOURS = 0.1
 
 
 def duration_choices() -> list[tuple[str, str]]:
@@ -58,9 +63,9 @@ class DurationFields(forms.Form):
     duration_custom_hours = forms.FloatField(
         label=_("Custom duration (hours)"),
         required=False,
-        min_value=0.1,
-        max_value=24 * 365,
-        widget=forms.NumberInput(attrs={"step": "0.5"}),
+        min_value=MIN_DURATION_HOURS,
+        max_value=MAX_DURATION_HOURS,
+        widget=forms.NumberInput(attrs={"step": "any"}),
     )
 
     def clean(self) -> dict:
@@ -200,7 +205,9 @@ class JobForm(DurationFields):
         label=_("Dedicated resource pool"), queryset=ResourcePool.objects.none(), required=False
     )
     driver_version = forms.CharField(label=_("Driver version"), required=False, max_length=64)
-    node_count = forms.IntegerField(label=_("Node count"), min_value=1, max_value=128, initial=1)
+    node_count = forms.IntegerField(
+        label=_("Node count"), min_value=1, max_value=MAX_NODE_COUNT, initial=1
+    )
 
     def __init__(self, *args, user, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -215,6 +222,7 @@ class JobForm(DurationFields):
             self.shown_algorithm.parameters_schema if self.shown_algorithm else {},
             self.data if self.is_bound else None,
             initial=self.initial.get("parameters"),
+            model_versions=lambda scenario: usable_versions(user, project, scenario),
         )
         self._access_choices()
 
@@ -254,8 +262,9 @@ class JobForm(DurationFields):
         datasets = access.restrict(
             Dataset.objects.filter(project=self.project, scenario=scenario), self.user
         ).order_by("name")
+        # Saving a model into a repo writes to it: only the repos the user may change.
         repos = access.restrict(
-            ModelRepo.objects.filter(project=self.project, scenario=scenario), self.user
+            ModelRepo.objects.filter(project=self.project, scenario=scenario), self.user, "change"
         ).order_by("name")
         self.shown_datasets = [
             self._pick(name, datasets)
@@ -362,8 +371,12 @@ def refreshed_initial(data: QueryDict) -> dict:
     """
     initial: dict = {key: data.get(key) for key in data if not key.startswith("param-")}
     initial["node_specs"] = [v for v in data.getlist("node_specs") if v]
-    shown = data.get("_shown_algorithm")
-    algorithm = Algorithm.objects.filter(pk=shown).first() if shown else None
+    shown = data.get("_shown_algorithm") or ""
+    algorithm = (
+        Algorithm.objects.filter(pk=int(shown)).first()
+        if shown.isascii() and shown.isdigit()
+        else None
+    )
     if algorithm is not None and shown == data.get("algorithm"):
         parameters = {}
         for name, prop in (algorithm.parameters_schema.get("properties") or {}).items():

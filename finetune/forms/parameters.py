@@ -8,6 +8,8 @@ hand-made POST cannot slip a value past either.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +19,12 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from finetune.services.data import MODEL_VERSION, version_ref
+from trainer.spec import missing_required
+
 PREFIX = "param"
+#: The largest whole number a parameter may hold: exact in JSON and in the browser.
+MAX_INTEGER = 2**53
 
 
 def _localized(schema: dict, key: str) -> str:
@@ -46,6 +53,16 @@ def _multiple_of(step: float):
     return check
 
 
+def _regex(value):
+    if value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValidationError(
+                _("Not a valid regular expression: %(error)s") % {"error": exc}
+            ) from None
+
+
 def field_for(schema: dict) -> forms.Field:
     kind = schema.get("type")
     common: dict[str, Any] = {
@@ -68,8 +85,8 @@ def field_for(schema: dict) -> forms.Field:
         return forms.BooleanField(required=False, **common)
     if kind == "integer":
         return forms.IntegerField(
-            min_value=schema.get("minimum"),
-            max_value=schema.get("maximum"),
+            min_value=schema.get("minimum", -MAX_INTEGER),
+            max_value=schema.get("maximum", MAX_INTEGER),
             validators=validators,
             **common,
         )
@@ -82,37 +99,86 @@ def field_for(schema: dict) -> forms.Field:
         )
         field.widget.attrs["step"] = "any"
         return field
+    if schema.get("format") == "regex":
+        validators.append(_regex)
     return forms.CharField(
         required=False,
         max_length=schema.get("maxLength"),
+        validators=validators,
         empty_value="",
         strip=False,
         **common,
     )
 
 
-class ParametersForm(forms.Form):
-    """Fields named after the schema's properties, prefixed `param-` in the page."""
+class ModelVersionField(forms.ModelChoiceField):
+    def label_from_instance(self, version) -> str:
+        return f"{version.repo.name} v{version.number}"
 
-    def __init__(self, schema: dict, *args, **kwargs) -> None:
+
+class ParametersForm(forms.Form):
+    """Fields named after the schema's properties, prefixed `param-` in the page.
+
+    A property marked `x-model-version` is a choice among the model versions the
+    user may view (`model_versions(scenario)`); the job stores the reference
+    `{"model_version": id}` and the launch turns it into the version's folder.
+    """
+
+    def __init__(
+        self,
+        schema: dict,
+        *args,
+        model_versions: Callable[[str], Any] | None = None,
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("prefix", PREFIX)
+        initial = kwargs["initial"] = dict(kwargs.get("initial") or {})
         super().__init__(*args, **kwargs)
         self.schema = schema or {}
         for name, prop in (self.schema.get("properties") or {}).items():
-            self.fields[name] = field_for(prop)
+            if MODEL_VERSION in prop:
+                scenario = prop[MODEL_VERSION]["scenario"]
+                versions = model_versions(scenario) if model_versions else None
+                self.fields[name] = ModelVersionField(
+                    queryset=versions if versions is not None else _no_versions(),
+                    required=False,
+                    label=_localized(prop, "title"),
+                    help_text=_("A model version of this project that you may view."),
+                )
+                self.initial[name] = version_ref(initial.get(name))
+            else:
+                self.fields[name] = field_for(prop)
 
     def clean(self) -> dict:
         cleaned = super().clean()
         if self.errors:
             return cleaned
+        for name, field in self.fields.items():
+            if isinstance(field, ModelVersionField):
+                version = cleaned.get(name)
+                cleaned[name] = {"model_version": version.pk} if version else ""
+        for name in missing_required(self.schema, cleaned):
+            self.add_error(name, _("This field is required with the choices above."))
         try:
-            jsonschema.validate(cleaned, _without_extensions(self.schema))
+            jsonschema.validate(cleaned, _for_validation(self.schema))
         except jsonschema.ValidationError as exc:
             where = exc.path[0] if exc.path else None
             self.add_error(where if where in self.fields else None, exc.message)
         return cleaned
 
 
-def _without_extensions(schema: dict) -> dict:
+def _no_versions():
+    from finetune.models import ModelVersion
+
+    return ModelVersion.objects.none()
+
+
+def _for_validation(schema: dict) -> dict:
+    """The schema the stored parameters meet: a model version is a reference there."""
+    properties = {
+        name: ({} if MODEL_VERSION in prop else prop)
+        for name, prop in (schema.get("properties") or {}).items()
+    }
     # The trainer's schemas declare draft 2020-12; validate with that draft.
-    return {key: value for key, value in schema.items() if key != "$schema"}
+    found = {key: value for key, value in schema.items() if key != "$schema"}
+    return {**found, "properties": properties} if "properties" in schema else found

@@ -1,13 +1,15 @@
 """Data sets and model repos that members prepare for their jobs (issue 6, part 6).
 
 Files come either as an upload (one .jsonl, or a .zip of images with
-metadata.jsonl for text-to-image) or as a path that already lies under the data
-root; nothing outside the data root is ever read, so a member cannot point a
-job at another project's files or at the system's.
+metadata.jsonl for text-to-image) or as a path inside the project's own areas
+(finetune/storage.py): a data set reads from `datasets/<project>/` or a shared
+read-only folder, a model repo writes into `repos/<project>/`, so a member can
+point a job neither at another project's files nor at the platform's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import zipfile
 from pathlib import Path
@@ -15,32 +17,21 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts.models import Project
-from finetune import access
-from finetune.models import Algorithm, Dataset, ModelRepo, Scenario
+from finetune import access, storage
+from finetune.models import Algorithm, Dataset, ModelRepo, ModelVersion, Scenario
 from finetune.storage import data_root, resolve
 from trainer import datavalidation
 
 
-def under_data_root(location: str) -> str:
-    """`location` relative to the data root, refusing anything that escapes it."""
-    root = data_root().resolve()
-    path = Path(location.strip())
-    target = (path if path.is_absolute() else root / path).resolve()
-    if target != root and not target.is_relative_to(root):
-        raise ValidationError(_("The path must lie under the data root."), code="outside")
-    if target == root:
-        raise ValidationError(_("Name a file or folder under the data root."), code="root")
-    return str(target.relative_to(root))
-
-
 def _folder_for(project: Project, name: str) -> Path:
     slug = slugify(name) or "data"
-    folder = data_root() / "datasets" / str(project.pk) / slug
+    folder = data_root() / storage.project_area(project.pk, storage.DATASETS) / slug
     if folder.exists():
         raise ValidationError({"upload": [_("Files of a data set with this name already exist.")]})
     return folder
@@ -140,10 +131,7 @@ def create_dataset(
     if upload is not None:
         location = store_upload(project, scenario, name, upload)
     else:
-        try:
-            location = under_data_root(path)
-        except ValidationError as exc:
-            raise ValidationError({"path": exc.messages}) from exc
+        location = _named_path(path, storage.readable_areas(project.pk))
         if not resolve(location).exists():
             raise ValidationError({"path": [_("Nothing exists at this path.")]})
     try:
@@ -179,13 +167,11 @@ def create_model_repo(
     if ModelRepo.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": [_("A model repository with this name already exists.")]})
     if path:
-        try:
-            location = under_data_root(path)
-        except ValidationError as exc:
-            raise ValidationError({"path": exc.messages}) from exc
+        location = _named_path(path, storage.writable_areas(project.pk))
+        _check_repo_folder(location)
     else:
-        location = str(Path("repos") / str(project.pk) / (slugify(name) or "models"))
-    resolve(location).mkdir(parents=True, exist_ok=True)
+        location = _free_repo_folder(project, slugify(name) or "models")
+    _make_folder(location)
     with transaction.atomic():
         repo = ModelRepo.objects.create(
             project=project,
@@ -197,3 +183,80 @@ def create_model_repo(
         )
         access.share_new(repo, level)
     return repo
+
+
+def _named_path(path: str, areas: list[str]) -> str:
+    try:
+        return storage.within(path, areas)
+    except storage.PathRefused as exc:
+        raise ValidationError({"path": exc.messages}) from exc
+
+
+def _check_repo_folder(location: str) -> None:
+    """A repo's folder is a folder of its own: not a file, not inside another repo's
+    folder nor around one (versions of two repos would mix)."""
+    if resolve(location).is_file():
+        raise ValidationError({"path": [_("A file exists at this path; name a folder.")]})
+    around = [str(parent) for parent in Path(location).parents if str(parent) != "."]
+    overlapping = ModelRepo.objects.filter(
+        Q(location__in=[location, *around]) | Q(location__startswith=f"{location}/")
+    )
+    if overlapping.exists():
+        raise ValidationError({"path": [_("Another save-model address already uses this folder.")]})
+
+
+def _free_repo_folder(project: Project, slug: str) -> str:
+    """`repos/<project>/<slug>`, numbered when another repo's name gave the same slug."""
+    area = Path(storage.project_area(project.pk, storage.REPOS))
+    for number in range(1, 1000):
+        location = str(area / (slug if number == 1 else f"{slug}-{number}"))
+        try:
+            _check_repo_folder(location)
+        except ValidationError:
+            continue
+        return location
+    raise ValidationError({"name": [_("Choose another name: its folder is taken.")]})
+
+
+def _make_folder(location: str) -> None:
+    # The trainer creates its output folder itself; an empty repo folder is a courtesy.
+    with contextlib.suppress(OSError):
+        resolve(location).mkdir(parents=True, exist_ok=True)
+
+
+def usable_versions(user, project: Project, scenario_code: str):
+    """Model versions of the project's repos of a scenario that `user` may view: what a
+    job may use as a model of its own (e.g. GRPO's reward model)."""
+    repos = access.restrict(
+        ModelRepo.objects.filter(project=project, scenario__code=scenario_code), user
+    )
+    return (
+        ModelVersion.objects.filter(repo__in=repos)
+        .select_related("repo")
+        .order_by("repo__name", "-number")
+    )
+
+
+#: A schema keyword of the trainer's: the property names a model trained on the
+#: platform (e.g. GRPO's reward model); the page offers versions, never a path, and
+#: the job stores the reference `{"model_version": id}`.
+MODEL_VERSION = "x-model-version"
+
+
+def version_ref(value) -> int | None:
+    """The version id a stored parameter refers to (`{"model_version": id}`), or that a
+    re-rendered form posted (the id as text)."""
+    if isinstance(value, dict):
+        value = value.get("model_version")
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def version_parameters(schema: dict) -> dict[str, str]:
+    """The parameters of a schema that name a model version, with the scenario of each."""
+    return {
+        name: prop[MODEL_VERSION]["scenario"]
+        for name, prop in (schema.get("properties") or {}).items()
+        if MODEL_VERSION in prop
+    }

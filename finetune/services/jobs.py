@@ -25,13 +25,19 @@ from finetune.models import (
     JobNodeSpec,
     JobStatus,
     ModelRepo,
+    ModelVersion,
     PretrainedModel,
     Priority,
     Scenario,
 )
 from finetune.models.jobs import ACTIVE_STATUSES
 from finetune.prediction import predict_for_draft
-from finetune.services.data import validate_dataset
+from finetune.services.data import (
+    usable_versions,
+    validate_dataset,
+    version_parameters,
+    version_ref,
+)
 from finetune.signals import job_changed
 from finetune.states import TransitionError, transition
 from scheduler.models import NodeSpec, ResourcePool
@@ -75,13 +81,17 @@ class JobDraft:
 
 
 def access_cap(
-    project: Project, datasets: list[Dataset], model_repo: ModelRepo | None
+    project: Project,
+    datasets: list[Dataset],
+    model_repo: ModelRepo | None,
+    used_repos: list[ModelRepo] = (),
 ) -> tuple[Access, str]:
-    """The highest others' access a job may have (F9.2, F9.3) and why, for the form."""
-    cap = access.highest_job_access(project, datasets, model_repo)
+    """The highest others' access a job may have (F9.2, F9.3) and why, for the form.
+    `used_repos` are the repos of the models it reads (e.g. a reward model)."""
+    cap = access.highest_job_access(project, [*datasets, *used_repos], model_repo)
     if not project.sharing_enabled:
         return cap, _("An administrator turned sharing off for this project.")
-    for resource in [*datasets, model_repo]:
+    for resource in [*datasets, model_repo, *used_repos]:
         if resource is not None and Access(resource.access) == cap and cap != Access.READ_WRITE:
             kind = _("data set") if isinstance(resource, Dataset) else _("save-model address")
             return cap, _("The %(kind)s “%(name)s” is shared as %(level)s.") % {
@@ -114,11 +124,14 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
             errors[name] = [_("Only data sets of the chosen scenario may be used.")]
         elif not visible_data.filter(pk=dataset.pk).exists():
             errors[name] = [_("You may not use this data set.")]
-    repos = access.restrict(ModelRepo.objects.filter(project=project), user)
+    writable_repos = access.restrict(ModelRepo.objects.filter(project=project), user, "change")
     if draft.model_repo.scenario_id != draft.scenario.pk:
         errors["model_repo"] = [_("Only model addresses of the chosen scenario may be used.")]
-    elif not repos.filter(pk=draft.model_repo.pk).exists():
-        errors["model_repo"] = [_("You may not use this save-model address.")]
+    elif not writable_repos.filter(pk=draft.model_repo.pk).exists():
+        errors["model_repo"] = [
+            _("You may not save into this save-model address: it needs read-write access.")
+        ]
+    used_versions = _used_versions(user, project, draft, errors)
     if not draft.node_specs:
         errors["node_specs"] = [_("Choose at least one node spec.")]
     if draft.node_names and (draft.pool is not None or draft.driver_version):
@@ -129,7 +142,8 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
         errors["node_count"] = [_("At least one node.")]
     if draft.duration <= timedelta(0):
         errors["duration_preset"] = [_("The duration must be positive.")]
-    cap, reason = access_cap(project, draft.datasets, draft.model_repo)
+    used_repos = [version.repo for version in used_versions]
+    cap, reason = access_cap(project, draft.datasets, draft.model_repo, used_repos)
     if Access(draft.access).rank > cap.rank:
         errors["access"] = [
             _("Others' access may be at most %(cap)s. %(reason)s")
@@ -138,6 +152,28 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
     if errors:
         raise ValidationError(errors)
     _check_can_ever_run(project, draft)
+
+
+def _used_versions(
+    user, project: Project, draft: JobDraft, errors: dict[str, list[str]]
+) -> list[ModelVersion]:
+    """The model versions the parameters name; each must be one the user may view."""
+    found = []
+    for name, scenario in version_parameters(draft.algorithm.parameters_schema).items():
+        value = draft.parameters.get(name)
+        if value in (None, ""):
+            continue
+        ref = version_ref(value)
+        version = (
+            usable_versions(user, project, scenario).filter(pk=ref).first()
+            if isinstance(value, dict) and ref is not None
+            else None
+        )
+        if version is None:
+            errors.setdefault(name, []).append(_("Choose a model version from the list."))
+        else:
+            found.append(version)
+    return found
 
 
 def _check_can_ever_run(project: Project, draft: JobDraft) -> None:

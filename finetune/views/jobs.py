@@ -17,9 +17,20 @@ from django.views import View
 from accounts.models import Project
 from finetune import access, monitoring
 from finetune.filters import JobFilterForm
-from finetune.forms.jobs import CASCADE, CUSTOM, JobForm, initial_from_draft, refreshed_initial
-from finetune.models import Job, JobStatus
+from finetune.forms.jobs import (
+    CASCADE,
+    CUSTOM,
+    MAX_DURATION_HOURS,
+    MAX_NODE_COUNT,
+    MAX_SPEC_CHOICES,
+    MIN_DURATION_HOURS,
+    JobForm,
+    initial_from_draft,
+    refreshed_initial,
+)
+from finetune.models import Job, JobStatus, ModelVersion, Priority
 from finetune.prediction import predict_for_draft
+from finetune.services.data import version_parameters, version_ref
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
 from finetune.views.base import (
     ObjectDetailView,
@@ -111,9 +122,19 @@ def _parameter_rows(job: Job) -> list[tuple[str, str, object]]:
     """(name, title in the page's language, value) of the job's parameters, schema order."""
     from finetune.forms.parameters import _localized
 
-    props = (job.algorithm.parameters_schema or {}).get("properties") or {}
-    rows = [(name, _localized(props[name], "title"), job.parameters.get(name)) for name in props]
-    rows += [(k, k, v) for k, v in job.parameters.items() if k not in props]
+    schema = job.algorithm.parameters_schema or {}
+    props = schema.get("properties") or {}
+    values = dict(job.parameters)
+    refs = {name: version_ref(values.get(name)) for name in version_parameters(schema)}
+    versions = ModelVersion.objects.select_related("repo").in_bulk(
+        [ref for ref in refs.values() if ref is not None]
+    )
+    for name, ref in refs.items():
+        if ref is not None:
+            version = versions.get(ref)
+            values[name] = f"{version.repo.name} v{version.number}" if version else ref
+    rows = [(name, _localized(props[name], "title"), values.get(name)) for name in props]
+    rows += [(k, k, v) for k, v in values.items() if k not in props]
     return rows
 
 
@@ -173,10 +194,20 @@ class JobFormView(LoginRequiredMixin, View):
             add_service_errors(form, exc)
             return self.render(form, reports=exc.reports, status=400)
         except ValidationError as exc:
-            add_service_errors(form, exc)
+            _show_service_errors(form, exc)
             return self.render(form, status=400)
         messages.success(request, _("The job “%(name)s” is queued.") % {"name": job.name})
         return redirect("finetune:job_detail", pk=job.pk)
+
+
+def _show_service_errors(form: JobForm, exc: ValidationError) -> None:
+    """The service's refusal on the field it names, a training parameter's among them."""
+    if hasattr(exc, "error_dict"):
+        for name in [n for n in exc.error_dict if n in form.parameters.fields]:
+            form.parameters.add_error(name, exc.error_dict.pop(name))
+        if not exc.error_dict:
+            return
+    add_service_errors(form, exc)
 
 
 class JobCreateView(JobFormView):
@@ -233,30 +264,38 @@ def _predict(form: JobForm, project: Project):
 
 
 def _draft_duration(data) -> timedelta | None:
-    """The duration a half-filled form asks for, or None while it says none."""
+    """The duration a half-filled form asks for, or None while it says none (or one
+    the form would refuse: not a number, out of range)."""
     preset = data.get("duration_preset")
     hours = data.get("duration_custom_hours") if preset == CUSTOM else preset
     try:
         value = float(hours)
     except (TypeError, ValueError):
         return None
-    return timedelta(hours=value) if value > 0 else None
+    if not MIN_DURATION_HOURS <= value <= MAX_DURATION_HOURS:  # also refuses nan and inf
+        return None
+    return timedelta(hours=value)
 
 
 def prediction_for(
     project, spec_ids, count, pool_id, names: str, driver: str, priority, duration=None
 ):
-    by_pk = NodeSpec.objects.in_bulk([i for i in (_int(s) for s in spec_ids) if i])
-    specs = [by_pk[i] for i in (_int(s) for s in spec_ids) if i in by_pk]
-    pool = ResourcePool.objects.filter(pk=_int(pool_id)).first() if _int(pool_id) else None
+    wanted = [i for i in (_int(s) for s in spec_ids[:MAX_SPEC_CHOICES]) if i]
+    by_pk = NodeSpec.objects.filter(enabled=True).in_bulk(wanted)
+    specs = [by_pk[i] for i in wanted if i in by_pk]
+    # Only the dedicated pools the form offers this project: another's is not named.
+    pools = ResourcePool.objects.filter(dedicated=True, projects=project)
+    pool = pools.filter(pk=_int(pool_id)).first() if _int(pool_id) else None
+    node_count = _int(count, 0)
+    priority = _int(priority)
     return predict_for_draft(
         project=project,
         specs=specs,
-        node_count=_int(count, 0),
+        node_count=node_count if 1 <= node_count <= MAX_NODE_COUNT else 0,
         pool=pool,
-        node_names=[n.strip() for n in names.split(",") if n.strip()],
-        driver_version=(driver or "").strip(),
-        priority=_int(priority),
+        node_names=[n.strip() for n in names.split(",") if n.strip()][:MAX_NODE_COUNT],
+        driver_version=(driver or "").strip()[:64],
+        priority=priority if priority in Priority.values else None,
         duration=duration,
     )
 

@@ -43,7 +43,7 @@ def report(request: HttpRequest, job_id: int) -> JsonResponse:
     scheme, _space, token = request.headers.get("Authorization", "").partition(" ")
     job = (
         Job.objects.filter(pk=job_id)
-        .only("pk", "status", "report_token_hash", "node_count")
+        .only("pk", "status", "report_token_hash", "node_count", "started_at")
         .first()
     )
     if job is None or scheme.lower() != "bearer" or not reports.token_matches(job, token):
@@ -51,6 +51,8 @@ def report(request: HttpRequest, job_id: int) -> JsonResponse:
         return _refuse(401, "unknown job or wrong token", WWW_Authenticate="Bearer")
     if job.status != JobStatus.RUNNING:
         return _refuse(410, f"the job is {job.status}; it takes no more reports")
+    if request.content_type != "application/json":
+        return _refuse(415, "the body must be sent as Content-Type: application/json")
     declared = request.headers.get("Content-Length") or "0"
     limit = settings.JINGTIAO_REPORT_MAX_BYTES
     if not declared.isdigit() or int(declared) > limit:

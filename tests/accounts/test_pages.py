@@ -123,3 +123,66 @@ def test_the_health_probe_reports_a_broker_that_is_down(client, monkeypatch):
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] == "error: connection refused"
+
+
+def _login(client, password: str, **extra):
+    data = {"username": "alice", "password": password}
+    return client.post(reverse("accounts:login"), data, **extra)
+
+
+def test_logins_are_throttled_after_repeated_wrong_passwords(client, alice, settings):
+    for _attempt in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert _login(client, "nope").status_code == 200
+    locked = _login(client, "nope")
+    assert locked.status_code == 429
+    assert "Too many failed logins for this user from your address." in locked.content.decode()
+    assert "Try again in 15 minutes." in locked.content.decode()
+    # Even the right password waits out the cool-off.
+    assert _login(client, "alice-password").status_code == 429
+
+
+def test_the_lockout_is_said_in_chinese(client, alice, settings):
+    client.cookies["django_language"] = "zh-hans"
+    for _attempt in range(settings.AXES_FAILURE_LIMIT):
+        response = _login(client, "nope")
+    assert response.status_code == 429
+    assert "登录失败次数过多" in response.content.decode()
+
+
+def test_the_lockout_is_per_user_and_address(client, alice, bob, settings):
+    for _attempt in range(settings.AXES_FAILURE_LIMIT):
+        _login(client, "nope")
+    assert _login(client, "alice-password", REMOTE_ADDR="10.0.0.9").status_code == 302
+    data = {"username": "bob", "password": "bob-password"}
+    assert client.post(reverse("accounts:login"), data).status_code == 302
+
+
+def test_a_forged_forwarded_address_does_not_escape_the_lockout(client, alice, settings):
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        _login(client, "nope", HTTP_X_FORWARDED_FOR=f"203.0.113.{attempt}")
+    assert _login(client, "alice-password", HTTP_X_FORWARDED_FOR="203.0.113.99").status_code == 429
+
+
+def test_behind_a_proxy_the_forwarded_address_counts(client, alice, settings):
+    settings.JINGTIAO_PROXY_COUNT = 1
+    for _attempt in range(settings.AXES_FAILURE_LIMIT):
+        _login(client, "nope", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert _login(client, "alice-password", HTTP_X_FORWARDED_FOR="198.51.100.7").status_code == 429
+    other = _login(client, "alice-password", HTTP_X_FORWARDED_FOR="198.51.100.8")
+    assert other.status_code == 302
+
+
+def test_a_right_password_resets_the_count(client, alice, settings):
+    for _attempt in range(settings.AXES_FAILURE_LIMIT - 1):
+        _login(client, "nope")
+    assert _login(client, "alice-password").status_code == 302
+    client.logout()
+    assert _login(client, "nope").status_code == 200
+
+
+def test_every_page_carries_a_content_security_policy(client, alice):
+    client.force_login(alice)
+    for url in (reverse("accounts:login"), reverse("finetune:job_list"), "/admin/login/"):
+        policy = client.get(url)["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "style-src 'self'" in policy
+        assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy

@@ -54,9 +54,9 @@ def node(name="mlu-node-1", devices=8) -> Node:
     return found
 
 
-def job_post(dataset: Dataset, repo, spec, **overrides) -> dict:
+def job_post(dataset: Dataset, repo, spec, algorithm_code="sft_lora", **overrides) -> dict:
     """The POST of a complete create form; parameters fall back to the schema defaults."""
-    algorithm = Algorithm.objects.get(code="sft_lora")
+    algorithm = Algorithm.objects.get(code=algorithm_code)
     data = {
         "name": "sft-run",
         "access": Access.NONE,
@@ -82,6 +82,8 @@ def job_post(dataset: Dataset, repo, spec, **overrides) -> dict:
         if prop["type"] == "boolean":
             if prop["default"]:
                 data[f"param-{name}"] = "on"
+        elif "x-model-version" in prop:
+            data[f"param-{name}"] = ""  # a choice of model versions, none by default
         else:
             data[f"param-{name}"] = str(prop["default"])
     data.update(overrides)

@@ -32,6 +32,12 @@ def populated(project, alice, bob):
     ReportBatch.objects.create(job=job, worker="w0", seq=1)
     MetricPoint.objects.create(job=job, worker="w0", time=timezone.now(), step=1, loss=2.0)
     ResourceSample.objects.create(job=job, worker="w0", time=timezone.now(), cpu_percent=5)
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+
+    seen = {"username": "bob", "ip_address": "127.0.0.1", "user_agent": "t", "path_info": "/"}
+    AccessAttempt.objects.create(**seen, failures_since_start=1, get_data="", post_data="")
+    AccessLog.objects.create(**seen)
+    AccessFailureLog.objects.create(**seen)
     return job
 
 

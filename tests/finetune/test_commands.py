@@ -61,7 +61,10 @@ def test_seed_demo_builds_a_project_that_can_train_and_is_idempotent(settings):
     output = _call("seed_demo")
     for login in ("admin", "alice", "bob", "charlie"):
         assert f"{login}  " in output
-    assert authenticate(username="alice", password="jingtiao-alice") is not None
+    from django.test import RequestFactory
+
+    login = RequestFactory().post("/accounts/login/")
+    assert authenticate(login, username="alice", password="jingtiao-alice") is not None
     demo = Project.objects.get(name="demo")
     assert set(demo.members.values_list("username", flat=True)) == {"admin", "alice", "bob"}
 

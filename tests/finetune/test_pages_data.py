@@ -62,11 +62,14 @@ def test_an_archive_with_unsafe_paths_is_refused(client, alice):
     assert not Dataset.objects.exists()
 
 
-def test_a_path_escaping_the_data_root_is_refused(client, alice):
+def test_a_path_escaping_the_data_root_is_refused(client, project, alice):
     client.force_login(alice)
     response = _post(client, path="../../etc/passwd")
     assert response.status_code == 400
-    assert "The path must lie under the data root." in response.content.decode()
+    assert (
+        f"The path must lie inside one of these folders of the data root: datasets/{project.pk}/."
+        in response.content.decode()
+    )
 
 
 def test_a_bad_data_set_shows_its_row_level_report(client, project, alice):

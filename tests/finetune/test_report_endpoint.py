@@ -32,6 +32,28 @@ def _body(job, seq=1, **extra) -> dict:
     }
 
 
+def _at_now(value):
+    """The cases' times are offsets from NOW, taken when the case runs."""
+    if isinstance(value, dict):
+        return {key: _at_now(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_at_now(item) for item in value]
+    if isinstance(value, _Now):
+        return time.time() + value.offset
+    return value
+
+
+class _Now:
+    def __init__(self, offset: float = 0) -> None:
+        self.offset = offset
+
+    def __add__(self, seconds: float) -> "_Now":
+        return _Now(self.offset + seconds)
+
+
+NOW = _Now()
+
+
 def _post(client, job, body, token=TOKEN, raw=None):
     return client.post(
         reverse("job_report", args=[job.pk]),
@@ -98,17 +120,85 @@ def test_a_job_that_ended_takes_no_more_reports(client, running):
         ({"job_id": 999999}, None, "job_id must be"),
         ({"worker": ""}, None, "worker must be a name"),
         ({"metrics": {"loss": 1}}, None, "metrics must be a list"),
-        ({"metrics": [{"loss": "low", "time": 1.0}]}, None, "metrics[0].loss must be a number"),
+        ({"metrics": [{"loss": "low", "time": NOW}]}, None, "metrics[0].loss must be a number"),
         ({"metrics": [{"loss": 1.0}]}, None, "metrics[0].time is required"),
-        ({"resources": [{"time": 1.0, "memory_bytes": -5}]}, None, "must not be negative"),
+        (
+            {"resources": [{"time": NOW, "memory_bytes": -5}]},
+            None,
+            "resources[0].memory_bytes must be from 0",
+        ),
+        # Values no trainer sends (issue 11): each is refused, naming the field.
+        ({"seq": 10**20}, None, "seq must be a whole number from 1 to 2147483647"),
+        ({"seq": 2**63}, None, "seq must be a whole number from 1"),
+        ({"metrics": [{"step": 10**20, "time": NOW}]}, None, "metrics[0].step must be from 0"),
+        ({"metrics": [{"step": 2**63 - 1, "time": NOW}]}, None, "metrics[0].step must be from"),
+        ({"metrics": [{"step": 3.5, "time": NOW}]}, None, "metrics[0].step must be a whole"),
+        (
+            {"resources": [{"time": NOW, "memory_bytes": 10**30}]},
+            None,
+            "resources[0].memory_bytes must be from 0",
+        ),
+        ({"metrics": [{"time": 253402300000.0}]}, None, "metrics[0].time must"),
+        ({"metrics": [{"time": 1.0}]}, None, "metrics[0].time must lie within the job's run"),
+        ({"metrics": [{"time": NOW + 3600}]}, None, "metrics[0].time must lie within"),
+        (
+            {"resources": [{"time": NOW, "cpu_percent": 1e308}]},
+            None,
+            "resources[0].cpu_percent must be from 0",
+        ),
+        (
+            {"resources": [{"time": NOW, "device_util": 101}]},
+            None,
+            "resources[0].device_util must be from 0 to 100",
+        ),
+        (
+            {"resources": [{"time": NOW, "device_util": -1}]},
+            None,
+            "resources[0].device_util must be from 0 to 100",
+        ),
+        ({"metrics": [{"time": NOW, "progress": 1.5}]}, None, "metrics[0].progress must be"),
+        ({"metrics": [{"time": NOW, "learning_rate": -1}]}, None, "learning_rate must be"),
+        ({"worker": "node\x00a"}, None, "worker must be a name"),
+        ({"worker": "<b>node</b>"}, None, "worker must be a name"),
+        ({"worker": "w" * 129}, None, "worker must be a name"),
+        (
+            {"resources": [{"time": NOW, "worker": "<script>"}]},
+            None,
+            "resources[0].worker must be a name",
+        ),
+        (None, b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (None, b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+        ({"job_id": True}, None, "job_id must be"),
+        ({"metrics": [{"time": NOW, "epoch": float("inf")}]}, None, "epoch must be a finite"),
     ],
 )
 def test_a_malformed_body_is_refused_saying_why(client, running, body, raw, words):
-    payload = {**_body(running), **(body or {})}
+    payload = {**_body(running), **_at_now(body or {})}
     response = _post(client, running, payload, raw=raw)
     assert response.status_code == 400
     assert words in response.json()["error"]
     assert not MetricPoint.objects.exists() and not ReportBatch.objects.exists()
+    assert not ResourceSample.objects.exists()
+
+
+def test_a_diverged_loss_is_stored_as_missing(client, running):
+    body = _body(running)
+    body["metrics"][0]["loss"] = float("nan")
+    response = _post(client, running, body)
+    assert response.status_code == 200
+    assert running.metric_points.get(step=10).loss is None
+
+
+def test_a_body_that_is_not_sent_as_json_is_refused(client, running):
+    response = client.post(
+        reverse("job_report", args=[running.pk]),
+        json.dumps(_body(running)),
+        content_type="text/plain",
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+    )
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+    assert not ReportBatch.objects.exists()
 
 
 def test_an_oversized_body_is_refused(client, running, settings):

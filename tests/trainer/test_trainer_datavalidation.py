@@ -149,3 +149,91 @@ def test_the_cli_exits_zero_for_good_data(tmp_path, repo_root):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 valid, ok" in out.stdout
+
+
+# Bad files a user uploads (issue 11, item 11): each gets a clear report, never a traceback.
+
+
+def test_a_deeply_nested_row_is_reported_not_raised(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "fine"}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    report = validate("llm/pretrain", str(path))
+    assert [(p.row, p.problem) for p in report.problems] == [
+        (2, "the row is nested more than 100 levels deep")
+    ]
+    assert report.valid_rows == 1
+
+
+def test_a_nul_byte_in_an_image_name_is_a_row_problem(tmp_path):
+    folder = write_sample_dataset("t2i", tmp_path / "images", rows=3)
+    metadata = folder / "metadata.jsonl"
+    lines = metadata.read_text(encoding="utf-8").splitlines()
+    lines[1] = json.dumps({"file_name": "a\x00.png", "text": "a cat"})
+    metadata.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = validate("t2i/finetune", str(folder))
+    assert [(p.row, p.field) for p in report.problems] == [(2, "file_name")]
+    assert "NUL" in report.problems[0].problem
+    assert report.valid_rows == 2
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(tmp_path, encoding):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "一"}\n{"text": "二"}\n', encoding=encoding)
+    report = validate("llm/pretrain", str(path))
+    assert [p.problem for p in report.problems] == [
+        "the file is UTF-16 text, not UTF-8: save it as UTF-8"
+    ]
+    assert report.valid_rows == 0
+
+
+def test_a_latin1_file_is_not_silently_accepted(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes('{"text": "plain"}\n{"text": "café"}\n'.encode("latin-1"))
+    report = validate("llm/pretrain", str(path))
+    assert [p.row for p in report.problems] == [2]
+    assert report.problems[0].problem.startswith("the file is not UTF-8")
+    assert report.valid_rows == 1
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "一"}\n{"text": "二"}\n', encoding="utf-8-sig")
+    report = validate("llm/pretrain", str(path))
+    assert report.ok and report.valid_rows == 2
+
+
+def test_a_csv_file_gets_a_hint(tmp_path):
+    path = write_lines(tmp_path / "chat.csv", ["role,content", "user,hello", "assistant,hi"])
+    report = validate("llm/sft", str(path))
+    assert not report.ok
+    assert report.problems[0].row is None
+    assert report.problems[0].problem.startswith("the file looks like CSV, not JSON Lines")
+
+
+def test_a_json_error_points_where_the_row_broke(tmp_path):
+    lines = ['{"text": "fine"}', '{"text": "open string', '{"text": "a",, "b": 1}']
+    report = validate("llm/pretrain", str(write_lines(tmp_path / "d.jsonl", lines)))
+    problems = [p.problem for p in report.problems]
+    assert problems[0] == "invalid JSON: a string opened at column 10 is not closed by column 21"
+    assert problems[1] == (
+        "invalid JSON: Expecting property name enclosed in double quotes at column 15"
+    )
+
+
+def test_rl_data_takes_the_format_most_rows_have(tmp_path):
+    prompt_rows = [{"prompt": f"question {n}"} for n in range(4)]
+    first = {"prompt": "p", "chosen": "a"}  # a broken preference pair, first in the file
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in [first, *prompt_rows]])
+    report = validate("llm/rl", str(path))
+    assert report.format == "prompts"
+    assert (report.valid_rows, report.problem_count) == (5, 0)
+
+
+def test_rl_data_of_preference_pairs_reports_the_rows_that_are_not(tmp_path):
+    pairs = [{"prompt": f"p{n}", "chosen": "a", "rejected": "b"} for n in range(4)]
+    rows = [{"prompt": "lonely"}, *pairs]
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])
+    report = validate("llm/rl", str(path))
+    assert report.format == "preference"
+    assert [(p.row, p.field) for p in report.problems] == [(1, "chosen"), (1, "rejected")]

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Access, Membership, Project
-from finetune import access
+from finetune import access, storage
 from finetune.catalog_sync import sync_catalog
 from finetune.models import Dataset, ModelRepo, PretrainedModel, Scenario
 from finetune.storage import data_root, resolve
@@ -202,7 +202,7 @@ class Command(BaseCommand):
         for name, scenario_code, kind, rows, seed in DATASETS:
             if Dataset.objects.filter(project=project, name=name).exists():
                 continue
-            location = f"datasets/{project.name}/{name}"
+            location = f"{storage.project_area(project.pk, storage.DATASETS)}/{name}"
             folder = resolve(location)
             target = folder if kind == "t2i" else folder / "data.jsonl"
             write_sample_dataset(kind, target, rows=rows, seed=seed)
@@ -229,7 +229,7 @@ class Command(BaseCommand):
         for name, scenario_code in REPOS:
             if ModelRepo.objects.filter(project=project, name=name).exists():
                 continue
-            location = f"repos/{project.name}/{name}"
+            location = f"{storage.project_area(project.pk, storage.REPOS)}/{name}"
             resolve(location).mkdir(parents=True, exist_ok=True)
             repo = ModelRepo.objects.create(
                 project=project,
