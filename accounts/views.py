@@ -6,12 +6,12 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.forms import SwitchProjectForm
 from accounts.projects import SESSION_KEY
+from accounts.redirects import local_path
 
 
 class LoginView(auth_views.LoginView):
@@ -40,10 +40,8 @@ def locked_out(request: HttpRequest, original_response=None, credentials=None) -
     # Unbound: a bound form would try the password again.
     form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
     lockout = ngettext(
-        "Too many failed logins for this user from your address. "
-        "Try again in %(minutes)d minute.",
-        "Too many failed logins for this user from your address. "
-        "Try again in %(minutes)d minutes.",
+        "Too many failed logins for this user from your address. Try again in %(minutes)d minute.",
+        "Too many failed logins for this user from your address. Try again in %(minutes)d minutes.",
         minutes,
     ) % {"minutes": minutes}
     context = {"form": form, "lockout": lockout, "next": request.POST.get("next", "")}
@@ -59,7 +57,4 @@ def switch_project(request: HttpRequest) -> HttpResponse:
     else:
         for error in form.errors.get("project", []):
             messages.error(request, error)
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = "home"
-    return redirect(target)
+    return redirect(local_path(request, request.POST.get("next", "")) or "home")

@@ -68,6 +68,10 @@ def trainer_parameters(job: Job) -> dict[str, Any]:
     for name in version_parameters(job.algorithm.parameters_schema):
         ref = version_ref(parameters.get(name))
         if ref is None:
+            if parameters.get(name) not in (None, ""):  # a path typed before versions
+                raise ExecutorError(
+                    f"{name} must name a model version, not a path", transient=False
+                )
             continue
         version = ModelVersion.objects.filter(pk=ref, repo__project_id=job.project_id).first()
         if version is None:

@@ -148,8 +148,9 @@ def _file_rows(file: Path) -> Iterator[tuple[Path, int | None, Any | None, str |
                     number,
                     None,
                     (
-                        f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} "
-                        "of this line cannot be read (save the file as UTF-8, not GBK or Latin-1)"
+                        f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
+                        f"{exc.start + 1} of this line cannot be read (save the file as UTF-8, "
+                        "not GBK or Latin-1)"
                     ),
                 )
                 continue
@@ -417,8 +418,8 @@ def validate(
 
     For llm/rl, ``algorithm`` (dpo or grpo) fixes the format. Without it a data set
     has one format, the one the fields of most rows name, and every row is reported
-    against it: one bad first row cannot decide the format of the whole file. SFT data may mix chat and
-    alpaca rows; each row is checked against the format its fields name.
+    against it: one bad first row cannot decide the format of the whole file. SFT data
+    may mix chat and alpaca rows; each row is checked against the format its fields name.
     """
     formats = formats_for(scenario, algorithm)
     report = ValidationReport(scenario=scenario, path=str(path))

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Access, Project
 from finetune import access
 from finetune.forms.parameters import ParametersForm
+from finetune.inputs import whole_number
 from finetune.models import (
     Algorithm,
     Dataset,
@@ -371,13 +372,9 @@ def refreshed_initial(data: QueryDict) -> dict:
     """
     initial: dict = {key: data.get(key) for key in data if not key.startswith("param-")}
     initial["node_specs"] = [v for v in data.getlist("node_specs") if v]
-    shown = data.get("_shown_algorithm") or ""
-    algorithm = (
-        Algorithm.objects.filter(pk=int(shown)).first()
-        if shown.isascii() and shown.isdigit()
-        else None
-    )
-    if algorithm is not None and shown == data.get("algorithm"):
+    shown = whole_number(data.get("_shown_algorithm"))
+    algorithm = Algorithm.objects.filter(pk=shown).first() if shown is not None else None
+    if algorithm is not None and str(shown) == data.get("algorithm"):
         parameters = {}
         for name, prop in (algorithm.parameters_schema.get("properties") or {}).items():
             key = f"param-{name}"

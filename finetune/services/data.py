@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Project
 from finetune import access, storage
+from finetune.inputs import whole_number
 from finetune.models import Algorithm, Dataset, ModelRepo, ModelVersion, Scenario
 from finetune.storage import data_root, resolve
 from trainer import datavalidation
@@ -248,9 +249,7 @@ def version_ref(value) -> int | None:
     re-rendered form posted (the id as text)."""
     if isinstance(value, dict):
         value = value.get("model_version")
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return whole_number(value)
 
 
 def version_parameters(schema: dict) -> dict[str, str]:

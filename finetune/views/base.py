@@ -17,11 +17,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
 from accounts.models import Project
 from accounts.projects import current_project
+from accounts.redirects import local_path
 from finetune import access
 
 PAGE_SIZES = (10, 20, 50, 100)
@@ -30,9 +30,7 @@ PAGE_SIZES = (10, 20, 50, 100)
 def safe_next(request: HttpRequest, fallback: str) -> str:
     """Where to go after an action: the page it came from, if it is ours."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return fallback
+    return local_path(request, target) or fallback
 
 
 def add_service_errors(form, exc: ValidationError) -> None:

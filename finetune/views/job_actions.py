@@ -16,6 +16,7 @@ from accounts.projects import current_project
 from finetune import access
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import ChangeDurationForm, ChangePriorityForm, duration_initial
+from finetune.inputs import whole_number
 from finetune.models import Job
 from finetune.services import jobs as services
 from finetune.views.base import ObjectActionView, safe_next
@@ -104,7 +105,7 @@ class BulkDeleteJobsView(LoginRequiredMixin, View):
         jobs = access.restrict(jobs, request.user, "delete").select_related("creator")
         if request.POST.get("_all"):
             return JobFilterForm(request.POST).filter(jobs)
-        ids = [int(pk) for pk in request.POST.getlist("pk") if pk.isdigit()]
+        ids = [pk for pk in map(whole_number, request.POST.getlist("pk")) if pk is not None]
         return jobs.filter(pk__in=ids).order_by("-created_at", "-id")
 
     def post(self, request: HttpRequest) -> HttpResponse:

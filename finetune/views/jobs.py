@@ -28,6 +28,7 @@ from finetune.forms.jobs import (
     initial_from_draft,
     refreshed_initial,
 )
+from finetune.inputs import whole_number
 from finetune.models import Job, JobStatus, ModelVersion, Priority
 from finetune.prediction import predict_for_draft
 from finetune.services.data import version_parameters, version_ref
@@ -235,13 +236,6 @@ class JobCloneView(JobFormView):
         return self.source
 
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
 def _predict(form: JobForm, project: Project):
     """The prediction for what the form shows now; lenient, as the draft may be half-filled."""
     data = form.data if form.is_bound else None
@@ -280,14 +274,15 @@ def _draft_duration(data) -> timedelta | None:
 def prediction_for(
     project, spec_ids, count, pool_id, names: str, driver: str, priority, duration=None
 ):
-    wanted = [i for i in (_int(s) for s in spec_ids[:MAX_SPEC_CHOICES]) if i]
+    wanted = [i for i in map(whole_number, spec_ids[:MAX_SPEC_CHOICES]) if i is not None]
     by_pk = NodeSpec.objects.filter(enabled=True).in_bulk(wanted)
     specs = [by_pk[i] for i in wanted if i in by_pk]
     # Only the dedicated pools the form offers this project: another's is not named.
     pools = ResourcePool.objects.filter(dedicated=True, projects=project)
-    pool = pools.filter(pk=_int(pool_id)).first() if _int(pool_id) else None
-    node_count = _int(count, 0)
-    priority = _int(priority)
+    pool_pk = whole_number(pool_id)
+    pool = pools.filter(pk=pool_pk).first() if pool_pk is not None else None
+    node_count = whole_number(count) or 0
+    priority = whole_number(priority)
     return predict_for_draft(
         project=project,
         specs=specs,

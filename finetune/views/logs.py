@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.views import View
 
+from finetune.inputs import whole_number
 from finetune.models import Job, JobEvent, JobStatus
 from finetune.views.base import ObjectMixin
 from scheduler.executors import get_executor
@@ -78,14 +79,14 @@ def _is_cursor(value: str) -> bool:
     except ValueError:
         return False
     return isinstance(parsed, dict) and all(
-        key.isdigit() and isinstance(held, int | str) and not isinstance(held, bool)
+        whole_number(key) is not None and isinstance(held, int | str) and not isinstance(held, bool)
         for key, held in parsed.items()
     )
 
 
 def rank_param(value: str | None) -> int | None:
     """The `worker` query parameter: a rank, or None for the first worker."""
-    return int(value) if value and value.isdigit() else None
+    return whole_number(value)
 
 
 class JobLogsView(ObjectMixin, View):

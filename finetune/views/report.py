@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from finetune import reports
+from finetune.inputs import whole_number
 from finetune.models import Job, JobStatus
 
 
@@ -55,7 +56,8 @@ def report(request: HttpRequest, job_id: int) -> JsonResponse:
         return _refuse(415, "the body must be sent as Content-Type: application/json")
     declared = request.headers.get("Content-Length") or "0"
     limit = settings.JINGTIAO_REPORT_MAX_BYTES
-    if not declared.isdigit() or int(declared) > limit:
+    length = whole_number(declared)
+    if length is None or length > limit:
         return _refuse(413, f"a report body may hold at most {limit} bytes")
     if _over_rate(job):
         return _refuse(429, "too many reports for this job; slow down", Retry_After="10")

@@ -41,11 +41,22 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server, transactional_db):
+    """A page of a fresh context; every test also checks that nothing it showed broke
+    the Content-Security-Policy (an inline script or style, an eval, another origin)."""
     context = browser.new_context(base_url=live_server.url, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(15_000)
+    violations: list[str] = []
+    page.csp_violations = violations  # a test that provokes one on purpose clears it
+    page.on(
+        "console",
+        lambda message: violations.append(message.text)
+        if "Content Security Policy" in message.text
+        else None,
+    )
     yield page
     context.close()
+    assert violations == [], "the pages broke the Content-Security-Policy"
 
 
 def log_in(page, username: str, password: str) -> None:

@@ -65,3 +65,26 @@ def test_logging_out_returns_to_the_login_page(page, alice):
     page.wait_for_url("**/accounts/login/")
     page.goto("/jobs/")
     assert "/accounts/login/" in page.url
+
+
+def test_the_pages_and_the_admin_pass_the_content_security_policy(page, project, alice, admin):
+    """Each page is opened (the fixture fails on any violation), and an inline script
+    injected into one is refused, so the policy is really enforced."""
+    factories.job(project, alice, name="csp-probe", level=Access.NONE)
+    log_in(page, "admin", "admin-password")
+    page.wait_for_url("**/jobs/")
+    for url in ("/jobs/", "/jobs/new/", "/datasets/", "/repos/", "/admin/", "/admin/finetune/job/"):
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+    ran = page.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__injected = true";
+            document.head.appendChild(script);
+            return window.__injected === true;
+        }"""
+    )
+    assert ran is False
+    page.wait_for_timeout(200)
+    assert any("inline" in message for message in page.csp_violations)
+    page.csp_violations.clear()

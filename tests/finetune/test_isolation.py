@@ -456,7 +456,10 @@ def test_a_job_is_no_more_open_than_its_reward_model(client, project, alice):
         node_specs=[spec],
         duration=settings.JINGTIAO_DEFAULT_DURATION,
         access=Access.READ_ONLY,
-        parameters={"reward_kind": "reward_model", "reward_model_path": {"model_version": judge.pk}},
+        parameters={
+            "reward_kind": "reward_model",
+            "reward_model_path": {"model_version": judge.pk},
+        },
     )
     with pytest.raises(ValidationError) as refused:
         check_draft(alice, project, draft)

@@ -217,7 +217,7 @@ def test_a_json_error_points_where_the_row_broke(tmp_path):
     problems = [p.problem for p in report.problems]
     assert problems[0] == "invalid JSON: a string opened at column 10 is not closed by column 21"
     assert problems[1] == (
-        "invalid JSON: Expecting property name enclosed in double quotes at column 15"
+        "invalid JSON: Expecting property name enclosed in double quotes at column 14"
     )
 
 
