@@ -50,9 +50,9 @@ def page(browser, live_server, transactional_db):
     page.csp_violations = violations  # a test that provokes one on purpose clears it
     page.on(
         "console",
-        lambda message: violations.append(message.text)
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
     )
     yield page
     context.close()

@@ -75,9 +75,7 @@ def test_the_prediction_refuses_nothing_with_a_500(client, alice, draft, field, 
     assert response.status_code == 200
 
 
-def test_the_prediction_does_not_name_another_projects_pool(
-    client, alice, other_project, draft
-):
+def test_the_prediction_does_not_name_another_projects_pool(client, alice, other_project, draft):
     theirs = ResourcePool.objects.create(name="research-secret-pool", dedicated=True)
     theirs.projects.add(other_project)
     client.force_login(alice)
