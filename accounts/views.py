@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
@@ -32,6 +33,16 @@ def client_address(request: HttpRequest) -> str | None:
     if count and len(forwarded) >= count:
         return forwarded[-count]
     return request.META.get("REMOTE_ADDR")
+
+
+def login_username(request: HttpRequest, credentials: dict | None = None) -> str:
+    """The name a login is counted under: as typed, cut to the longest a user name may be
+    (the login form does not bound it, and django-axes stores it in a 255-character column)."""
+    source = credentials if credentials else getattr(request, "POST", {})
+    name = source.get("username") or ""
+    model = get_user_model()
+    longest = model._meta.get_field(model.USERNAME_FIELD).max_length
+    return str(name).replace("\x00", "")[:longest]
 
 
 def locked_out(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:

@@ -141,6 +141,7 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
 # X-Forwarded-For; without one, that header is the client's to forge and is ignored.
 JINGTIAO_PROXY_COUNT = env.int("JINGTIAO_PROXY_COUNT", 0, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.views.client_address"
+AXES_USERNAME_CALLABLE = "accounts.views.login_username"
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"

@@ -40,6 +40,8 @@ CASCADE = ("task_type", "scenario", "algorithm", "train_dataset", "validation_da
 CASCADE += ("test_dataset", "model_repo")
 MAX_SPEC_CHOICES = 4
 MAX_NODE_COUNT = 128
+#: Kubernetes node names are DNS names: at most 253 characters.
+MAX_NODE_NAME = 253
 #: The longest duration a job may ask for, in hours: a year.
 MAX_DURATION_HOURS = 24 * 365
 MIN_DURATION_HOURS = 0.1
@@ -200,6 +202,7 @@ class JobForm(DurationFields):
     node_names = forms.CharField(
         label=_("Node names"),
         required=False,
+        max_length=MAX_NODE_COUNT * (MAX_NODE_NAME + 2),
         help_text=_("Pin the job to these nodes, separated by commas."),
     )
     pool = forms.ModelChoiceField(
@@ -296,7 +299,16 @@ class JobForm(DurationFields):
 
     def clean_node_names(self) -> list[str]:
         raw = self.cleaned_data.get("node_names", "")
-        return [name.strip() for name in raw.replace("\n", ",").split(",") if name.strip()]
+        names = [name.strip() for name in raw.replace("\n", ",").split(",") if name.strip()]
+        if len(names) > MAX_NODE_COUNT:
+            raise forms.ValidationError(
+                _("At most %(count)s node names.") % {"count": MAX_NODE_COUNT}
+            )
+        if any(len(name) > MAX_NODE_NAME for name in names):
+            raise forms.ValidationError(
+                _("A node name has at most %(count)s characters.") % {"count": MAX_NODE_NAME}
+            )
+        return names
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -186,3 +186,9 @@ def test_every_page_carries_a_content_security_policy(client, alice):
         policy = client.get(url)["Content-Security-Policy"]
         assert "script-src 'self'" in policy and "style-src 'self'" in policy
         assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+
+
+@pytest.mark.parametrize("username", ["9" * 5000, "名" * 300, "a\x00b"])
+def test_a_login_with_an_absurd_name_is_refused_not_failed(client, username):
+    response = client.post(reverse("accounts:login"), {"username": username, "password": "x"})
+    assert response.status_code in (200, 429)

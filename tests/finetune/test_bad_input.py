@@ -104,3 +104,11 @@ def test_bulk_delete_ignores_ids_that_are_not_ids(client, project, alice):
     response = client.post(reverse("finetune:job_bulk_delete"), post)
     assert response.status_code == 200
     assert [j.pk for j in response.context["jobs"]] == [job.pk]
+
+
+@pytest.mark.parametrize("names", [",".join(f"n{i}" for i in range(129)), "n" * 254, "x," * 20000])
+def test_too_many_or_too_long_node_names_are_a_form_error(client, alice, draft, names):
+    client.force_login(alice)
+    response = client.post(reverse("finetune:job_create"), {**draft, "node_names": names})
+    assert response.status_code == 400
+    assert "node_names" in response.context["form"].errors
