@@ -6,6 +6,7 @@ from finetune.models import Job, JobStatus
 from finetune.states import transition
 from scheduler.launching import hash_token
 from tests import factories
+from tests.finetune import pages_support as support
 
 REPORT_TOKEN = "s3cret-token"
 
@@ -17,3 +18,15 @@ def running(project, alice):
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(REPORT_TOKEN))
     job.refresh_from_db()
     return job
+
+
+@pytest.fixture
+def ready(project, alice):
+    """What a valid create form needs: the catalog, alice's data set and repo, a spec and
+    a node to run on."""
+    support.catalog()
+    dataset = support.good_dataset(project, alice)
+    repo = factories.model_repo(project, alice)
+    spec = factories.node_spec()
+    support.node()
+    return dataset, repo, spec

@@ -14,13 +14,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def draft(project, alice):
-    support.catalog()
-    dataset = support.good_dataset(project, alice)
-    repo = factories.model_repo(project, alice)
-    spec = factories.node_spec()
-    support.node()
-    return support.job_post(dataset, repo, spec)
+def draft(ready):
+    return support.job_post(*ready)
 
 
 @pytest.mark.parametrize("hours", ["inf", "-inf", "nan", "1e308", "1e309", "0", "-3", "9" * 400])

@@ -18,16 +18,6 @@ pytestmark = pytest.mark.django_db
 CREATE = "finetune:job_create"
 
 
-@pytest.fixture
-def ready(project, alice):
-    support.catalog()
-    dataset = support.good_dataset(project, alice)
-    repo = factories.model_repo(project, alice)
-    spec = factories.node_spec()
-    support.node()
-    return dataset, repo, spec
-
-
 def test_a_member_creates_a_queued_job_with_its_event(client, alice, ready):
     client.force_login(alice)
     post = support.job_post(*ready, **{"param-epochs": "5", "access": Access.READ_ONLY})
