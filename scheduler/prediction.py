@@ -7,6 +7,7 @@ changes. Starts are upper bounds: running jobs may end before their deadline.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from django.utils.translation import gettext as _
 from finetune.models import Job, JobEvent
 from scheduler import planner, snapshot
 from scheduler.models import Node, NodeSpec, ResourcePool
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,18 @@ def _bucket_key(job_id: int) -> str:
     return f"{PLAN_CACHE_KEY}:{job_id // PLAN_BUCKET}"
 
 
-def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> None:
+def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> dict[str, dict]:
+    """Leave the plan in the cache for the list; the buckets are returned as well, so
+    that a cache that is down costs the list its shortcut, never its answer."""
+    buckets = _buckets(plan, pools)
+    try:
+        cache.set_many(buckets, PLAN_CACHE_SECONDS)
+    except Exception as exc:  # any backend's connection error: the plan is only a shortcut
+        logger.warning("the queue plan could not be cached: %s", exc)
+    return buckets
+
+
+def _buckets(plan: planner.Plan, pools: dict[int, str | None]) -> dict[str, dict]:
     # The jobs this pass starts leave the queue, so the others' places are
     # counted without them: the list shows the place a job has once they run.
     starting = {decision.job_id for decision in plan.starts_now()}
@@ -197,7 +211,7 @@ def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> None:
             pools.get(job_id),
             decision.spec_id,
         )
-    cache.set_many(buckets, PLAN_CACHE_SECONDS)
+    return buckets
 
 
 def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
@@ -205,13 +219,17 @@ def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
     if not job_ids:
         return {}
     keys = {_bucket_key(job_id) for job_id in job_ids}
-    stored = cache.get_many(keys)
+    try:
+        stored = cache.get_many(keys)
+    except Exception as exc:  # the cache is down: plan from the database instead
+        logger.warning("the queue plan could not be read from the cache: %s", exc)
+        stored = {}
     if len(stored) < len(keys):
         now = timezone.now()
         state = snapshot.take(now)
         plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
-        remember_plan(plan, {job.job_id: job.pool for job in state.queue})
-        stored = cache.get_many(keys)
+        buckets = remember_plan(plan, {job.job_id: job.pool for job in state.queue})
+        stored = {key: buckets[key] for key in keys if key in buckets}
     forecasts = {}
     for job_id in job_ids:
         bucket = stored.get(_bucket_key(job_id)) or {}

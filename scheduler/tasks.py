@@ -99,8 +99,24 @@ def reconcile_workloads() -> None:
         enqueue_stop(job_id)
 
 
+def enqueue(task, *args) -> bool:
+    """Queue `task`, or log why not. Called after a user's change has committed: a
+    broker that is down must not turn that into an error page (and a second
+    submission). The periodic passes catch up within one period: admission every
+    JINGTIAO_ADMISSION_INTERVAL_SECONDS, the teardown of workloads whose job is no
+    longer active at the next reconcile."""
+    try:
+        task.delay(*args)
+    except Exception as exc:  # kombu, redis and socket errors alike: the broker is away
+        logger.warning(
+            "could not queue %s%s (%s); a periodic pass will catch up", task.name, args, exc
+        )
+        return False
+    return True
+
+
 def enqueue_stop(job_id: int) -> None:
-    stop_workload.delay(job_id)
+    enqueue(stop_workload, job_id)
 
 
 @receiver(job_changed, dispatch_uid="scheduler.tasks.stop_on_change")
@@ -136,7 +152,7 @@ def expire_jobs() -> None:
     if expired:
         logger.info("expired jobs %s", expired)
         # Their capacity is free now: let the queue move at once.
-        run_admission.delay()
+        enqueue(run_admission)
 
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
@@ -152,7 +168,7 @@ def sync_nodes() -> None:
     result = inventory.sync_nodes(list(reported))
     if result.added or result.vanished:
         logger.info("nodes added %s, vanished %s", result.added, result.vanished)
-        run_admission.delay()
+        enqueue(run_admission)
 
 
 @receiver(job_changed, dispatch_uid="scheduler.tasks.admit_on_change")
@@ -160,4 +176,4 @@ def admit_on_change(sender, job_id: int, change: str, **kwargs) -> None:
     """A new job, a new priority or duration, or freed capacity: plan again now,
     rather than at the next periodic pass."""
     if change in ("created", "priority", "duration", "stopped", "deleted"):
-        run_admission.delay()
+        enqueue(run_admission)

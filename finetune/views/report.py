@@ -7,6 +7,8 @@ refusal is a 4xx whose body says why, so the trainer can log it.
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
@@ -16,6 +18,8 @@ from django.views.decorators.http import require_POST
 from finetune import reports
 from finetune.inputs import whole_number
 from finetune.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
 
 
 def _refuse(status: int, error: str, **headers) -> JsonResponse:
@@ -29,12 +33,16 @@ def _over_rate(job: Job) -> bool:
     """A fixed one-minute window per job, counted in the shared cache; the allowance
     is per worker, so a job on many nodes may send as often per worker as one on one."""
     key = f"jingtiao:report-rate:{job.pk}"
-    cache.add(key, 0, timeout=60)
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=60)
-        count = 1
+        cache.add(key, 0, timeout=60)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=60)
+            count = 1
+    except Exception as exc:  # the cache is down: metrics are worth more than the limit
+        logger.warning("report rate of job %s not counted: %s", job.pk, exc)
+        return False
     return count > settings.JINGTIAO_REPORT_RATE_PER_MINUTE * max(1, job.node_count)
 
 
