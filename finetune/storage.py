@@ -43,6 +43,12 @@ def resolve(location: str) -> Path:
     return path if path.is_absolute() else data_root() / path
 
 
+def job_output(repo_location: str, job_id: int) -> str:
+    """Where a job saves its model: `<repo>/job-<id>`, one folder per job, so two jobs of
+    one repo never meet and a relaunch writes to the same place."""
+    return f"{repo_location.rstrip('/')}/job-{job_id}"
+
+
 def remove_job_dir(job_id: int) -> bool:
     """Delete a job's folder; True if there was one. Safe to repeat."""
     folder = job_dir(job_id)

@@ -22,14 +22,14 @@ from django.conf import settings
 
 from finetune.models import Job, JobEvent, ModelVersion
 from finetune.services.data import version_parameters, version_ref
-from finetune.storage import resolve
+from finetune.storage import job_output, resolve
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node
 
 
 def output_dir(job: Job) -> str:
-    return str(resolve(job.model_repo.location) / f"job-{job.pk}")
+    return str(resolve(job_output(job.model_repo.location, job.pk)))
 
 
 def report_url(job_id: int) -> str:

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from finetune import states
 from finetune.models import Job, JobEvent, JobStatus, ModelRepo, ModelVersion
-from finetune.storage import resolve
+from finetune.storage import job_output, resolve
 from scheduler.executors.base import Executor, ExecutorError, Phase, WorkloadState
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def settle_running_jobs(
 def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) -> str | None:
     data = {"workers": list(state.workers), "exit_code": state.exit_code}
     if state.phase == Phase.SUCCEEDED:
-        return JobStatus.SUCCEEDED if succeed(job, data) else None
+        return succeed(job, data)
     if state.phase == Phase.FAILED:
         moved = states.transition(
             job, JobStatus.FAILED, reason=state.reason, source=CLUSTER, data=data
@@ -103,20 +103,24 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
     return None
 
 
-def succeed(job: Job, data: dict) -> bool:
-    """Add the trained model as the repo's next version and succeed the job, atomically."""
-    location = f"{job.model_repo.location.rstrip('/')}/job-{job.pk}"
+def succeed(job: Job, data: dict) -> str | None:
+    """Add the trained model as the repo's next version and succeed the job, atomically;
+    the status it moved to, or None. Workers that exited 0 without leaving a model (a
+    data volume mounted elsewhere in them, say) fail the job: it has nothing to show."""
+    location = job_output(job.model_repo.location, job.pk)
     folder = resolve(location)
     with transaction.atomic():
         if not Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING):
-            return False
-        if not folder.is_dir():
-            reason = _("All workers exited with code 0, but no model was found at %(path)s.") % {
-                "path": location
-            }
-            return states.transition(
-                job, JobStatus.SUCCEEDED, reason=reason, source=CLUSTER, data=data
+            return None
+        if not (folder / "manifest.json").is_file():
+            reason = _(
+                "All workers exited with code 0, but no model was found at %(path)s: is the "
+                "data volume mounted where the workers write?"
+            ) % {"path": location}
+            moved = states.transition(
+                job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data
             )
+            return JobStatus.FAILED if moved else None
         manifest = _manifest(folder)
         # Locking the repo row serialises version numbers between concurrent successes.
         ModelRepo.objects.select_for_update().filter(pk=job.model_repo_id).get()
@@ -137,7 +141,7 @@ def succeed(job: Job, data: dict) -> bool:
         reason = _("All workers exited with code 0; the model is version %(number)d.") % {
             "number": number
         }
-        return states.transition(
+        moved = states.transition(
             job,
             JobStatus.SUCCEEDED,
             reason=reason,
@@ -145,6 +149,7 @@ def succeed(job: Job, data: dict) -> bool:
             changes={"output_version": version},
             data=data,
         )
+        return JobStatus.SUCCEEDED if moved else None
 
 
 def _manifest(folder) -> dict:

@@ -134,7 +134,9 @@ def test_a_restarted_worker_reattaches_and_settles_what_ended_while_away(fake_tr
     assert job.status == JobStatus.RUNNING
 
     release(job, code=0)  # the trainer ends while no one watches
-    (resolve(job.model_repo.location) / f"job-{job.pk}").mkdir()
+    output = resolve(job.model_repo.location) / f"job-{job.pk}"
+    output.mkdir()
+    (output / "manifest.json").write_text("{}")  # what the trainer writes last
     assert wait_for(job.pk, {Phase.SUCCEEDED}).exit_code == 0
     observe_running_jobs()
     job.refresh_from_db()

@@ -49,7 +49,9 @@ def test_a_succeeded_workload_succeeds_the_job_and_is_torn_down(
     kube, launched, eager, django_capture_on_commit_callbacks
 ):
     job = launched()
-    (resolve(job.model_repo.location) / f"job-{job.pk}").mkdir(parents=True)
+    output = resolve(job.model_repo.location) / f"job-{job.pk}"
+    output.mkdir(parents=True)
+    (output / "manifest.json").write_text('{"algorithm": "sft_lora"}')  # the trainer's last write
     kube.put("v1/pods", "p0", pod(job.pk, 0, "Succeeded"))
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -61,6 +63,25 @@ def test_a_succeeded_workload_succeeds_the_job_and_is_torn_down(
     assert not workload_exists(kube, job.pk)
     event = job.events.get(kind=JobEvent.Kind.STATUS, to_status=JobStatus.SUCCEEDED)
     assert event.source == JobEvent.Source.CLUSTER
+
+
+def test_a_workload_that_succeeded_without_a_model_fails_the_job(
+    kube, launched, eager, django_capture_on_commit_callbacks
+):
+    """Exit 0 and no model (the volume mounted elsewhere in the pods): nothing to show,
+    so the job fails saying where the model was looked for; no version is made."""
+    job = launched()
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Succeeded"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert f"{job.model_repo.location}/job-{job.pk}" in job.status_reason
+    assert "data volume" in job.status_reason
+    assert job.output_version is None
+    assert not workload_exists(kube, job.pk)
 
 
 def test_an_oom_killed_workload_fails_the_job_with_the_reason_in_words(kube, launched, eager):
