@@ -18,6 +18,7 @@ from django.dispatch import receiver
 
 from finetune.models import Job, JobStatus
 from finetune.signals import job_changed
+from finetune.storage import remove_job_dir
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError
 from scheduler.settling import settle_running_jobs
@@ -61,7 +62,8 @@ def stop_workload(self, job_id: int) -> None:
 
     The workers' logs are kept in the job's folder first (F7.2), but not at any
     price: the last try tears down without them, so no pod outlives its job
-    because its log could not be read; a deleted job's logs are not kept at all.
+    because its log could not be read; a deleted job's logs are not kept at all,
+    and once its workers are gone its folder (spec with its token, logs) goes too.
     """
     status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
     if status == JobStatus.RUNNING:
@@ -74,6 +76,8 @@ def stop_workload(self, job_id: int) -> None:
             logger.error("job %s: cannot stop its workload: %s", job_id, exc)
             return
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    if status is None:
+        remove_job_dir(job_id)
 
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=120, time_limit=150)

@@ -145,6 +145,22 @@ def test_it_deletes_old_finished_jobs_with_their_folders_events_and_grants(finis
         assert job_dir(finished_jobs[name].pk).exists()
 
 
+def test_it_removes_the_folders_of_jobs_deleted_from_the_pages(finished_jobs):
+    """A job deleted while the broker was down keeps its folder (spec with its token,
+    logs): the clean-up removes it, and leaves every folder whose job still exists."""
+    gone = factories.job(finished_jobs["failed-new"].project, finished_jobs["failed-new"].creator)
+    job_dir(gone.pk).mkdir(parents=True)
+    (job_dir(gone.pk) / "spec.json").write_text('{"report": {"token": "t"}}')
+    Job.objects.filter(pk=gone.pk).delete()
+    output = _call("cleanup_jobs", "--status", "stopped", "--older-than", "1000")
+    assert "deleted 0 jobs" in output
+    assert "job folders removed: 1" in output
+    assert not job_dir(gone.pk).exists()
+    assert all(
+        job_dir(job.pk).exists() for name, job in finished_jobs.items() if name != "other-old"
+    )
+
+
 def test_it_filters_by_status_and_project(finished_jobs):
     output = _call("cleanup_jobs", "--status", "failed", "--project", "research")
     assert "deleted 1 jobs" in output

@@ -3,7 +3,8 @@
 Deletes jobs that ended (error, stopped, expired, succeeded) before a given
 age, optionally only some statuses and projects, in batches: each batch first
 removes the jobs' folders, then their rows (events, node-spec choices and
-permission grants go with them by cascade). Interrupted at any point, a rerun
+permission grants go with them by cascade). Folders left by jobs deleted from the
+pages (whose teardown did not remove them) go too, once no worker of theirs lives. Interrupted at any point, a rerun
 finds what is left and finishes it; a folder is never left without its row
 being deleted next. Running and queued jobs are never touched.
 """
@@ -80,7 +81,26 @@ class Command(BaseCommand):
                 Job.objects.filter(pk__in=ids, status__in=TERMINAL_STATUSES).delete()
             counts.update(status for _pk, status in batch)
             self.stdout.write(f"deleted {sum(counts.values())} jobs so far")
+        folders += self._remove_orphan_folders()
         self._report(counts, folders=folders, dry_run=False)
+
+    def _remove_orphan_folders(self) -> int:
+        """Folders of jobs deleted from the pages whose teardown never came round to
+        them (a broker that was down): removed once no worker of theirs lives."""
+        from scheduler.executors import get_executor
+        from scheduler.executors.base import ExecutorError
+
+        root = jobs_root()
+        if not root.is_dir():
+            return 0
+        ids = {int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
+        known = set(Job.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        try:
+            live = get_executor().managed_job_ids()
+        except ExecutorError as exc:
+            self.stderr.write(f"folders of deleted jobs kept: the executor did not answer ({exc})")
+            return 0
+        return sum(remove_job_dir(job_id) for job_id in sorted(ids - known - set(live)))
 
     def _select(self, options):
         statuses = options["status"] or list(TERMINAL_STATUSES)
