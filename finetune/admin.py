@@ -25,6 +25,7 @@ from finetune.models import (
     ResourceSample,
     Scenario,
 )
+from finetune.services.data import referenced_versions
 
 
 @admin.register(Scenario)
@@ -168,11 +169,12 @@ class JobAdminForm(forms.ModelForm):
         job = self.instance
         if job.pk is None:
             return level
-        cap = access.highest_job_access(
-            job.project,
-            [job.train_dataset, job.validation_dataset, job.test_dataset],
-            job.model_repo,
-        )
+        reads = [job.train_dataset, job.validation_dataset, job.test_dataset]
+        reads += [
+            version.repo
+            for version in referenced_versions(job.algorithm.parameters_schema, job.parameters)
+        ]
+        cap = access.highest_job_access(job.project, reads, job.model_repo)
         if Access(level).rank > cap.rank:
             raise forms.ValidationError(
                 _("At most %(cap)s: the job's data, save-model address or project allow no more.")

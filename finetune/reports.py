@@ -89,6 +89,8 @@ def _number(item: dict, name: str, where: str, bound: Bound) -> int | float | No
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ReportRefused(f"{where}.{name} must be a number, not {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > 2**1023:
+        raise ReportRefused(f"{where}.{name} is too large for a number")
     if isinstance(value, float) and not math.isfinite(value):
         if bound.non_finite_is_missing:
             return None
@@ -147,6 +149,8 @@ def parse(job: Job, raw: bytes) -> Batch:
         raise ReportRefused(f"the body is not JSON: {exc}") from None
     except RecursionError:
         raise ReportRefused("the body is nested too deeply") from None
+    except ValueError:  # an integer of thousands of digits, past Python's limit
+        raise ReportRefused("the body holds a number with too many digits") from None
     if not isinstance(body, dict):
         raise ReportRefused("the body must be a JSON object")
     if body.get("job_id") != job.pk or isinstance(body.get("job_id"), bool):

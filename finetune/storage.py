@@ -14,6 +14,7 @@ or the platform's own (the database, the secret key, job specs with their tokens
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -21,8 +22,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
+from config.env import PLATFORM_NAMES
+
 DATASETS = "datasets"
 REPOS = "repos"
+logger = logging.getLogger(__name__)
 
 
 def data_root() -> Path:
@@ -69,8 +73,19 @@ def project_area(project_id: int, kind: str) -> str:
 
 
 def shared_areas() -> list[str]:
-    """The read-only folders an operator shares with every project (settings)."""
-    return list(settings.JINGTIAO_SHARED_DATA_DIRS)
+    """The read-only folders an operator shares with every project (settings), less any
+    that resolves (through a link) into or around what the platform keeps for itself
+    or for one project: sharing such a folder would open those to everyone."""
+    root = data_root().resolve()
+    kept = [(root / name).resolve() for name in PLATFORM_NAMES]
+    found = []
+    for area in settings.JINGTIAO_SHARED_DATA_DIRS:
+        folder = (root / area).resolve()
+        if any(folder.is_relative_to(k) or k.is_relative_to(folder) for k in kept):
+            logger.error("JINGTIAO_SHARED_DATA_DIRS: %s leads into the platform's folders", area)
+            continue
+        found.append(area)
+    return found
 
 
 def readable_areas(project_id: int) -> list[str]:
@@ -125,3 +140,10 @@ def is_within(location: str, areas: list[str]) -> bool:
     except PathRefused:
         return False
     return True
+
+
+def nested_around(location: str) -> tuple[list[str], str]:
+    """For a lookup of rows whose location overlaps `location`: the location itself with
+    every folder above it, and the prefix of everything below it."""
+    around = [str(parent) for parent in Path(location).parents if str(parent) != "."]
+    return [location, *around], f"{location.rstrip('/')}/"

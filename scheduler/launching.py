@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from finetune import storage
 from finetune.models import Job, JobEvent, ModelVersion
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, resolve
@@ -40,8 +41,19 @@ def trainer_spec(job: Job, token: str) -> dict[str, Any]:
     """The JSON `python -m trainer run --spec` reads (trainer/spec.py)."""
 
     def location(dataset) -> str | None:
-        return str(resolve(dataset.location)) if dataset is not None else None
+        if dataset is None:
+            return None
+        if not storage.is_within(dataset.location, storage.readable_areas(job.project_id)):
+            raise ExecutorError(
+                f"the data set {dataset.name!r} lies outside its project's folders", transient=False
+            )
+        return str(resolve(dataset.location))
 
+    if not storage.is_within(job.model_repo.location, storage.writable_areas(job.project_id)):
+        raise ExecutorError(
+            f"the save-model address {job.model_repo.name!r} lies outside its project's folder",
+            transient=False,
+        )
     return {
         "job_id": job.pk,
         "scenario": job.scenario.code,
@@ -74,7 +86,9 @@ def trainer_parameters(job: Job) -> dict[str, Any]:
                 )
             continue
         version = ModelVersion.objects.filter(pk=ref, repo__project_id=job.project_id).first()
-        if version is None:
+        if version is None or not storage.is_within(
+            version.location, storage.writable_areas(job.project_id)
+        ):
             raise ExecutorError(
                 f"the model version {ref} that {name} names no longer exists", transient=False
             )

@@ -68,7 +68,7 @@ def dataset(project: Project, creator, level: str = Access.READ_WRITE, **fields)
     fields.setdefault("name", f"data-{next(_sequence)}")
     fields.setdefault("scenario", scenario())
     fields.setdefault("format", Dataset.Format.SFT_MESSAGES)
-    fields.setdefault("location", f"datasets/{fields['name']}")
+    fields.setdefault("location", f"datasets/{project.pk}/{fields['name']}")
     obj = Dataset.objects.create(project=project, creator=creator, **fields)
     access.share_new(obj, level)
     return obj
@@ -77,7 +77,7 @@ def dataset(project: Project, creator, level: str = Access.READ_WRITE, **fields)
 def model_repo(project: Project, creator, level: str = Access.READ_WRITE, **fields) -> ModelRepo:
     fields.setdefault("name", f"repo-{next(_sequence)}")
     fields.setdefault("scenario", scenario())
-    fields.setdefault("location", f"repos/{fields['name']}")
+    fields.setdefault("location", f"repos/{project.pk}/{fields['name']}")
     obj = ModelRepo.objects.create(project=project, creator=creator, **fields)
     access.share_new(obj, level)
     return obj

@@ -15,7 +15,7 @@ from tests import factories
 
 
 def queued_sft_job(
-    project, creator, executor, *, rows: int = 32, repo: str = "repos/demo/sft", **fields
+    project, creator, executor, *, rows: int = 32, repo: str = "sft", **fields
 ) -> Job:
     from trainer.samples import write_sample_dataset
     from trainer.tiny import build_tiny_llm
@@ -24,14 +24,11 @@ def queued_sft_job(
     base = PretrainedModel.objects.create(
         name="tiny-llama", task_type="llm", family="llama", location="models/tiny-llama"
     )
-    write_sample_dataset("sft_messages", resolve("datasets/chat/data.jsonl"), rows=rows, seed=0)
-    write_sample_dataset("sft_messages", resolve("datasets/chat-val/data.jsonl"), rows=8, seed=1)
-    train = factories.dataset(
-        project, creator, Access.READ_WRITE, name="chat", location="datasets/chat"
-    )
-    validation = factories.dataset(
-        project, creator, Access.READ_WRITE, name="chat-val", location="datasets/chat-val"
-    )
+    area = f"datasets/{project.pk}"
+    write_sample_dataset("sft_messages", resolve(f"{area}/chat/data.jsonl"), rows=rows, seed=0)
+    write_sample_dataset("sft_messages", resolve(f"{area}/chat-val/data.jsonl"), rows=8, seed=1)
+    train = factories.dataset(project, creator, Access.READ_WRITE, name="chat")
+    validation = factories.dataset(project, creator, Access.READ_WRITE, name="chat-val")
     Dataset.objects.filter(pk__in=[train.pk, validation.pk]).update(validation_status="valid")
     cpu = NodeSpec.objects.create(
         name="cpu-1c2g", cpu_millis=1000, memory_mib=2048, device_type=DeviceType.NONE
@@ -44,7 +41,7 @@ def queued_sft_job(
         pretrained_model=base,
         train_dataset=train,
         validation_dataset=validation,
-        model_repo=factories.model_repo(project, creator, location=repo),
+        model_repo=factories.model_repo(project, creator, name=repo),
         duration=timedelta(hours=1),
         **fields,
     )

@@ -74,10 +74,12 @@ class ValidationReport:
             self.problems.append(problem)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data: every string valid UTF-8 (a lone surrogate from a
+        file name or a row is written as its escape, which any database stores)."""
         data = asdict(self)
         data["ok"] = self.ok
         data["problems_truncated"] = self.problem_count > len(self.problems)
-        return data
+        return _printable(data)
 
     def summary(self) -> str:
         status = "ok" if self.ok else f"{self.problem_count} problem(s)"
@@ -104,15 +106,28 @@ def formats_for(scenario: str, algorithm: str | None = None) -> tuple[str, ...]:
 
 def data_files(path: str | Path, scenario: str) -> list[Path]:
     """The JSONL files of a data set: the file itself, every *.jsonl of a folder, or a
-    text-to-image folder's metadata.jsonl."""
-    path = Path(path)
+    text-to-image folder's metadata.jsonl. A file of a folder that is a link to
+    somewhere outside the folder is not one of them (`links_out`)."""
+    return _files(Path(path), scenario)[0]
+
+
+def links_out(path: str | Path, scenario: str) -> list[Path]:
+    """The files of a data-set folder that link outside it: never read."""
+    return _files(Path(path), scenario)[1]
+
+
+def _files(path: Path, scenario: str) -> tuple[list[Path], list[Path]]:
     if scenario.startswith("t2i/"):
         if path.is_file() and path.name == METADATA_FILE:
-            return [path]
-        return [path / METADATA_FILE] if (path / METADATA_FILE).is_file() else []
-    if path.is_dir():
-        return sorted(p for p in path.glob("*.jsonl") if p.is_file())
-    return [path] if path.is_file() else []
+            return [path], []
+        found = [path / METADATA_FILE] if (path / METADATA_FILE).is_file() else []
+    elif path.is_dir():
+        found = sorted(p for p in path.glob("*.jsonl") if p.is_file())
+    else:
+        return ([path] if path.is_file() else []), []
+    folder = path.resolve()
+    inside = [p for p in found if p.resolve().is_relative_to(folder)]
+    return inside, [p for p in found if p not in inside]
 
 
 #: Deeper rows than this are refused before the JSON parser's own recursion limit.
@@ -137,7 +152,7 @@ def _file_rows(file: Path) -> Iterator[tuple[Path, int | None, Any | None, str |
             return
         handle.seek(0)
         looks_like_csv = None
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in _lines(handle):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             try:
@@ -174,9 +189,22 @@ def _file_rows(file: Path) -> Iterator[tuple[Path, int | None, Any | None, str |
                 yield file, number, None, _json_error(line, exc)
             except _TooDeep:
                 yield file, number, None, f"the row is nested more than {MAX_DEPTH} levels deep"
+            except ValueError:  # a number of thousands of digits, past Python's int limit
+                yield file, number, None, "invalid JSON: a number has too many digits"
 
 
-class _TooDeep(ValueError):
+def _lines(handle) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines of a binary file, ended by \\n, \\r\\n or a lone \\r, as text mode
+    reads them (and JSON strings never hold a raw line break)."""
+    number = 0
+    for raw in handle:
+        parts = raw.rstrip(b"\n").rstrip(b"\r").split(b"\r") if b"\r" in raw else [raw]
+        for part in parts:
+            number += 1
+            yield number, part
+
+
+class _TooDeep(Exception):
     pass
 
 
@@ -257,6 +285,26 @@ def _text(row: dict, name: str, problems: list[tuple[str, str]], required: bool 
         problems.append((name, f"must be a string, got {_type_name(value)}"))
     elif required and not value.strip():
         problems.append((name, "empty text"))
+    elif not _is_text(value):
+        problems.append((name, "holds an unpaired surrogate escape (like \\udc80), not text"))
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if _is_text(value) else value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
 
 
 def _check_messages(row: dict, problems: list[tuple[str, str]]) -> None:
@@ -320,6 +368,8 @@ def _check_image(folder: Path, row: dict) -> str | None:
         return None  # already reported by check_row
     if "\x00" in name:
         return "file_name must not contain a NUL character"
+    if not _is_text(name):
+        return "file_name holds an unpaired surrogate escape (like \\udc80), not a file name"
     try:
         image = (folder / name).resolve()
     except (OSError, ValueError) as exc:
@@ -425,7 +475,13 @@ def validate(
     report = ValidationReport(scenario=scenario, path=str(path))
     files = data_files(path, scenario)
     report.files = [str(f) for f in files]
+    escaping = [
+        Problem(None, None, f"{link.name} links to a file outside the data folder; it is not read")
+        for link in links_out(path, scenario)
+    ]
     if not files:
+        for problem in escaping:
+            report.add(problem, max_problems)
         expected = (
             f"a folder with {METADATA_FILE}"
             if scenario.startswith("t2i/")
@@ -441,6 +497,8 @@ def validate(
     # None: each row's own format (sft may mix); else one tally per candidate format.
     tallies = {fmt: _Tally(fmt) for fmt in formats} if one_format else {None: _Tally()}
     common = _Tally()  # problems every candidate shares: unreadable lines, whole files
+    for problem in escaping:
+        common.add(problem, max_problems)
     multi = len(files) > 1
     for file, number, row, error in read_rows(files):
         where = file.name if multi else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,22 @@ class JobSpec:
         return data
 
 
+def _is_regex(value: object) -> bool:
+    if isinstance(value, str):
+        re.compile(value)
+    return True
+
+
+def _formats():
+    """`format: regex` as Python compiles it; a pattern too large or too deep is as wrong
+    as a malformed one (jsonschema's own check lets those raise)."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks("regex", raises=(re.error, OverflowError, RecursionError, ValueError))(_is_regex)
+    return checker
+
+
 def resolve_parameters(info: AlgorithmInfo, given: dict[str, Any] | None) -> dict[str, Any]:
     """Validate ``given`` against the algorithm's schema and fill in the defaults."""
     import jsonschema
@@ -58,9 +75,7 @@ def resolve_parameters(info: AlgorithmInfo, given: dict[str, Any] | None) -> dic
     schema = info.parameters_schema
     resolved = {name: copy.deepcopy(prop["default"]) for name, prop in schema["properties"].items()}
     resolved.update(given or {})
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    validator = jsonschema.Draft202012Validator(schema, format_checker=_formats())
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.path))
     if errors:
         details = "; ".join(

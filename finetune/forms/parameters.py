@@ -57,7 +57,7 @@ def _regex(value):
     if value:
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError, ValueError) as exc:
             raise ValidationError(
                 _("Not a valid regular expression: %(error)s") % {"error": exc}
             ) from None

@@ -57,8 +57,11 @@ def _extract_zip(upload: UploadedFile, folder: Path) -> Path:
     return folder
 
 
-def store_upload(project: Project, scenario: Scenario, name: str, upload: UploadedFile) -> str:
-    """Save an uploaded data set under the data root; returns its location."""
+def store_upload(
+    project: Project, scenario: Scenario, name: str, upload: UploadedFile
+) -> tuple[str, Path]:
+    """Save an uploaded data set in the project's area; returns its location and the
+    folder made for it (all that a refusal later must remove)."""
     text_to_image = scenario.task_type == "t2i"
     suffix = Path(upload.name or "").suffix.lower()
     expected = ".zip" if text_to_image else ".jsonl"
@@ -67,15 +70,19 @@ def store_upload(project: Project, scenario: Scenario, name: str, upload: Upload
             {"upload": [_("Upload a %(suffix)s file for this scenario.") % {"suffix": expected}]}
         )
     folder = _folder_for(project, name)
-    if text_to_image:
-        target = _extract_zip(upload, folder)
-    else:
-        folder.mkdir(parents=True)
-        target = folder / "data.jsonl"
-        with target.open("wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
-    return str(target.relative_to(data_root()))
+    try:
+        if text_to_image:
+            target = _extract_zip(upload, folder)
+        else:
+            folder.mkdir(parents=True)
+            target = folder / "data.jsonl"
+            with target.open("wb") as handle:
+                for chunk in upload.chunks():
+                    handle.write(chunk)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a disk that filled up, a broken archive
+        raise
+    return str(target.relative_to(data_root())), folder
 
 
 def _size(path: Path) -> int:
@@ -129,12 +136,15 @@ def create_dataset(
     """A data set from an upload or a path under the data root, validated at once."""
     if Dataset.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": [_("A data set with this name already exists.")]})
+    uploaded = None
     if upload is not None:
-        location = store_upload(project, scenario, name, upload)
+        location, uploaded = store_upload(project, scenario, name, upload)
     else:
         location = _named_path(path, storage.readable_areas(project.pk))
         if not resolve(location).exists():
             raise ValidationError({"path": [_("Nothing exists at this path.")]})
+        _check_not_hidden(user, project, location)
+    dataset = None
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
@@ -146,12 +156,32 @@ def create_dataset(
                 location=location,
             )
             access.share_new(dataset, level)
-    except Exception:
-        if upload is not None:
-            shutil.rmtree(resolve(location).parent, ignore_errors=True)
+        validate_dataset(dataset)
+    except BaseException:
+        # Nothing half-made stays: neither the row (if it was made) nor uploaded files.
+        if dataset is not None and dataset.pk is not None:
+            Dataset.objects.filter(pk=dataset.pk).delete()
+        if uploaded is not None:
+            shutil.rmtree(uploaded, ignore_errors=True)
         raise
-    validate_dataset(dataset)
     return dataset
+
+
+def _check_not_hidden(user, project: Project, location: str) -> None:
+    """A path may not reach the files of a data set of the project that the user may not
+    see (a colleague's, shared as none): registering it again would read them anyway.
+    Shared folders are everyone's to read."""
+    if any(storage.is_within(location, [area]) for area in storage.shared_areas()):
+        return
+    exact_or_above, below = storage.nested_around(location)
+    overlapping = Dataset.objects.filter(project=project).filter(
+        Q(location__in=exact_or_above) | Q(location__startswith=below)
+    )
+    visible = access.restrict(Dataset.objects.filter(project=project), user)
+    if overlapping.exclude(pk__in=visible.values("pk")).exists():
+        raise ValidationError(
+            {"path": [_("This path holds the files of a data set you may not use.")]}
+        )
 
 
 def create_model_repo(
@@ -198,9 +228,9 @@ def _check_repo_folder(location: str) -> None:
     folder nor around one (versions of two repos would mix)."""
     if resolve(location).is_file():
         raise ValidationError({"path": [_("A file exists at this path; name a folder.")]})
-    around = [str(parent) for parent in Path(location).parents if str(parent) != "."]
+    exact_or_above, below = storage.nested_around(location)
     overlapping = ModelRepo.objects.filter(
-        Q(location__in=[location, *around]) | Q(location__startswith=f"{location}/")
+        Q(location__in=exact_or_above) | Q(location__startswith=below)
     )
     if overlapping.exists():
         raise ValidationError({"path": [_("Another save-model address already uses this folder.")]})
@@ -259,3 +289,10 @@ def version_parameters(schema: dict) -> dict[str, str]:
         for name, prop in (schema.get("properties") or {}).items()
         if MODEL_VERSION in prop
     }
+
+
+def referenced_versions(schema: dict, parameters: dict) -> list[ModelVersion]:
+    """The model versions a job's parameters refer to, whoever may see them."""
+    refs = [version_ref(parameters.get(name)) for name in version_parameters(schema)]
+    wanted = [ref for ref in refs if ref is not None]
+    return list(ModelVersion.objects.filter(pk__in=wanted).select_related("repo"))

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Access, Project
-from finetune import access
+from finetune import access, storage
 from finetune.models import (
     Algorithm,
     Dataset,
@@ -124,6 +124,9 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
             errors[name] = [_("Only data sets of the chosen scenario may be used.")]
         elif not visible_data.filter(pk=dataset.pk).exists():
             errors[name] = [_("You may not use this data set.")]
+        elif not storage.is_within(dataset.location, storage.readable_areas(project.pk)):
+            # Registered before the areas, or its folder now links elsewhere.
+            errors[name] = [_outside(dataset.name, storage.DATASETS, project)]
     writable_repos = access.restrict(ModelRepo.objects.filter(project=project), user, "change")
     if draft.model_repo.scenario_id != draft.scenario.pk:
         errors["model_repo"] = [_("Only model addresses of the chosen scenario may be used.")]
@@ -131,6 +134,8 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
         errors["model_repo"] = [
             _("You may not save into this save-model address: it needs read-write access.")
         ]
+    elif not storage.is_within(draft.model_repo.location, storage.writable_areas(project.pk)):
+        errors["model_repo"] = [_outside(draft.model_repo.name, storage.REPOS, project)]
     used_versions = _used_versions(user, project, draft, errors)
     if not draft.node_specs:
         errors["node_specs"] = [_("Choose at least one node spec.")]
@@ -152,6 +157,13 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
     if errors:
         raise ValidationError(errors)
     _check_can_ever_run(project, draft)
+
+
+def _outside(name: str, kind: str, project: Project) -> str:
+    return _(
+        "The files of “%(name)s” lie outside this project's folder %(area)s/; an operator "
+        "must move them there first."
+    ) % {"name": name, "area": storage.project_area(project.pk, kind)}
 
 
 def _used_versions(

@@ -44,7 +44,7 @@ def launched(project, alice, executor):
         alice,
         executor,
         rows=64,
-        repo="repos/demo/watched",
+        repo="watched",
         name="watched-run",
         parameters={
             "max_steps": 40,

@@ -28,13 +28,13 @@ def catalog() -> Algorithm:
 
 def good_dataset(project, creator, level=Access.READ_WRITE, name="chat", rows=8) -> Dataset:
     """A data set whose file exists under the data root and passes validation."""
-    location = f"datasets/{name}.jsonl"
+    location = f"datasets/{project.pk}/{name}.jsonl"
     write_sample_dataset("sft_messages", Path(settings.DATA_ROOT) / location, rows=rows)
     return factories.dataset(project, creator, level=level, name=name, location=location)
 
 
 def bad_dataset(project, creator, name="broken") -> Dataset:
-    location = f"datasets/{name}.jsonl"
+    location = f"datasets/{project.pk}/{name}.jsonl"
     path = Path(settings.DATA_ROOT) / location
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')

@@ -464,3 +464,112 @@ def test_a_job_is_no_more_open_than_its_reward_model(client, project, alice):
     with pytest.raises(ValidationError) as refused:
         check_draft(alice, project, draft)
     assert "judge" in str(refused.value.message_dict["access"])
+
+
+# --- what a review found (issue 11) ---------------------------------------------------
+
+
+def test_a_job_refuses_a_data_set_whose_files_lie_outside_the_project(
+    client, project, alice, ready
+):
+    """A row registered before the areas existed (or edited behind the platform's back)
+    is refused when a job would use it, and at launch."""
+    from scheduler.executors.base import ExecutorError
+    from scheduler.launching import trainer_spec
+
+    dataset, repo, spec = ready
+    Dataset.objects.filter(pk=dataset.pk).update(location="jobs/1/spec.json")
+    client.force_login(alice)
+    response = client.post(reverse("finetune:job_create"), support.job_post(dataset, repo, spec))
+    assert response.status_code == 400
+    assert f"datasets/{project.pk}/" in response.context["form"].errors["train_dataset"][0]
+    job = factories.job(project, alice, train_dataset=Dataset.objects.get(pk=dataset.pk))
+    with pytest.raises(ExecutorError) as refused:
+        trainer_spec(job, "token")
+    assert not refused.value.transient
+
+
+def test_a_folder_replaced_by_a_link_after_registration_is_refused(client, project, alice, ready):
+    dataset, repo, spec = ready
+    elsewhere = _root() / "logs"
+    elsewhere.mkdir()
+    target = _root() / dataset.location
+    target.unlink()
+    os.symlink(elsewhere / "web.log", target)
+    client.force_login(alice)
+    response = client.post(reverse("finetune:job_create"), support.job_post(dataset, repo, spec))
+    assert response.status_code == 400
+    assert "train_dataset" in response.context["form"].errors
+
+
+def test_a_member_cannot_register_a_colleagues_private_data_again(client, project, alice, bob):
+    secret = _alices_data(project, alice, level=Access.NONE)
+    client.force_login(bob)
+    for path in (secret.location, str(Path(secret.location).parent)):
+        refusal = _refusal(_register_data(client, path))
+        assert refusal == "This path holds the files of a data set you may not use."
+    assert Dataset.objects.count() == 1
+    client.force_login(alice)  # the owner may register her own files again
+    assert _register_data(client, secret.location).status_code == 302
+
+
+def test_the_admin_keeps_a_job_no_more_open_than_its_reward_model(admin, project, alice):
+    from finetune.models import Algorithm
+
+    dataset, repo, _spec = _grpo_setup(project, alice)
+    judge = _reward_model(project, alice, level=Access.NONE)
+    job = factories.job(
+        project,
+        alice,
+        level=Access.NONE,
+        algorithm=Algorithm.objects.get(code="grpo"),
+        scenario=dataset.scenario,
+        train_dataset=dataset,
+        model_repo=repo,
+        parameters={
+            "reward_kind": "reward_model",
+            "reward_model_path": {"model_version": judge.pk},
+        },
+    )
+    assert "access" in _admin_change(admin, job, access=Access.READ_ONLY)
+
+
+def test_a_failed_validation_leaves_no_row_and_only_its_own_folder_goes(
+    project, alice, monkeypatch
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from finetune.services import data as services
+
+    neighbour = _root() / f"datasets/{project.pk}/neighbour/data.jsonl"
+    write_sample_dataset("sft_messages", neighbour, rows=2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the validator broke")
+
+    monkeypatch.setattr(services.datavalidation, "validate", broken)
+    upload = SimpleUploadedFile("chat.jsonl", neighbour.read_bytes())
+    with pytest.raises(RuntimeError):
+        services.create_dataset(
+            alice,
+            project,
+            name="fresh",
+            scenario=factories.scenario(),
+            level=Access.NONE,
+            upload=upload,
+        )
+    assert not Dataset.objects.exists()
+    assert not (_root() / f"datasets/{project.pk}/fresh").exists()
+    assert neighbour.exists()
+
+
+def test_a_shared_folder_that_links_into_the_projects_areas_is_ignored(
+    client, settings, project, alice, charlie
+):
+    _alices_data(project, alice)
+    os.symlink(_root() / "datasets", _root() / "everything")
+    settings.JINGTIAO_SHARED_DATA_DIRS = ["everything"]
+    client.force_login(charlie)
+    refusal = _refusal(_register_data(client, f"everything/{project.pk}/private/data.jsonl"))
+    assert "everything/" not in refusal
+    assert not Dataset.objects.filter(creator=charlie).exists()

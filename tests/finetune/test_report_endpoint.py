@@ -250,3 +250,18 @@ def test_the_trainers_own_reporter_delivers_to_the_endpoint(live_server, project
     assert reporter.close(timeout=10) is True
     assert MetricPoint.objects.get(job=job).loss == 2.5
     assert ResourceSample.objects.get(job=job).worker == "local-rank0"
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b'"metrics": [{"time": NOW, "loss": 1' + b"0" * 400 + b"}]", "too large for a number"),
+        (b'"metrics": [{"time": NOW, "step": ' + b"9" * 5000 + b"}]", "too many digits"),
+    ],
+)
+def test_numbers_past_what_python_holds_are_refused(client, running, raw, words):
+    head = f'{{"job_id": {running.pk}, "worker": "w0", "seq": 1, '.encode()
+    body = head + raw.replace(b"NOW", str(time.time()).encode()) + b"}"
+    response = _post(client, running, None, raw=body)
+    assert response.status_code == 400
+    assert words in response.json()["error"]

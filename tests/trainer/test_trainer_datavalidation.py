@@ -237,3 +237,44 @@ def test_rl_data_of_preference_pairs_reports_the_rows_that_are_not(tmp_path):
     report = validate("llm/rl", str(path))
     assert report.format == "preference"
     assert [(p.row, p.field) for p in report.problems] == [(1, "chosen"), (1, "rejected")]
+
+
+def test_a_number_of_thousands_of_digits_is_a_row_problem(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "x", "n": ' + "1" * 5000 + "}\n", encoding="utf-8")
+    report = validate("llm/pretrain", str(path))
+    assert [(p.row, p.problem) for p in report.problems] == [
+        (2, "invalid JSON: a number has too many digits")
+    ]
+
+
+def test_an_unpaired_surrogate_is_a_row_problem_and_the_report_stays_utf8(tmp_path):
+    folder = write_sample_dataset("t2i", tmp_path / "images", rows=2)
+    metadata = folder / "metadata.jsonl"
+    lines = metadata.read_text(encoding="utf-8").splitlines()
+    lines.append('{"file_name": "\\udc80.png", "text": "a cat"}')
+    metadata.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = validate("t2i/finetune", str(folder))
+    assert [(p.row, p.field) for p in report.problems] == [(3, "file_name")]
+    json.dumps(report.to_dict()).encode("utf-8")  # storable: no lone surrogate left
+
+
+def test_a_file_linking_out_of_its_folder_is_not_read(tmp_path):
+    import os
+
+    secret = write_sample_dataset("pretrain", tmp_path / "elsewhere" / "secret.jsonl", rows=3)
+    folder = tmp_path / "mine"
+    write_sample_dataset("pretrain", folder / "a.jsonl", rows=2)
+    os.symlink(secret, folder / "b.jsonl")
+    report = validate("llm/pretrain", str(folder))
+    assert report.rows == 2
+    assert [p.problem for p in report.problems] == [
+        "b.jsonl links to a file outside the data folder; it is not read"
+    ]
+
+
+def test_old_mac_line_endings_split_rows(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"text": "one"}\r{"text": "two"}\r\n{"text": "three"}\n')
+    report = validate("llm/pretrain", str(path))
+    assert report.ok and report.rows == 3

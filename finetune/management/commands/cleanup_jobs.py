@@ -4,9 +4,10 @@ Deletes jobs that ended (error, stopped, expired, succeeded) before a given
 age, optionally only some statuses and projects, in batches: each batch first
 removes the jobs' folders, then their rows (events, node-spec choices and
 permission grants go with them by cascade). Folders left by jobs deleted from the
-pages (whose teardown did not remove them) go too, once no worker of theirs lives. Interrupted at any point, a rerun
-finds what is left and finishes it; a folder is never left without its row
-being deleted next. Running and queued jobs are never touched.
+pages (whose teardown did not remove them) go too, once no worker of theirs lives.
+Interrupted at any point, a rerun finds what is left and finishes it; a folder is
+never left without its row being deleted next. Running and queued jobs are never
+touched.
 """
 
 from __future__ import annotations
