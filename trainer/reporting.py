@@ -123,7 +123,7 @@ class Reporter:
                 }
             return self._pending
 
-    def _post(self, batch: dict[str, Any]) -> bool:
+    def _post(self, batch: dict[str, Any], timeout: float) -> bool:
         """True when the batch is done with (accepted, or refused for good)."""
         request = urllib.request.Request(
             self.url,
@@ -132,7 +132,7 @@ class Reporter:
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 response.read()
             return True
         except urllib.error.HTTPError as exc:
@@ -148,10 +148,11 @@ class Reporter:
         return False
 
     def _run(self) -> None:
-        failures = 0
+        failures = flush_failures = 0
         while True:
             stopping = self._stop.is_set()
-            if stopping and self._deadline is not None and time.monotonic() >= self._deadline:
+            left = self._deadline - time.monotonic() if self._deadline is not None else None
+            if stopping and left is not None and left <= 0:
                 return
             batch = self._next_batch()
             if batch is None:
@@ -160,8 +161,9 @@ class Reporter:
                 self._wake.wait(self.interval)
                 self._wake.clear()
                 continue
+            timeout = self.timeout if left is None else max(0.1, min(self.timeout, left))
             try:
-                done = self._post(batch)
+                done = self._post(batch, timeout)
             except Exception:
                 log.debug("reporting: unexpected error", exc_info=True)
                 done = False
@@ -172,14 +174,18 @@ class Reporter:
                 failures = 0
                 continue
             failures += 1
+            if stopping:
+                # The last flush before exit: short waits from the first, whatever failed
+                # before, and one more try just before the deadline rather than a sleep
+                # through it (the platform may be back by then).
+                flush_failures += 1
+                left = self._deadline - time.monotonic() if self._deadline is not None else 0.0
+                delay = min(self.backoff_base * 2 ** (flush_failures - 1), 1.0)
+                time.sleep(max(0.0, min(delay, left - 0.1)))
+                continue
             # Full jitter keeps many workers from hammering a recovering platform in step.
             delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**failures))
-            if self._deadline is not None:
-                delay = min(delay, max(0.0, self._deadline - time.monotonic()))
-            if stopping:
-                time.sleep(delay)  # _stop is already set, so waiting on it would not pause
-            else:
-                self._stop.wait(delay)
+            self._stop.wait(delay)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Flush what is buffered for up to ``timeout`` seconds; True when all was sent."""

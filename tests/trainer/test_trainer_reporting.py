@@ -122,3 +122,25 @@ def test_it_reads_mlu_figures_from_cnmon_output():
         Free                     : 23552 MiB
     """
     assert parse_cnmon(text) == {"device_util": 37.0, "device_memory_bytes": 1024 * 2**20}
+
+
+def test_the_last_flush_delivers_when_the_platform_is_back_before_the_deadline(
+    start_report_server,
+):
+    """After long failures the backoff is long; the flush at exit must not sleep through
+    its deadline but try again until then (issue 12, item 5)."""
+    import threading
+
+    server = start_report_server(status=503)
+    reporter = Reporter(server.url, "t", 1, "w", interval=0.05, backoff_base=2.0, backoff_max=60)
+    reporter.metric(step=1, loss=1.0)
+    time.sleep(0.5)  # refused with a 503 at least once: the next wait is long
+
+    def come_back():
+        server.status = 200
+
+    threading.Timer(1.5, come_back).start()
+    started = time.monotonic()
+    assert reporter.close(timeout=4) is True
+    assert time.monotonic() - started < 4.5
+    assert [m["step"] for m in server.metrics] == [1]
