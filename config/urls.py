@@ -6,6 +6,8 @@ from config.health import healthz
 from finetune.views import home
 from finetune.views.report import report
 
+handler500 = "config.errors.server_error"
+
 admin.site.site_header = _("Jingtiao operations")
 admin.site.site_title = _("Jingtiao")
 admin.site.index_title = _("Operations")
