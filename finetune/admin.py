@@ -1,9 +1,12 @@
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Access
-from finetune import access, states, storage
+from finetune import access, storage
 from finetune.models import (
     Algorithm,
     Dataset,
@@ -25,6 +28,7 @@ from finetune.models import (
     ResourceSample,
     Scenario,
 )
+from finetune.services import jobs as services
 from finetune.services.data import referenced_versions
 
 
@@ -207,10 +211,10 @@ class JobAdmin(SharedObjectAdmin):
         "validation_dataset",
         "test_dataset",
         "model_repo",
-        "cloned_from",
-        "output_version",
     ]
-    # The status only changes through the state machine: the admin actions below.
+    # The status only changes through the state machine: the admin actions below. What
+    # the platform derives (placement, the model made, the reported progress) is shown,
+    # never typed.
     readonly_fields = [
         "status",
         "status_reason",
@@ -221,18 +225,41 @@ class JobAdmin(SharedObjectAdmin):
         "placement",
         "spec_in_use",
         "run_command",
+        "cloned_from",
+        "output_version",
+        "progress",
+        "eta_at",
     ]
     inlines = [JobNodeSpecInline, JobEventInline]
     actions = ["stop_jobs", "requeue_jobs"]
 
-    def _apply(self, request, queryset, target: str, reason: str) -> None:
+    def save_model(self, request, obj: Job, form, change: bool) -> None:
+        """Priority and duration change through the services, as on the pages: with an
+        event, and an admission pass that sees them; a finished job refuses them."""
+        through_services = {}
+        if change:
+            saved = Job.objects.get(pk=obj.pk)
+            for field in ("priority", "duration"):
+                if field in form.changed_data:
+                    through_services[field] = getattr(obj, field)
+                    setattr(obj, field, getattr(saved, field))
+        super().save_model(request, obj, form, change)
+        operations = {"priority": services.change_priority, "duration": services.change_duration}
+        for field, value in through_services.items():
+            try:
+                operations[field](request.user, obj, value, as_operator=True)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+
+    def _apply(self, request, queryset, operation, target: str) -> None:
+        """Each job through `operation(user, job)` of the services, as the pages do."""
         moved, refused = 0, []
         for job in queryset:
             try:
-                if states.transition(job, target, actor=request.user, reason=reason):
+                if operation(request.user, job):
                     moved += 1
-            except states.TransitionError as exc:
-                refused.append(str(exc))
+            except ValidationError as exc:
+                refused.append(" ".join(exc.messages))
         if moved:
             self.message_user(
                 request,
@@ -245,11 +272,12 @@ class JobAdmin(SharedObjectAdmin):
 
     @admin.action(description=_("Stop the selected jobs"))
     def stop_jobs(self, request, queryset) -> None:
-        self._apply(request, queryset, JobStatus.STOPPED, _("stopped by an operator"))
+        stop = partial(services.stop_job, as_operator=True)
+        self._apply(request, queryset, stop, JobStatus.STOPPED)
 
     @admin.action(description=_("Put the selected running jobs back in the queue"))
     def requeue_jobs(self, request, queryset) -> None:
-        self._apply(request, queryset, JobStatus.QUEUED, _("requeued by an operator"))
+        self._apply(request, queryset, services.requeue_job, JobStatus.QUEUED)
 
 
 @admin.register(JobEvent)

@@ -2,12 +2,12 @@
 
 `job_changed(job_id, change)` is sent inside `transaction.on_commit` after a
 user's operation on a job took effect; `change` is one of CHANGES. The
-scheduler reacts: an admission pass after created/priority/duration/stopped,
-a workload teardown after stopped/deleted.
+scheduler reacts: an admission pass after created/priority/duration/stopped/
+requeued, a workload teardown after stopped/deleted.
 """
 
 from django.dispatch import Signal
 
-CHANGES = ("created", "priority", "duration", "stopped", "deleted")
+CHANGES = ("created", "priority", "duration", "stopped", "deleted", "requeued")
 
 job_changed = Signal()

@@ -179,5 +179,5 @@ def sync_nodes() -> None:
 def admit_on_change(sender, job_id: int, change: str, **kwargs) -> None:
     """A new job, a new priority or duration, or freed capacity: plan again now,
     rather than at the next periodic pass."""
-    if change in ("created", "priority", "duration", "stopped", "deleted"):
+    if change in ("created", "priority", "duration", "stopped", "deleted", "requeued"):
         enqueue(run_admission)

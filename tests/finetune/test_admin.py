@@ -131,3 +131,72 @@ def test_members_who_are_not_staff_cannot_open_the_admin(client, alice):
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def _edit(client, job, **changes):
+    """The job's change form posted as the admin shows it, with `changes`."""
+    url = reverse("admin:finetune_job_change", args=[job.pk])
+    page = client.get(url)
+    data = {}
+    for name, field in page.context["adminform"].form.fields.items():
+        value = page.context["adminform"].form[name].value()
+        if value is not None:
+            data[name] = field.prepare_value(value) if hasattr(field, "prepare_value") else value
+    for formset in page.context["inline_admin_formsets"]:
+        management = formset.formset.management_form
+        for name in management.fields:
+            data[f"{formset.formset.prefix}-{name}"] = management[name].value() or 0
+        for number, form in enumerate(formset.formset.forms):
+            for name in form.fields:
+                value = form[name].value()
+                if value is not None:
+                    data[f"{formset.formset.prefix}-{number}-{name}"] = value
+    data.update(changes)
+    return client.post(url, data, follow=True)
+
+
+def test_operators_change_priority_and_duration_through_the_services(client, admin, project, alice):
+    from datetime import timedelta
+
+    job = factories.job(project, alice, duration=timedelta(hours=2))
+    client.force_login(admin)
+    response = _edit(client, job, priority="40", duration="06:00:00")
+    assert response.status_code == 200
+    job.refresh_from_db()
+    assert job.priority == 40 and job.duration == timedelta(hours=6)
+    kinds = set(job.events.values_list("kind", flat=True))
+    assert {JobEvent.Kind.PRIORITY, JobEvent.Kind.DURATION} <= kinds
+    assert job.events.get(kind=JobEvent.Kind.PRIORITY).actor == admin
+
+
+def test_a_finished_jobs_priority_is_refused_in_the_admin_with_a_message(
+    client, admin, project, alice
+):
+    job = factories.job(project, alice, status=JobStatus.SUCCEEDED)
+    client.force_login(admin)
+    response = _edit(client, job, priority="40")
+    job.refresh_from_db()
+    assert job.priority != 40
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("priority can be changed" in m for m in messages)
+
+
+def test_operator_actions_announce_the_change(
+    client, admin, project, alice, django_capture_on_commit_callbacks
+):
+    from finetune.signals import job_changed
+
+    seen = []
+
+    def listen(sender, job_id, change, **kwargs):
+        seen.append((job_id, change))
+
+    job_changed.connect(listen)
+    try:
+        stopped = factories.job(project, alice, status=JobStatus.RUNNING)
+        client.force_login(admin)
+        with django_capture_on_commit_callbacks(execute=True):
+            _run_action(client, "stop_jobs", [stopped])
+    finally:
+        job_changed.disconnect(listen)
+    assert (stopped.pk, "stopped") in seen
