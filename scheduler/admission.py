@@ -113,15 +113,13 @@ def admit(now=None) -> list[Admitted]:
 
 def launch(admitted: Admitted) -> bool:
     """Start one admitted job's workload; True if it was launched."""
-    from scheduler.launching import launch_job
+    from scheduler.launching import LAUNCH_RELATED, launch_job
 
-    job = Job.objects.select_related(
-        "pretrained_model", "train_dataset", "validation_dataset", "test_dataset", "model_repo"
-    ).get(pk=admitted.job_id)
+    job = Job.objects.select_related(*LAUNCH_RELATED).get(pk=admitted.job_id)
     if job.status != JobStatus.RUNNING:
         return False  # stopped between admission and launch
     try:
-        launch_job(job, admitted.placement)
+        return launch_job(job, admitted.placement)
     except ExecutorError as exc:
         if exc.transient:
             logger.warning("launch of job %s failed, requeued: %s", job.pk, exc)
@@ -136,7 +134,6 @@ def launch(admitted: Admitted) -> bool:
                 job, JobStatus.FAILED, reason=_("cannot launch: %(error)s") % {"error": exc}
             )
         return False
-    return True
 
 
 def run_admission(now=None) -> list[int]:

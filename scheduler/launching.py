@@ -15,18 +15,22 @@ succeeds (scheduler/settling.py).
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from finetune import storage
-from finetune.models import Job, JobEvent, ModelVersion
+from finetune.models import Job, JobEvent, JobStatus, ModelVersion
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, resolve
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node
+
+logger = logging.getLogger(__name__)
 
 
 def output_dir(job: Job) -> str:
@@ -100,22 +104,25 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def launch_job(job: Job, placement: Placement) -> None:
-    """Build the spec, record the command and the token's hash, and start the workers."""
-    job = (
-        Job.objects.select_related(
-            "scenario",
-            "algorithm",
-            "pretrained_model",
-            "train_dataset",
-            "validation_dataset",
-            "test_dataset",
-            "model_repo",
-            "pool",
-        )
-        .filter(pk=job.pk)
-        .get()
-    )
+LAUNCH_RELATED = (
+    "scenario",
+    "algorithm",
+    "pretrained_model",
+    "train_dataset",
+    "validation_dataset",
+    "test_dataset",
+    "model_repo",
+    "pool",
+)
+
+
+def launch_job(job: Job, placement: Placement) -> bool:
+    """Build the spec, record the command and the token's hash, and start the workers.
+
+    A stop or a delete may commit while the workers start: the status is read again
+    under the row's lock once they are spawned, and a job no longer running has its
+    workers torn down at once (False). The LAUNCH event is written only for a launch
+    that stands, so it never follows the job's STOPPED."""
     executor = get_executor()
     token = secrets.token_urlsafe(32)
     request = LaunchRequest(
@@ -129,17 +136,24 @@ def launch_job(job: Job, placement: Placement) -> None:
     # The hash is stored before the workers start, so their first report is accepted.
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
     executor.launch(request)
-    JobEvent.objects.create(
-        job_id=job.pk,
-        kind=JobEvent.Kind.LAUNCH,
-        message=command,
-        data={
-            "executor": executor.name,
-            "nodes": list(placement.nodes),
-            "spec_id": placement.spec_id,
-            "device_ids": {node: list(ids) for node, ids in placement.device_ids.items()},
-        },
-    )
+    with transaction.atomic():
+        stands = Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING)
+        if stands.exists():
+            JobEvent.objects.create(
+                job_id=job.pk,
+                kind=JobEvent.Kind.LAUNCH,
+                message=command,
+                data={
+                    "executor": executor.name,
+                    "nodes": list(placement.nodes),
+                    "spec_id": placement.spec_id,
+                    "device_ids": {node: list(ids) for node, ids in placement.device_ids.items()},
+                },
+            )
+            return True
+    logger.info("job %s stopped while its workers started: tearing them down", job.pk)
+    executor.stop(job.pk, keep_logs=False)
+    return False
 
 
 def pool_taint(job: Job, placement: Placement) -> str:

@@ -244,3 +244,27 @@ def test_the_one_node_is_this_machine(local_backend, settings):
     assert node.cpu_millis == os.cpu_count() * 1000
     assert node.memory_mib == psutil.virtual_memory().total // 2**20
     assert (node.device_type, node.device_count) == detect_devices()
+
+
+def test_a_stop_during_launch_tears_the_new_workers_down(fake_trainer, running_job):
+    """The user's stop commits while the workers are being spawned (issue 12, item 4):
+    the launch sees it under the row's lock and tears them down at once; no LAUNCH
+    event follows the STOPPED one."""
+    from finetune import states
+    from scheduler.executors import local
+
+    job = running_job(parameters={"behaviour": "wait"})
+    spawn = local.LocalExecutor.launch
+
+    def launch_then_stop(self, request):
+        spawn(self, request)
+        states.transition(job, JobStatus.STOPPED, reason="stopped by alice")
+
+    local.LocalExecutor.launch = launch_then_stop
+    try:
+        assert launch_job(job, placement(device_type="none", devices_per_node=0)) is False
+    finally:
+        local.LocalExecutor.launch = spawn
+    assert LocalExecutor().observe([job.pk])[job.pk].phase != Phase.RUNNING
+    assert LocalExecutor().managed_job_ids() == set()
+    assert not job.events.filter(kind=JobEvent.Kind.LAUNCH).exists()
