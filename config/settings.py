@@ -258,6 +258,7 @@ JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = env.int(
     "JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS", 600, minimum=0
 )
 JINGTIAO_MISSING_GRACE_SECONDS = env.int("JINGTIAO_MISSING_GRACE_SECONDS", 120, minimum=0)
+JINGTIAO_LOST_GRACE_SECONDS = env.int("JINGTIAO_LOST_GRACE_SECONDS", 120, minimum=0)
 JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
 JINGTIAO_TRAINER_IMAGE = env.str("JINGTIAO_TRAINER_IMAGE", "jingtiao-trainer:0.1.0")
 # Empty: in-cluster credentials inside a pod, else ~/.kube/config; "in-cluster" or a path.

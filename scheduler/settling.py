@@ -2,9 +2,10 @@
 
 One `observe` call per cycle for every RUNNING job; then, per job:
 SUCCEEDED adds a model version and succeeds the job; FAILED fails it with the
-backend's reason in words; UNSCHEDULABLE past the timeout tears the workload
-down and puts the job back in the queue at its place; MISSING past a grace
-fails it. PENDING and RUNNING change nothing.
+backend's reason in words; UNSCHEDULABLE past the timeout, and LOST (evicted,
+a node lost, a Job without pods) past its grace, tear the workload down and put
+the job back in the queue at its place; MISSING past a grace fails it. PENDING and
+RUNNING change nothing.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
             "The cluster could not place its workers for %(minutes)d minutes; "
             "back in the queue at its place. %(reason)s"
         ) % {"minutes": timeout.total_seconds() // 60, "reason": state.reason}
+        moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
+        return JobStatus.QUEUED if moved else None
+    if state.phase == Phase.LOST:
+        grace = timedelta(seconds=settings.JINGTIAO_LOST_GRACE_SECONDS)
+        if state.since is not None and now - state.since < grace:
+            return None
+        # As for pods that cannot be placed: torn down first, then back in its place.
+        executor.stop(job.pk)
+        reason = _("Its workers were lost (%(reason)s); back in the queue at its place.") % {
+            "reason": state.reason
+        }
         moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
         return JobStatus.QUEUED if moved else None
     if state.phase == Phase.MISSING:

@@ -25,6 +25,9 @@ class Phase(StrEnum):
     SUCCEEDED = "succeeded"  # every worker exited 0
     FAILED = "failed"  # a worker failed: `reason` says how, in words
     UNSCHEDULABLE = "unschedulable"  # the cluster cannot place its pods (since `since`)
+    # Its workers are gone through no fault of the job (evicted, their node lost, a Job
+    # whose pods never came): back to the queue, once `since` is a grace old (None: now).
+    LOST = "lost"
     MISSING = "missing"  # no workload at all for this job
 
 

@@ -87,8 +87,10 @@ def _worker(pod: dict) -> dict[str, Any]:
     }
 
 
-def pod_failure(pod: dict) -> tuple[str, int | None] | None:
-    """Why a pod failed or never will start, in words, with the exit code if any."""
+def pod_lost(pod: dict) -> tuple[str, datetime | None] | None:
+    """Why a pod's worker is gone through no fault of the job, and since when (None: it
+    will not come back, so now): evicted (node pressure, preemption), or in phase
+    Unknown (its node stopped answering)."""
     status = pod.get("status") or {}
     rank = pod_rank(pod)
     if status.get("reason") == "Evicted":
@@ -96,6 +98,27 @@ def pod_failure(pod: dict) -> tuple[str, int | None] | None:
             "rank": rank,
             "message": status.get("message") or "",
         }, None
+    if status.get("phase") == "Unknown":
+        moments = [
+            parse_time(condition.get("lastTransitionTime"))
+            for condition in status.get("conditions") or []
+        ]
+        moments = [moment for moment in moments if moment is not None]
+        since = max(moments) if moments else parse_time(pod["metadata"].get("creationTimestamp"))
+        node = (pod.get("spec") or {}).get("nodeName") or "?"
+        return _("worker %(rank)d is lost: its node %(node)s stopped answering") % {
+            "rank": rank,
+            "node": node,
+        }, since
+    return None
+
+
+def pod_failure(pod: dict) -> tuple[str, int | None] | None:
+    """Why a pod failed or never will start, in words, with the exit code if any."""
+    status = pod.get("status") or {}
+    rank = pod_rank(pod)
+    if pod_lost(pod):
+        return None
     container = _container_status(pod)
     state = container.get("state") or {}
     waiting = state.get("waiting") or {}
@@ -176,6 +199,15 @@ def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
         if failure:
             reason, code = failure
             return WorkloadState(job_id, Phase.FAILED, reason, code, workers=workers)
+    for pod in pods:
+        lost = pod_lost(pod)
+        if lost:
+            reason, moment = lost
+            return WorkloadState(job_id, Phase.LOST, reason, since=moment, workers=workers)
+    if not pods and since is not None:
+        # Pods come a moment after their Job; a Job without any for long never gets one.
+        reason = _("the Kubernetes Job has no pods")
+        return WorkloadState(job_id, Phase.LOST, reason, since=since, workers=workers)
     failed = _condition(job, "Failed")
     if failed:
         reason = _("the Kubernetes Job failed (%(reason)s): %(message)s") % {

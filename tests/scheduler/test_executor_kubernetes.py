@@ -173,8 +173,16 @@ def test_observe_lists_jobs_and_pods_once_whatever_the_number_of_jobs(kube):
         ),
         (
             {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."},
-            Phase.FAILED,
+            Phase.LOST,
             "evicted: The node was low on memory.",
+        ),
+        (
+            {
+                "phase": "Unknown",
+                "conditions": [{"type": "Ready", "lastTransitionTime": "2026-11-30T10:00:00Z"}],
+            },
+            Phase.LOST,
+            "worker 0 is lost: its node node-0 stopped answering",
         ),
         (
             {

@@ -148,6 +148,61 @@ def test_an_unschedulable_job_goes_back_to_the_queue_in_its_place(kube, launched
     assert not workload_exists(kube, job.pk)
 
 
+def test_an_evicted_worker_puts_the_job_back_in_its_place_at_once(kube, launched):
+    """Eviction (node pressure, preemption) is no fault of the job (issue 12, item 8)."""
+    job = launched()
+    queued_at = job.queued_at
+    evicted = {"reason": "Evicted", "message": "The node was low on memory."}
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Failed", **evicted))
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.queued_at == queued_at
+    assert "The node was low on memory." in job.status_reason
+    assert not workload_exists(kube, job.pk)
+
+
+def test_a_worker_on_a_lost_node_requeues_the_job_after_the_grace(kube, launched, settings):
+    settings.JINGTIAO_LOST_GRACE_SECONDS = 60
+    job = launched()
+
+    def unknown_since(seconds: int) -> dict:
+        ready = {"type": "Ready", "status": "Unknown", "lastTransitionTime": ago(seconds)}
+        return pod(job.pk, 0, "Unknown", conditions=[ready])
+
+    kube.put("v1/pods", "p0", unknown_since(20))
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # the node may answer again
+
+    kube.put("v1/pods", "p0", unknown_since(90))
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert "node-0 stopped answering" in job.status_reason
+    assert not workload_exists(kube, job.pk)
+
+
+def test_a_job_without_pods_for_long_is_requeued(kube, launched, settings):
+    settings.JINGTIAO_LOST_GRACE_SECONDS = 60
+    job = launched()
+    name = manifests.workload_name(job.pk)
+    stored = kube.stored(JOBS)[name]
+    stored["metadata"]["creationTimestamp"] = ago(20)
+    kube.put(JOBS, name, stored)
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+    stored["metadata"]["creationTimestamp"] = ago(300)
+    kube.put(JOBS, name, stored)
+    observe_running_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert "has no pods" in job.status_reason
+
+
 def test_a_job_whose_workload_vanished_fails_after_the_grace(kube, running_job, settings):
     settings.JINGTIAO_MISSING_GRACE_SECONDS = 60
     fresh = running_job()
