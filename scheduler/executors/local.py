@@ -55,12 +55,22 @@ TAIL_LINES = 20
 MIB = 1024 * 1024
 
 # The group receives SIGTERM on stop; the supervisor outlives it to record the
-# trainer's exit code. The code lands atomically (write, then rename).
+# trainer's exit code. The code lands atomically (write, then rename). If the
+# supervisor itself is killed, the kernel kills the trainer too (PR_SET_PDEATHSIG),
+# so no trainer trains on, unwatched, after its job was given up.
 SUPERVISOR = """\
-import os, signal, subprocess, sys
+import ctypes, os, signal, subprocess, sys
 exit_path = sys.argv[1]
 signal.signal(signal.SIGTERM, lambda *_: None)
-code = subprocess.Popen(sys.argv[2:]).wait()
+supervisor = os.getpid()
+def die_with_supervisor():
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        pass  # not Linux: stop() and the orphan clean-up still find the group
+    if os.getppid() != supervisor:  # it died before the line above
+        os._exit(1)
+code = subprocess.Popen(sys.argv[2:], preexec_fn=die_with_supervisor).wait()
 with open(exit_path + ".tmp", "w") as handle:
     handle.write(str(code))
 os.replace(exit_path + ".tmp", exit_path)

@@ -268,3 +268,19 @@ def test_a_stop_during_launch_tears_the_new_workers_down(fake_trainer, running_j
     assert LocalExecutor().observe([job.pk])[job.pk].phase != Phase.RUNNING
     assert LocalExecutor().managed_job_ids() == set()
     assert not job.events.filter(kind=JobEvent.Kind.LAUNCH).exists()
+
+
+def test_killing_a_supervisor_takes_its_trainer_with_it(fake_trainer, running_job):
+    """Issue 12, item 2: a supervisor killed (SIGKILL) leaves no trainer training on."""
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    meta = json.loads((job_dir(job.pk) / "worker-0.json").read_text())
+    supervisor = psutil.Process(meta["pid"])
+    deadline = time.monotonic() + 10
+    while not supervisor.children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trainer = supervisor.children()[0]
+    os.kill(supervisor.pid, signal.SIGKILL)
+    trainer.wait(timeout=10)  # raises psutil.TimeoutExpired if it trains on
+    assert not trainer.is_running()
