@@ -210,3 +210,33 @@ def test_it_refuses_bad_arguments_clearly(finished_jobs, args, message):
     with pytest.raises(CommandError, match=message):
         _call("cleanup_jobs", *args)
     assert Job.objects.count() == len(finished_jobs)
+
+
+def test_seed_demo_moves_the_demo_data_of_the_old_layout_into_the_project_area(settings):
+    """A demo seeded before project areas (datasets/demo/, repos/demo/) is moved into
+    datasets/<id>/ and repos/<id>/, versions included, so its jobs may use it."""
+    from accounts.models import Project
+    from finetune.models import Dataset, ModelRepo, ModelVersion
+    from finetune.storage import resolve
+
+    _call("seed_demo")
+    demo = Project.objects.get(name="demo")
+    chat = Dataset.objects.get(project=demo, name="sft-chat-train")
+    repo = ModelRepo.objects.get(project=demo, name="sft-models")
+    for row, kind in ((chat, "datasets"), (repo, "repos")):
+        legacy = f"{kind}/demo/{row.name}"
+        resolve(legacy).parent.mkdir(parents=True, exist_ok=True)
+        resolve(row.location).rename(resolve(legacy))
+        type(row).objects.filter(pk=row.pk).update(location=legacy)
+    (resolve("repos/demo/sft-models") / "job-1").mkdir()
+    ModelVersion.objects.create(repo=repo, number=1, location="repos/demo/sft-models/job-1")
+
+    _call("seed_demo")
+
+    chat.refresh_from_db()
+    repo.refresh_from_db()
+    assert chat.location == f"datasets/{demo.pk}/sft-chat-train"
+    assert (resolve(chat.location) / "data.jsonl").is_file()
+    assert repo.location == f"repos/{demo.pk}/sft-models"
+    assert repo.versions.get().location == f"repos/{demo.pk}/sft-models/job-1"
+    assert resolve(repo.versions.get().location).is_dir()

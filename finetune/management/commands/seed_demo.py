@@ -8,6 +8,7 @@ nothing is downloaded.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 
@@ -200,9 +201,11 @@ class Command(BaseCommand):
 
         scenarios = {scenario.code: scenario for scenario in Scenario.objects.all()}
         for name, scenario_code, kind, rows, seed in DATASETS:
-            if Dataset.objects.filter(project=project, name=name).exists():
-                continue
             location = f"{storage.project_area(project.pk, storage.DATASETS)}/{name}"
+            existing = Dataset.objects.filter(project=project, name=name).first()
+            if existing is not None:
+                _into_area(existing, f"{storage.DATASETS}/{project.name}/{name}", location)
+                continue
             folder = resolve(location)
             target = folder if kind == "t2i" else folder / "data.jsonl"
             write_sample_dataset(kind, target, rows=rows, seed=seed)
@@ -227,9 +230,11 @@ class Command(BaseCommand):
     def _repos(self, project: Project, creator) -> None:
         scenarios = {scenario.code: scenario for scenario in Scenario.objects.all()}
         for name, scenario_code in REPOS:
-            if ModelRepo.objects.filter(project=project, name=name).exists():
-                continue
             location = f"{storage.project_area(project.pk, storage.REPOS)}/{name}"
+            existing = ModelRepo.objects.filter(project=project, name=name).first()
+            if existing is not None:
+                _into_area(existing, f"{storage.REPOS}/{project.name}/{name}", location)
+                continue
             resolve(location).mkdir(parents=True, exist_ok=True)
             repo = ModelRepo.objects.create(
                 project=project,
@@ -239,3 +244,19 @@ class Command(BaseCommand):
                 location=location,
             )
             access.share_new(repo, Access.READ_WRITE)
+
+
+def _into_area(row: Dataset | ModelRepo, legacy: str, location: str) -> None:
+    """A demo row of the layout before project areas (`<kind>/<project name>/<name>`) is
+    moved, files and versions with it, into the project's area, where jobs may use it."""
+    if row.location != legacy:
+        return
+    old, new = resolve(legacy), resolve(location)
+    if old.exists() and not new.exists():
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(old, new)
+    type(row).objects.filter(pk=row.pk).update(location=location)
+    if isinstance(row, ModelRepo):
+        for version in row.versions.filter(location__startswith=f"{legacy}/"):
+            version.location = location + version.location[len(legacy) :]
+            version.save(update_fields=["location"])
