@@ -131,6 +131,9 @@ class KubernetesExecutor(Executor):
 
     # --- launch --------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> None:
+        # The archive of an earlier launch (kept when the job was requeued) is not this
+        # launch's: the logs tab reads the new pods, and the next stop archives them.
+        (job_dir(request.job_id) / ARCHIVE_MARKER).unlink(missing_ok=True)
         name = manifests.workload_name(request.job_id)
         key = launch_key(request)
         body = manifests.job(request, self.config, key)

@@ -12,7 +12,7 @@ from finetune import states
 from finetune.models import Job, JobEvent, JobStatus
 from finetune.signals import job_changed
 from finetune.storage import resolve
-from scheduler.executors import manifests
+from scheduler.executors import get_executor, manifests
 from scheduler.launching import launch_job
 from scheduler.tasks import observe_running_jobs, reconcile_workloads, stop_workload
 from tests.scheduler.conftest import NAMESPACE, placement
@@ -323,3 +323,29 @@ def test_a_deleted_jobs_workload_is_torn_down_without_reading_its_logs(kube, lau
     stop_workload.delay(job.pk)
 
     assert not workload_exists(kube, job.pk) and kube.requests("GET", "/log") == []
+
+
+def test_a_relaunched_job_shows_and_keeps_the_logs_of_its_new_pods(kube, launched, eager):
+    """The archive kept when a job was requeued belongs to that launch (issue 12, item 10):
+    after the relaunch the logs come from the new pods, and the final stop keeps them."""
+    from finetune.storage import job_dir
+
+    job = launched()
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Failed"))
+    kube.react("GET", "/log", b"first attempt\n", times=1)
+    states.transition(job, JobStatus.QUEUED, reason="requeued")
+    stop_workload.delay(job.pk)
+    assert (job_dir(job.pk) / "worker-0.log").read_text() == "first attempt\n"
+
+    states.transition(job, JobStatus.RUNNING)
+    launch_job(job, placement())
+    second = pod(job.pk, 0, "Running")
+    second["metadata"]["name"] = f"{manifests.workload_name(job.pk)}-0-fghij"
+    kube.put("v1/pods", "p0", second)  # the first pod is gone; its successor runs
+    kube.react("GET", "-0-fghij/log", b"second attempt\n")
+    executor = get_executor()
+    assert "second attempt" in executor.logs(job.pk, tail=True)[0].text
+
+    states.transition(job, JobStatus.FAILED, reason="test")
+    stop_workload.delay(job.pk)
+    assert (job_dir(job.pk) / "worker-0.log").read_text() == "second attempt\n"
