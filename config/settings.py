@@ -238,6 +238,11 @@ JINGTIAO_CLEANUP_BATCH = env.int("JINGTIAO_CLEANUP_BATCH", 500, minimum=1)
 # Folders under the data root that every project may read data from, never write
 # (finetune/storage.py): e.g. a cluster's shared corpus volume mounted there.
 JINGTIAO_SHARED_DATA_DIRS = shared_data_dirs(env.list("JINGTIAO_SHARED_DATA_DIRS", []))
+# A text-to-image upload (.zip): at most this many files, unpacking to at most this much.
+JINGTIAO_UPLOAD_MAX_FILES = env.int("JINGTIAO_UPLOAD_MAX_FILES", 200_000, minimum=1)
+JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES = env.int(
+    "JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES", 50 * 2**30, minimum=2**20
+)
 
 # --- Executors (docs/executors.md, docs/kubernetes.md) ----------------------------------
 # Where workers reach the platform's report endpoint (not necessarily the public URL).

@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
@@ -38,18 +41,55 @@ def _folder_for(project: Project, name: str) -> Path:
     return folder
 
 
+#: What a broken, encrypted or unsupported archive raises while it is read. (zipfile
+#: never writes more of a member than its header declares, so the declared sizes
+#: bound the disk an archive takes.)
+ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error)
+
+
 def _extract_zip(upload: UploadedFile, folder: Path) -> Path:
-    """Unpack a text-to-image archive; members that would land outside are refused."""
+    """Unpack a text-to-image archive. Refused: members that would land outside, more
+    members or more unpacked bytes than the settings allow (an archive that unpacks
+    to far more than it weighs), encrypted or otherwise unreadable archives."""
     try:
         archive = zipfile.ZipFile(upload)
-    except zipfile.BadZipFile as exc:
+    except ZIP_ERRORS as exc:
         raise ValidationError({"upload": [_("The file is not a zip archive.")]}) from exc
     with archive:
+        members = archive.infolist()
+        if len(members) > settings.JINGTIAO_UPLOAD_MAX_FILES:
+            raise ValidationError(
+                {
+                    "upload": [
+                        _("The archive holds more than %(count)s files.")
+                        % {"count": settings.JINGTIAO_UPLOAD_MAX_FILES}
+                    ]
+                }
+            )
+        unpacked = sum(member.file_size for member in members)
+        if unpacked > settings.JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES:
+            raise ValidationError(
+                {
+                    "upload": [
+                        _("The archive unpacks to more than %(size)s.")
+                        % {"size": filesizeformat(settings.JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES)}
+                    ]
+                }
+            )
         for member in archive.namelist():
-            if not (folder / member).resolve().is_relative_to(folder.resolve()):
+            try:
+                inside = (folder / member).resolve().is_relative_to(folder.resolve())
+            except (OSError, ValueError):  # a NUL byte, a name too long
+                inside = False
+            if not inside:
                 raise ValidationError({"upload": [_("The archive contains unsafe paths.")]})
         folder.mkdir(parents=True)
-        archive.extractall(folder)
+        try:
+            archive.extractall(folder)
+        except ZIP_ERRORS as exc:
+            raise ValidationError(
+                {"upload": [_("The archive cannot be unpacked: %(error)s") % {"error": exc}]}
+            ) from exc
     # An archive of one top folder is common (zip -r data.zip data/): use that folder.
     entries = list(folder.iterdir())
     if len(entries) == 1 and entries[0].is_dir():

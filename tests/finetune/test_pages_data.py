@@ -97,3 +97,36 @@ def test_lists_show_only_what_the_member_may_see(client, project, alice, bob):
     client.force_login(bob)
     page = client.get(reverse("finetune:dataset_list")).content.decode()
     assert "open-data" in page and "closed-data" not in page
+
+
+def _zip(members: dict[str, bytes]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("images.zip", buffer.getvalue())
+
+
+def test_an_archive_that_unpacks_to_too_much_is_refused_before_anything_is_written(
+    client, project, alice, settings
+):
+    settings.JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES = 2**20
+    bomb = _zip({"metadata.jsonl": b"{}\n", "big.png": b"\0" * (8 * 2**20)})
+    assert len(bomb.read()) < 64 * 1024  # weighs little, unpacks to 8 MiB
+    bomb.seek(0)
+    client.force_login(alice)
+    response = _post(client, scenario="t2i/finetune", upload=bomb)
+    assert response.status_code == 400
+    assert "The archive unpacks to more than 1.0" in response.content.decode()
+    assert not Dataset.objects.exists()
+    assert not (settings.DATA_ROOT / f"datasets/{project.pk}").exists()
+
+
+def test_an_archive_of_too_many_files_is_refused(client, alice, settings):
+    settings.JINGTIAO_UPLOAD_MAX_FILES = 3
+    client.force_login(alice)
+    members = {f"{n}.png": b"x" for n in range(5)}
+    response = _post(client, scenario="t2i/finetune", upload=_zip(members))
+    assert response.status_code == 400
+    assert "The archive holds more than 3 files." in response.content.decode()
+
