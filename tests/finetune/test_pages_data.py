@@ -129,4 +129,3 @@ def test_an_archive_of_too_many_files_is_refused(client, alice, settings):
     response = _post(client, scenario="t2i/finetune", upload=_zip(members))
     assert response.status_code == 400
     assert "The archive holds more than 3 files." in response.content.decode()
-
