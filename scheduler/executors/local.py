@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from finetune.storage import job_dir, jobs_root
-from scheduler.executors import logfiles
+from scheduler.executors import logfiles, processes
 from scheduler.executors.base import (
     ClusterEvent,
     Executor,
@@ -50,6 +51,7 @@ from scheduler.executors.base import (
     WorkloadState,
 )
 
+logger = logging.getLogger(__name__)
 TAIL_BYTES = 4096
 TAIL_LINES = 20
 MIB = 1024 * 1024
@@ -63,6 +65,11 @@ import ctypes, os, signal, subprocess, sys
 exit_path = sys.argv[1]
 signal.signal(signal.SIGTERM, lambda *_: None)
 supervisor = os.getpid()
+# First of all, where its own process is: a launcher that dies before it records the
+# worker leaves this behind, so a relaunch finds (and ends) the worker all the same.
+with open(exit_path[: -len(".exit")] + ".pid.tmp", "w") as handle:
+    handle.write(str(supervisor))
+os.replace(exit_path[: -len(".exit")] + ".pid.tmp", exit_path[: -len(".exit")] + ".pid")
 def die_with_supervisor():
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -103,10 +110,9 @@ class LocalExecutor(Executor):
             if any(meta and meta.get("launch") != key for meta in earlier):
                 # Files of an earlier launch of this job: end it and start afresh.
                 self.stop(request.job_id)
-                for path in folder.glob("worker-*.json"):
-                    path.unlink()
-                for path in folder.glob("worker-*.exit"):
-                    path.unlink()
+                for pattern in ("worker-*.json", "worker-*.exit", "worker-*.pid"):
+                    for path in folder.glob(pattern):
+                        path.unlink()
                 earlier = [None for _rank in ranks]
             spec_path = folder / "spec.json"
             _write_private(spec_path, json.dumps(request.trainer_spec, ensure_ascii=False))
@@ -114,6 +120,10 @@ class LocalExecutor(Executor):
             for rank in ranks:
                 if earlier[rank]:
                     continue  # this rank started in an attempt that then failed half-way
+                # No record of this rank: a worker of an attempt whose launcher died
+                # before recording it may still run, and an old exit code may lie
+                # about. End the one, drop the other: never two trainers per rank.
+                _end_unrecorded(folder, rank)
                 self._spawn(request, folder, rank, spec_path, master_port, key)
 
     def _spawn(
@@ -144,7 +154,7 @@ class LocalExecutor(Executor):
             raise ExecutorError(f"cannot start worker {rank}: {exc}", transient=False) from exc
         meta = {
             "pid": process.pid,
-            "create_time": _create_time(process.pid),
+            "create_time": processes.create_time(process.pid),
             "started_at": datetime.now(UTC).isoformat(),
             "launch": key,
         }
@@ -179,7 +189,13 @@ class LocalExecutor(Executor):
         if not root.is_dir():
             return found
         for folder in root.iterdir():
-            if folder.name.isdigit() and any(w["phase"] == "running" for w in _workers(folder)):
+            if not folder.name.isdigit():
+                continue
+            running = any(w["phase"] == "running" for w in _workers(folder))
+            unrecorded = any(
+                _unrecorded_supervisor(folder, rank) for rank in _unrecorded_ranks(folder)
+            )
+            if running or unrecorded:
                 found.add(int(folder.name))
         return found
 
@@ -191,16 +207,18 @@ class LocalExecutor(Executor):
         groups = [
             meta["pid"]
             for rank in _ranks(folder)
-            if (meta := _read_json(_meta_path(folder, rank))) and _alive(meta)
+            if (meta := _read_json(_meta_path(folder, rank))) and processes.alive(meta)
         ]
         for group in groups:
-            _signal_group(group, signal.SIGTERM)
+            processes.signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
         while groups and time.monotonic() < deadline:
-            groups = [group for group in groups if _group_alive(group)]
+            groups = [group for group in groups if processes.group_alive(group)]
             time.sleep(0.05)
         for group in groups:
-            _signal_group(group, signal.SIGKILL)
+            processes.signal_group(group, signal.SIGKILL)
+        for rank in _unrecorded_ranks(folder):
+            _end_unrecorded(folder, rank)
 
     # --- logs and events -----------------------------------------------------------------
     def logs(
@@ -315,6 +333,49 @@ def _exit_path(folder: Path, rank: int) -> Path:
     return folder / f"worker-{rank}.exit"
 
 
+def _pid_path(folder: Path, rank: int) -> Path:
+    """Written by the supervisor itself as it starts (SUPERVISOR)."""
+    return folder / f"worker-{rank}.pid"
+
+
+def _unrecorded_supervisor(folder: Path, rank: int) -> int | None:
+    """The pid of a live supervisor of this rank that is in no record: its pid file names
+    it, and its command line names this rank's exit file (so the pid is not reused)."""
+    pid = _read_exit(_pid_path(folder, rank))
+    if pid is None or pid <= 1:
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return pid if str(_exit_path(folder, rank)) in process.cmdline() else None
+    except psutil.Error:
+        return None
+
+
+def _unrecorded_ranks(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    found = (re.fullmatch(r"worker-(\d+)\.pid", path.name) for path in folder.iterdir())
+    recorded = set(_ranks(folder))
+    ranks = sorted(int(match.group(1)) for match in found if match)
+    return [rank for rank in ranks if rank not in recorded]
+
+
+def _end_unrecorded(folder: Path, rank: int) -> None:
+    """Kill the process group of a supervisor of this rank that left its pid file but no
+    record (its launcher died in between), then remove what that attempt left."""
+    pid = _unrecorded_supervisor(folder, rank)
+    if pid is not None:
+        logger.warning("worker %s of job %s ran unrecorded: ending it", rank, folder.name)
+        processes.signal_group(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while processes.group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for path in (_pid_path(folder, rank), _exit_path(folder, rank)):
+        path.unlink(missing_ok=True)
+
+
 def _ranks(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
@@ -331,7 +392,7 @@ def _workers(folder: Path) -> list[dict[str, Any]]:
             continue
         code = _read_exit(_exit_path(folder, rank))
         worker = {"rank": rank, "pid": meta["pid"], "started_at": meta["started_at"]}
-        if code is None and _alive(meta):
+        if code is None and processes.alive(meta):
             worker.update(phase="running", exit_code=None, reason="")
         elif code is None:
             # A stray exit file may still land between the liveness check and here.
@@ -379,47 +440,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(temporary, path)
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _alive(meta: dict) -> bool:
-    """The supervisor still runs, and the pid was not reused by another process."""
-    pid = meta["pid"]
-    _reap(pid)
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = process.create_time()
-    except psutil.Error:
-        return False
-    expected = meta.get("create_time")
-    return expected is None or abs(created - expected) < 1.0
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of a supervisor this process started, so it is no zombie."""
-    with suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_alive(group: int) -> bool:
-    _reap(group)
-    try:
-        return psutil.Process(group).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _signal_group(group: int, signum: int) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
 
 
 def _tail(path: Path) -> str:

@@ -284,3 +284,72 @@ def test_killing_a_supervisor_takes_its_trainer_with_it(fake_trainer, running_jo
     os.kill(supervisor.pid, signal.SIGKILL)
     trainer.wait(timeout=10)  # raises psutil.TimeoutExpired if it trains on
     assert not trainer.is_running()
+
+
+def _trainers_of(job) -> list[psutil.Process]:
+    """The fake trainers running for `job` (their command names its spec)."""
+    spec = str(job_dir(job.pk) / "spec.json")
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if spec in cmdline and "-c" not in cmdline:
+            found.append(process)
+    return found
+
+
+def test_a_relaunch_ends_a_worker_whose_launcher_died_before_recording_it(
+    fake_trainer, running_job
+):
+    """Issue 12, item 1: the Celery worker died after the spawn, before worker-0.json was
+    written; the trainer ran on, invisible. The relaunch finds it by the supervisor's own
+    pid file and ends it first: never two trainers for one rank."""
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    deadline = time.monotonic() + 10
+    while not _trainers_of(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = _trainers_of(job)
+    assert len(first) == 1
+    (job_dir(job.pk) / "worker-0.json").unlink()  # the record that never landed
+    assert LocalExecutor().managed_job_ids() == {job.pk}  # reconcile still sees it
+
+    launch_job(job, placement(device_type="none", devices_per_node=0))  # a new attempt
+
+    first[0].wait(timeout=10)
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    deadline = time.monotonic() + 10
+    while not _trainers_of(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p.pid for p in _trainers_of(job)] != [first[0].pid]
+    assert len(_trainers_of(job)) == 1
+    LocalExecutor().stop(job.pk)
+    assert _trainers_of(job) == []
+
+
+def test_an_exit_code_left_by_an_earlier_attempt_is_not_read_for_the_new_one(
+    fake_trainer, running_job
+):
+    job = running_job(parameters={"behaviour": "wait"})
+    folder = job_dir(job.pk)
+    folder.mkdir(parents=True)
+    (folder / "worker-0.exit").write_text("0")  # an orphan's, from an attempt gone by
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    time.sleep(0.3)
+    assert LocalExecutor().observe([job.pk])[job.pk].phase == Phase.RUNNING
+    LocalExecutor().stop(job.pk)
+
+
+def test_stop_ends_a_worker_that_was_never_recorded(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    deadline = time.monotonic() + 10
+    while not _trainers_of(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trainer = _trainers_of(job)[0]
+    (job_dir(job.pk) / "worker-0.json").unlink()
+    LocalExecutor().stop(job.pk)
+    trainer.wait(timeout=10)
+    assert LocalExecutor().managed_job_ids() == set()
