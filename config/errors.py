@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.views.defaults import server_error as django_server_error
@@ -14,15 +14,27 @@ from django.views.defaults import server_error as django_server_error
 UNAVAILABLE = (OperationalError, InterfaceError)
 
 
+#: PostgreSQL's words for "no connection": connection exceptions (class 08) and an
+#: operator's shutdown (57P01-57P03). A deadlock or a time-out is a real error.
+_NO_CONNECTION = ("08", "57P01", "57P02", "57P03")
+#: SQLite's (the embedded default): the file held by another writer, or not openable.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database")
+
+
 def database_unavailable(error: BaseException | None) -> bool:
-    """Whether `error` (or what it was raised from) is the database not answering."""
-    while error is not None:
-        if isinstance(error, UNAVAILABLE):
-            return True
-        if isinstance(error, DatabaseError):
-            return False  # a bad query: a real 500
-        error = error.__cause__ or error.__context__
-    return False
+    """Whether `error` is the database not answering, not a query it refused: on SQLite a
+    missing table is an OperationalError too, and that is a bug to show, not to wait out."""
+    if not isinstance(error, UNAVAILABLE):
+        return False
+    if isinstance(error, InterfaceError):
+        return True  # the connection is closed
+    cause = error.__cause__
+    sqlstate = getattr(cause, "sqlstate", "absent")
+    if sqlstate != "absent":  # psycopg: no state means no server answered at all
+        return sqlstate is None or sqlstate.startswith(_NO_CONNECTION)
+    if type(cause).__module__ == "sqlite3":
+        return any(words in str(cause) for words in _SQLITE_UNAVAILABLE)
+    return True
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -64,12 +64,28 @@ class SharedObjectAdmin(admin.ModelAdmin):
         fixed = ["project", "creator"] if obj is not None else []
         return [*super().get_readonly_fields(request, obj), *fixed]
 
+    #: Fields the change form must not write itself (a subclass saves them otherwise).
+    saved_elsewhere: tuple[str, ...] = ()
+
     def save_model(self, request, obj, form, change: bool) -> None:
         level = obj.access
-        super().save_model(request, obj, form, change)
         if not change:
+            super().save_model(request, obj, form, change)
             access.share_new(obj, level)
-        elif "access" in form.changed_data:
+            return
+        # Only what the operator changed: the rest of the row, read as the request
+        # began, may be stale by now (a status, progress or version settled meanwhile).
+        model_fields = {f.name for f in obj._meta.concrete_fields}
+        fields = [
+            name
+            for name in form.changed_data
+            if name in model_fields and name not in self.saved_elsewhere
+        ]
+        if fields:
+            if "updated_at" in model_fields:
+                fields.append("updated_at")
+            obj.save(update_fields=fields)
+        if "access" in form.changed_data:
             access.set_access(obj, level)
 
 
@@ -233,14 +249,17 @@ class JobAdmin(SharedObjectAdmin):
     inlines = [JobNodeSpecInline, JobEventInline]
     actions = ["stop_jobs", "requeue_jobs"]
 
+    saved_elsewhere = ("priority", "duration")
+
     def save_model(self, request, obj: Job, form, change: bool) -> None:
         """Priority and duration change through the services, as on the pages: with an
         event, and an admission pass that sees them; a finished job refuses them."""
         through_services = {}
         if change:
             saved = Job.objects.get(pk=obj.pk)
-            for field in ("priority", "duration"):
+            for field in self.saved_elsewhere:
                 if field in form.changed_data:
+                    # The services say "from old to new": give them the old value.
                     through_services[field] = getattr(obj, field)
                     setattr(obj, field, getattr(saved, field))
         super().save_model(request, obj, form, change)

@@ -121,18 +121,21 @@ def launch(admitted: Admitted) -> bool:
     try:
         return launch_job(job, admitted.placement)
     except ExecutorError as exc:
-        if exc.transient:
-            logger.warning("launch of job %s failed, requeued: %s", job.pk, exc)
-            states.transition(
-                job,
-                JobStatus.QUEUED,
-                reason=_("launch failed, will retry: %(error)s") % {"error": exc},
-            )
-        else:
-            logger.error("launch of job %s failed: %s", job.pk, exc)
-            states.transition(
-                job, JobStatus.FAILED, reason=_("cannot launch: %(error)s") % {"error": exc}
-            )
+        try:
+            if exc.transient:
+                logger.warning("launch of job %s failed, requeued: %s", job.pk, exc)
+                states.transition(
+                    job,
+                    JobStatus.QUEUED,
+                    reason=_("launch failed, will retry: %(error)s") % {"error": exc},
+                )
+            else:
+                logger.error("launch of job %s failed: %s", job.pk, exc)
+                states.transition(
+                    job, JobStatus.FAILED, reason=_("cannot launch: %(error)s") % {"error": exc}
+                )
+        except states.TransitionError:
+            pass  # stopped or deleted meanwhile: the other jobs of the pass still launch
         return False
 
 

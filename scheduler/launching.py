@@ -25,7 +25,7 @@ from django.db import transaction
 from finetune import storage
 from finetune.models import Job, JobEvent, JobStatus, ModelVersion
 from finetune.services.data import version_parameters, version_ref
-from finetune.storage import job_output, resolve
+from finetune.storage import job_output, remove_job_dir, resolve
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node
@@ -137,8 +137,15 @@ def launch_job(job: Job, placement: Placement) -> bool:
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
     executor.launch(request)
     with transaction.atomic():
-        stands = Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING)
-        if stands.exists():
+        now = (
+            Job.objects.select_for_update().filter(pk=job.pk).values("status", "report_token_hash")
+        )
+        found = now.first()
+        if found is not None and found["report_token_hash"] != hash_token(token):
+            # Launched again since (a stop, then a new admission): the newer launch
+            # replaced these workers, or its own teardown ends them. Touch nothing.
+            return False
+        if found is not None and found["status"] == JobStatus.RUNNING:
             JobEvent.objects.create(
                 job_id=job.pk,
                 kind=JobEvent.Kind.LAUNCH,
@@ -151,8 +158,10 @@ def launch_job(job: Job, placement: Placement) -> bool:
                 },
             )
             return True
-    logger.info("job %s stopped while its workers started: tearing them down", job.pk)
+    logger.info("job %s ended while its workers started: tearing them down", job.pk)
     executor.stop(job.pk, keep_logs=False)
+    if found is None:  # deleted meanwhile: its folder (the spec holds the token) goes too
+        remove_job_dir(job.pk)
     return False
 
 

@@ -88,8 +88,12 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         grace = timedelta(seconds=settings.JINGTIAO_LOST_GRACE_SECONDS)
         if state.since is not None and now - state.since < grace:
             return None
-        # As for pods that cannot be placed: torn down first, then back in its place.
-        executor.stop(job.pk)
+        # As for pods that cannot be placed: torn down first, then back in its place. A
+        # lost node cannot hand over its logs: then the teardown goes on without them.
+        try:
+            executor.stop(job.pk)
+        except ExecutorError:
+            executor.stop(job.pk, keep_logs=False)
         reason = _("Its workers were lost (%(reason)s); back in the queue at its place.") % {
             "reason": state.reason
         }
@@ -100,8 +104,10 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         if job.started_at is None or now - job.started_at < grace:
             return None  # admitted a moment ago: the launch may still be on its way
         if not job.events.filter(kind=JobEvent.Kind.LAUNCH).exists():
-            # Admitted, but the worker that was to launch it died first: nothing
-            # ran, so the job goes back to its place in the queue.
+            # Admitted, but the worker that was to launch it died first: nothing was
+            # recorded, so the job goes back to its place in the queue, after whatever
+            # that launch may have started unrecorded is ended.
+            executor.stop(job.pk)
             reason = _("It was admitted but never launched; back in the queue at its place.")
             moved = states.transition(
                 job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data

@@ -45,3 +45,34 @@ def test_a_bad_query_is_still_a_500(alice, monkeypatch):
     client.force_login(alice)
     _failing(monkeypatch, ProgrammingError("column does not exist"))
     assert client.get(reverse("finetune:job_list")).status_code == 500
+
+
+def test_a_missing_table_on_sqlite_is_a_500_not_a_wait(alice, monkeypatch):
+    """On SQLite "no such table" is an OperationalError too: a bug, shown as one."""
+    import sqlite3
+
+    from config.errors import database_unavailable
+
+    def wrapped(cause):
+        error = OperationalError(str(cause))
+        error.__cause__ = cause
+        return error
+
+    assert not database_unavailable(wrapped(sqlite3.OperationalError("no such table: x")))
+    assert database_unavailable(wrapped(sqlite3.OperationalError("database is locked")))
+
+
+def test_a_postgresql_deadlock_is_a_500_and_a_refused_connection_a_503(monkeypatch):
+    import psycopg
+
+    from config.errors import database_unavailable
+
+    class Deadlock(psycopg.errors.DeadlockDetected):
+        pass
+
+    deadlock = OperationalError("deadlock detected")
+    deadlock.__cause__ = Deadlock("deadlock detected")
+    assert not database_unavailable(deadlock)
+    refused = OperationalError("connection refused")
+    refused.__cause__ = psycopg.OperationalError("connection refused")
+    assert database_unavailable(refused)

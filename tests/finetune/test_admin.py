@@ -136,7 +136,13 @@ def test_members_who_are_not_staff_cannot_open_the_admin(client, alice):
 def _edit(client, job, **changes):
     """The job's change form posted as the admin shows it, with `changes`."""
     url = reverse("admin:finetune_job_change", args=[job.pk])
-    page = client.get(url)
+    data = _form_data(client.get(url))
+    data.update(changes)
+    return client.post(url, data, follow=True)
+
+
+def _form_data(page) -> dict:
+    """What the browser would post back from an admin change page, untouched."""
     data = {}
     for name, field in page.context["adminform"].form.fields.items():
         value = page.context["adminform"].form[name].value()
@@ -151,8 +157,7 @@ def _edit(client, job, **changes):
                 value = form[name].value()
                 if value is not None:
                     data[f"{formset.formset.prefix}-{number}-{name}"] = value
-    data.update(changes)
-    return client.post(url, data, follow=True)
+    return data
 
 
 def test_operators_change_priority_and_duration_through_the_services(client, admin, project, alice):
@@ -166,7 +171,8 @@ def test_operators_change_priority_and_duration_through_the_services(client, adm
     assert job.priority == 40 and job.duration == timedelta(hours=6)
     kinds = set(job.events.values_list("kind", flat=True))
     assert {JobEvent.Kind.PRIORITY, JobEvent.Kind.DURATION} <= kinds
-    assert job.events.get(kind=JobEvent.Kind.PRIORITY).actor == admin
+    event = job.events.get(kind=JobEvent.Kind.PRIORITY)
+    assert event.actor == admin and event.data == {"from": 20, "to": 40}
 
 
 def test_a_finished_jobs_priority_is_refused_in_the_admin_with_a_message(

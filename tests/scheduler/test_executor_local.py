@@ -353,3 +353,66 @@ def test_stop_ends_a_worker_that_was_never_recorded(fake_trainer, running_job):
     LocalExecutor().stop(job.pk)
     trainer.wait(timeout=10)
     assert LocalExecutor().managed_job_ids() == set()
+
+
+def test_a_job_admitted_but_never_recorded_is_requeued_with_its_stray_worker_ended(
+    fake_trainer, running_job, settings
+):
+    """The launcher died after spawning, before any record or LAUNCH event: the job goes
+    back to the queue, and the worker it may have started does not run on."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from finetune.models import Job
+
+    settings.JINGTIAO_MISSING_GRACE_SECONDS = 60
+    job = running_job(parameters={"behaviour": "wait"})
+    LocalExecutor().launch(_request_for(job))  # spawned; no LAUNCH event written
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    deadline = time.monotonic() + 10
+    while not _trainers_of(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trainer = _trainers_of(job)[0]
+    (job_dir(job.pk) / "worker-0.json").unlink()
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    trainer.wait(timeout=10)
+
+
+def test_a_launch_overtaken_by_a_newer_one_leaves_it_alone(fake_trainer, running_job):
+    """A stop and a new admission while launch A was starting: launch B replaced A's
+    workers and holds the token; A's check must not tear B down."""
+    from finetune.models import Job
+    from scheduler.executors import local
+
+    job = running_job(parameters={"behaviour": "wait"})
+    spawn = local.LocalExecutor.launch
+
+    def launch_then_overtaken(self, request):
+        spawn(self, request)
+        Job.objects.filter(pk=job.pk).update(report_token_hash="b" * 64)  # B's token
+
+    local.LocalExecutor.launch = launch_then_overtaken
+    try:
+        assert launch_job(job, placement(device_type="none", devices_per_node=0)) is False
+    finally:
+        local.LocalExecutor.launch = spawn
+    assert LocalExecutor().observe([job.pk])[job.pk].phase == Phase.RUNNING  # not torn down
+    LocalExecutor().stop(job.pk)
+
+
+def _request_for(job):
+    from scheduler.executors.base import LaunchRequest
+    from scheduler.launching import trainer_spec
+
+    return LaunchRequest(
+        job_id=job.pk,
+        placement=placement(device_type="none", devices_per_node=0),
+        trainer_spec=trainer_spec(job, "token-a"),
+        report_token="token-a",
+    )

@@ -184,6 +184,24 @@ def test_a_worker_on_a_lost_node_requeues_the_job_after_the_grace(kube, launched
     assert not workload_exists(kube, job.pk)
 
 
+def test_a_lost_node_that_cannot_hand_over_its_logs_still_requeues_the_job(
+    kube, launched, settings
+):
+    import kmock
+
+    settings.JINGTIAO_LOST_GRACE_SECONDS = 60
+    job = launched()
+    ready = {"type": "Ready", "status": "Unknown", "lastTransitionTime": ago(300)}
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Unknown", conditions=[ready]))
+    kube.react("GET", "/log", kmock.KubernetesError(500, "InternalError", "node unreachable"))
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert not workload_exists(kube, job.pk)
+
+
 def test_a_job_without_pods_for_long_is_requeued(kube, launched, settings):
     settings.JINGTIAO_LOST_GRACE_SECONDS = 60
     job = launched()
