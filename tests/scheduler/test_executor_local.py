@@ -297,6 +297,14 @@ def _trainers_of(job) -> list[psutil.Process]:
     return found
 
 
+def _started_trainers(job, timeout: float = 10) -> list[psutil.Process]:
+    """The job's trainers once the supervisor has started one (it takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while not _trainers_of(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _trainers_of(job)
+
+
 def test_a_relaunch_ends_a_worker_whose_launcher_died_before_recording_it(
     fake_trainer, running_job
 ):
@@ -306,10 +314,7 @@ def test_a_relaunch_ends_a_worker_whose_launcher_died_before_recording_it(
     job = running_job(parameters={"behaviour": "wait"})
     launch_job(job, placement(device_type="none", devices_per_node=0))
     assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
-    deadline = time.monotonic() + 10
-    while not _trainers_of(job) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first = _trainers_of(job)
+    first = _started_trainers(job)
     assert len(first) == 1
     (job_dir(job.pk) / "worker-0.json").unlink()  # the record that never landed
     assert LocalExecutor().managed_job_ids() == {job.pk}  # reconcile still sees it
@@ -318,9 +323,7 @@ def test_a_relaunch_ends_a_worker_whose_launcher_died_before_recording_it(
 
     first[0].wait(timeout=10)
     assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
-    deadline = time.monotonic() + 10
-    while not _trainers_of(job) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _started_trainers(job)
     assert [p.pid for p in _trainers_of(job)] != [first[0].pid]
     assert len(_trainers_of(job)) == 1
     LocalExecutor().stop(job.pk)
@@ -345,10 +348,7 @@ def test_stop_ends_a_worker_that_was_never_recorded(fake_trainer, running_job):
     job = running_job(parameters={"behaviour": "wait"})
     launch_job(job, placement(device_type="none", devices_per_node=0))
     assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
-    deadline = time.monotonic() + 10
-    while not _trainers_of(job) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    trainer = _trainers_of(job)[0]
+    trainer = _started_trainers(job)[0]
     (job_dir(job.pk) / "worker-0.json").unlink()
     LocalExecutor().stop(job.pk)
     trainer.wait(timeout=10)
@@ -370,10 +370,7 @@ def test_a_job_admitted_but_never_recorded_is_requeued_with_its_stray_worker_end
     job = running_job(parameters={"behaviour": "wait"})
     LocalExecutor().launch(_request_for(job))  # spawned; no LAUNCH event written
     assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
-    deadline = time.monotonic() + 10
-    while not _trainers_of(job) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    trainer = _trainers_of(job)[0]
+    trainer = _started_trainers(job)[0]
     (job_dir(job.pk) / "worker-0.json").unlink()
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(minutes=5))
 
