@@ -97,3 +97,19 @@ def test_a_bad_executor_stops_start_up(tmp_path):
     output = _run_settings(tmp_path, JINGTIAO_EXECUTOR="slurm")
     assert "ImproperlyConfigured" in output
     assert "JINGTIAO_EXECUTOR must be one of local, kubernetes" in output
+
+
+@pytest.mark.parametrize(
+    "value", ["/mnt/corpora", "../outside", "datasets/1", "jobs", "secret_key", "repos/x", "."]
+)
+def test_a_shared_data_folder_may_not_be_the_platforms_or_a_projects(value):
+    from config.env import shared_data_dirs
+
+    with pytest.raises(ImproperlyConfigured, match="JINGTIAO_SHARED_DATA_DIRS"):
+        shared_data_dirs([value])
+
+
+def test_shared_data_folders_are_kept_as_relative_paths():
+    from config.env import shared_data_dirs
+
+    assert shared_data_dirs(["shared/corpora/", "public"]) == ["shared/corpora", "public"]
