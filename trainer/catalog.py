@@ -183,10 +183,11 @@ _GRPO = {
     "reward_model_path": prop(
         "string",
         "",
-        "Reward model path",
-        "奖励模型路径",
-        "Output folder of a reward_model job, for the reward_model reward.",
-        "reward_model 奖励使用的奖励模型任务输出目录。",
+        "Reward model",
+        "奖励模型",
+        "The reward model that scores completions, for the reward_model reward (to the "
+        "trainer: the output folder of a reward_model job).",
+        "reward_model 奖励使用的奖励模型（对训练器而言：奖励模型任务的输出目录）。",
         maxLength=4096,
         # The platform offers the reward models its user may view instead of a path.
         **{
