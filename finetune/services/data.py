@@ -213,10 +213,7 @@ def _check_not_hidden(user, project: Project, location: str) -> None:
     Shared folders are everyone's to read."""
     if any(storage.is_within(location, [area]) for area in storage.shared_areas()):
         return
-    exact_or_above, below = storage.nested_around(location)
-    overlapping = Dataset.objects.filter(project=project).filter(
-        Q(location__in=exact_or_above) | Q(location__startswith=below)
-    )
+    overlapping = _overlapping(Dataset.objects.filter(project=project), location)
     visible = access.restrict(Dataset.objects.filter(project=project), user)
     if overlapping.exclude(pk__in=visible.values("pk")).exists():
         raise ValidationError(
@@ -268,12 +265,14 @@ def _check_repo_folder(location: str) -> None:
     folder nor around one (versions of two repos would mix)."""
     if resolve(location).is_file():
         raise ValidationError({"path": [_("A file exists at this path; name a folder.")]})
-    exact_or_above, below = storage.nested_around(location)
-    overlapping = ModelRepo.objects.filter(
-        Q(location__in=exact_or_above) | Q(location__startswith=below)
-    )
-    if overlapping.exists():
+    if _overlapping(ModelRepo.objects.all(), location).exists():
         raise ValidationError({"path": [_("Another save-model address already uses this folder.")]})
+
+
+def _overlapping(rows, location: str):
+    """The rows whose location is `location`, a folder above it, or lies below it."""
+    exact_or_above, below = storage.nested_around(location)
+    return rows.filter(Q(location__in=exact_or_above) | Q(location__startswith=below))
 
 
 def _free_repo_folder(project: Project, slug: str) -> str:

@@ -33,13 +33,15 @@ def safe_next(request: HttpRequest, fallback: str) -> str:
     return local_path(request, target) or fallback
 
 
-def add_service_errors(form, exc: ValidationError) -> None:
-    """A service's refusal shown on the form: on the named fields, else above the form."""
+def add_service_errors(form, exc: ValidationError, *subforms) -> None:
+    """A service's refusal shown on the form: on the named fields (of `form`, or of one
+    of its `subforms`, such as the job form's parameters), else above the form."""
     if not hasattr(exc, "error_dict"):
         form.add_error(None, exc)
         return
     for field, errors in exc.error_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
+        owner = next((sub for sub in subforms if field in sub.fields), form)
+        owner.add_error(field if field in owner.fields else None, errors)
 
 
 def project_or_404(request: HttpRequest) -> Project:

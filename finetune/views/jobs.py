@@ -29,9 +29,9 @@ from finetune.forms.jobs import (
     refreshed_initial,
 )
 from finetune.inputs import whole_number
-from finetune.models import Job, JobStatus, ModelVersion, Priority
+from finetune.models import Job, JobStatus, Priority
 from finetune.prediction import predict_for_draft
-from finetune.services.data import version_parameters, version_ref
+from finetune.services.data import referenced_versions, version_parameters, version_ref
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
 from finetune.views.base import (
     ObjectDetailView,
@@ -126,11 +126,9 @@ def _parameter_rows(job: Job) -> list[tuple[str, str, object]]:
     schema = job.algorithm.parameters_schema or {}
     props = schema.get("properties") or {}
     values = dict(job.parameters)
-    refs = {name: version_ref(values.get(name)) for name in version_parameters(schema)}
-    versions = ModelVersion.objects.select_related("repo").in_bulk(
-        [ref for ref in refs.values() if ref is not None]
-    )
-    for name, ref in refs.items():
+    versions = {v.pk: v for v in referenced_versions(schema, values)}
+    for name in version_parameters(schema):
+        ref = version_ref(values.get(name))
         if ref is not None:
             version = versions.get(ref)
             values[name] = f"{version.repo.name} v{version.number}" if version else ref
@@ -192,23 +190,13 @@ class JobFormView(LoginRequiredMixin, View):
         try:
             job = create_job(request.user, project, form.draft(self.cloned_from()))
         except DataSetRejected as exc:
-            add_service_errors(form, exc)
+            add_service_errors(form, exc, form.parameters)
             return self.render(form, reports=exc.reports, status=400)
         except ValidationError as exc:
-            _show_service_errors(form, exc)
+            add_service_errors(form, exc, form.parameters)
             return self.render(form, status=400)
         messages.success(request, _("The job “%(name)s” is queued.") % {"name": job.name})
         return redirect("finetune:job_detail", pk=job.pk)
-
-
-def _show_service_errors(form: JobForm, exc: ValidationError) -> None:
-    """The service's refusal on the field it names, a training parameter's among them."""
-    if hasattr(exc, "error_dict"):
-        for name in [n for n in exc.error_dict if n in form.parameters.fields]:
-            form.parameters.add_error(name, exc.error_dict.pop(name))
-        if not exc.error_dict:
-            return
-    add_service_errors(form, exc)
 
 
 class JobCreateView(JobFormView):

@@ -341,7 +341,7 @@ def _pid_path(folder: Path, rank: int) -> Path:
 def _unrecorded_supervisor(folder: Path, rank: int) -> int | None:
     """The pid of a live supervisor of this rank that is in no record: its pid file names
     it, and its command line names this rank's exit file (so the pid is not reused)."""
-    pid = _read_exit(_pid_path(folder, rank))
+    pid = _read_int(_pid_path(folder, rank))
     if pid is None or pid <= 1:
         return None
     try:
@@ -354,12 +354,8 @@ def _unrecorded_supervisor(folder: Path, rank: int) -> int | None:
 
 
 def _unrecorded_ranks(folder: Path) -> list[int]:
-    if not folder.is_dir():
-        return []
-    found = (re.fullmatch(r"worker-(\d+)\.pid", path.name) for path in folder.iterdir())
     recorded = set(_ranks(folder))
-    ranks = sorted(int(match.group(1)) for match in found if match)
-    return [rank for rank in ranks if rank not in recorded]
+    return [rank for rank in _ranks(folder, "pid") if rank not in recorded]
 
 
 def _end_unrecorded(folder: Path, rank: int) -> None:
@@ -376,10 +372,12 @@ def _end_unrecorded(folder: Path, rank: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def _ranks(folder: Path) -> list[int]:
+def _ranks(folder: Path, kind: str = "json") -> list[int]:
+    """The ranks with a `worker-<rank>.<kind>` file: a record (json), a pid file (pid)."""
     if not folder.is_dir():
         return []
-    found = (re.fullmatch(r"worker-(\d+)\.json", path.name) for path in folder.iterdir())
+    pattern = re.compile(rf"worker-(\d+)\.{kind}")
+    found = (pattern.fullmatch(path.name) for path in folder.iterdir())
     return sorted(int(match.group(1)) for match in found if match)
 
 
@@ -390,13 +388,13 @@ def _workers(folder: Path) -> list[dict[str, Any]]:
         meta = _read_json(_meta_path(folder, rank))
         if not meta:
             continue
-        code = _read_exit(_exit_path(folder, rank))
+        code = _read_int(_exit_path(folder, rank))
         worker = {"rank": rank, "pid": meta["pid"], "started_at": meta["started_at"]}
         if code is None and processes.alive(meta):
             worker.update(phase="running", exit_code=None, reason="")
         elif code is None:
             # A stray exit file may still land between the liveness check and here.
-            code = _read_exit(_exit_path(folder, rank))
+            code = _read_int(_exit_path(folder, rank))
         if "phase" not in worker:
             worker.update(phase="succeeded" if code == 0 else "failed", exit_code=code)
             worker["reason"] = _exit_reason(rank, code)
@@ -420,7 +418,8 @@ def _exit_reason(rank: int, code: int | None) -> str:
     return _("worker %(rank)d exited with code %(code)d") % {"rank": rank, "code": code}
 
 
-def _read_exit(path: Path) -> int | None:
+def _read_int(path: Path) -> int | None:
+    """The whole number a small file holds (an exit code, a pid), or None."""
     try:
         return int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
