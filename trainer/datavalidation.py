@@ -107,16 +107,12 @@ def formats_for(scenario: str, algorithm: str | None = None) -> tuple[str, ...]:
 def data_files(path: str | Path, scenario: str) -> list[Path]:
     """The JSONL files of a data set: the file itself, every *.jsonl of a folder, or a
     text-to-image folder's metadata.jsonl. A file of a folder that is a link to
-    somewhere outside the folder is not one of them (`links_out`)."""
+    somewhere outside the folder is not one of them (`validate` reports those)."""
     return _files(Path(path), scenario)[0]
 
 
-def links_out(path: str | Path, scenario: str) -> list[Path]:
-    """The files of a data-set folder that link outside it: never read."""
-    return _files(Path(path), scenario)[1]
-
-
 def _files(path: Path, scenario: str) -> tuple[list[Path], list[Path]]:
+    """The data files of `path`, and those of its folder that link outside it."""
     if scenario.startswith("t2i/"):
         if path.is_file() and path.name == METADATA_FILE:
             return [path], []
@@ -473,11 +469,11 @@ def validate(
     """
     formats = formats_for(scenario, algorithm)
     report = ValidationReport(scenario=scenario, path=str(path))
-    files = data_files(path, scenario)
+    files, links = _files(Path(path), scenario)
     report.files = [str(f) for f in files]
     escaping = [
         Problem(None, None, f"{link.name} links to a file outside the data folder; it is not read")
-        for link in links_out(path, scenario)
+        for link in links
     ]
     if not files:
         for problem in escaping:
