@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Access, Project
+from finetune import storage
 from finetune.models import Scenario
 
 
@@ -38,8 +39,15 @@ class DatasetForm(_SharedForm):
         label=_("Or a path under the data root"),
         required=False,
         max_length=500,
-        help_text=_("A file or folder that already lies under the data root."),
     )
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, project=project, **kwargs)
+        areas = ", ".join(f"{area}/" for area in storage.readable_areas(project.pk))
+        self.fields["path"].help_text = _(
+            "A file or folder that already lies in one of these folders of the data root: "
+            "%(areas)s."
+        ) % {"areas": areas}
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -53,6 +61,6 @@ class ModelRepoForm(_SharedForm):
         label=_("Path under the data root"),
         required=False,
         max_length=500,
-        help_text=_("Leave empty for a new folder of this project."),
+        help_text=_("Leave empty for a new folder of this project, in its folder repos/<id>/."),
     )
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea)
