@@ -262,7 +262,9 @@ JINGTIAO_STOP_GRACE_SECONDS = env.int("JINGTIAO_STOP_GRACE_SECONDS", 30, minimum
 JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = env.int(
     "JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS", 600, minimum=0
 )
-JINGTIAO_MISSING_GRACE_SECONDS = env.int("JINGTIAO_MISSING_GRACE_SECONDS", 120, minimum=0)
+# A RUNNING job with no workload this long after its launcher's last beat (every 2 s
+# while it launches) is requeued if it never launched, else failed.
+JINGTIAO_MISSING_GRACE_SECONDS = env.int("JINGTIAO_MISSING_GRACE_SECONDS", 10, minimum=0)
 JINGTIAO_LOST_GRACE_SECONDS = env.int("JINGTIAO_LOST_GRACE_SECONDS", 120, minimum=0)
 JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
 JINGTIAO_TRAINER_IMAGE = env.str("JINGTIAO_TRAINER_IMAGE", "jingtiao-trainer:0.1.0")

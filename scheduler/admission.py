@@ -104,7 +104,11 @@ def admit(now=None) -> list[Admitted]:
                 job,
                 JobStatus.RUNNING,
                 reason=_("admitted on %(nodes)s") % {"nodes": ", ".join(decision.nodes)},
-                changes={"placement": workers, "spec_in_use_id": decision.spec_id},
+                changes={
+                    "placement": workers,
+                    "spec_in_use_id": decision.spec_id,
+                    "launch_beat_at": now,
+                },
             )
             if moved:
                 admitted.append(Admitted(job.pk, placement))
@@ -140,5 +144,15 @@ def launch(admitted: Admitted) -> bool:
 
 
 def run_admission(now=None) -> list[int]:
-    """One admission pass: admit, then launch each admitted job. Returns launched ids."""
-    return [item.job_id for item in admit(now) if launch(item)]
+    """One admission pass: admit, then launch each admitted job, beating for those still
+    waiting their turn (launching.LaunchBeat). Returns the launched ids."""
+    from scheduler.launching import LaunchBeat
+
+    admitted = admit(now)
+    launched = []
+    with LaunchBeat(item.job_id for item in admitted) as beat:
+        for item in admitted:
+            if launch(item):
+                launched.append(item.job_id)
+            beat.launched(item.job_id)
+    return launched

@@ -17,10 +17,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from finetune import storage
 from finetune.models import Job, JobEvent, JobStatus, ModelVersion
@@ -31,6 +34,8 @@ from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node
 
 logger = logging.getLogger(__name__)
+# How often a worker launching admitted jobs stamps them as still being launched.
+BEAT_SECONDS = 2.0
 
 
 def output_dir(job: Job) -> str:
@@ -146,6 +151,7 @@ def launch_job(job: Job, placement: Placement) -> bool:
             # replaced these workers, or its own teardown ends them. Touch nothing.
             return False
         if found is not None and found["status"] == JobStatus.RUNNING:
+            Job.objects.filter(pk=job.pk).update(launch_beat_at=timezone.now())
             JobEvent.objects.create(
                 job_id=job.pk,
                 kind=JobEvent.Kind.LAUNCH,
@@ -163,6 +169,54 @@ def launch_job(job: Job, placement: Placement) -> bool:
     if found is None:  # deleted meanwhile: its folder (the spec holds the token) goes too
         remove_job_dir(job.pk)
     return False
+
+
+class LaunchBeat:
+    """While a worker launches the jobs one admission pass admitted, a thread stamps
+    those not yet launched (`Job.launch_beat_at`) every BEAT_SECONDS.
+
+    Admission stamps them first, in the transaction that admits them. A job RUNNING
+    with no workload whose stamp is older than JINGTIAO_MISSING_GRACE_SECONDS was left
+    by a launcher that died (scheduler/settling.py): it is requeued at once, instead
+    of after a fixed time that would have to cover the slowest launch.
+    """
+
+    def __init__(self, job_ids: Iterable[int]) -> None:
+        self._waiting = set(job_ids)
+        self._guard = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="launch-beat", daemon=True)
+
+    def __enter__(self) -> LaunchBeat:
+        if self._waiting:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def launched(self, job_id: int) -> None:
+        """The job's launch ended, one way or the other: no more stamps for it."""
+        with self._guard:
+            self._waiting.discard(job_id)
+
+    def _beat(self) -> None:
+        try:
+            while not self._done.wait(BEAT_SECONDS):
+                with self._guard:
+                    waiting = list(self._waiting)
+                if not waiting:
+                    continue
+                try:
+                    Job.objects.filter(pk__in=waiting, status=JobStatus.RUNNING).update(
+                        launch_beat_at=timezone.now()
+                    )
+                except DatabaseError as exc:  # the next beat tries again
+                    logger.warning("launch beat not written: %s", exc)
+        finally:
+            connection.close()  # this thread's own connection
 
 
 def pool_taint(job: Job, placement: Placement) -> str:

@@ -4,8 +4,9 @@ One `observe` call per cycle for every RUNNING job; then, per job:
 SUCCEEDED adds a model version and succeeds the job; FAILED fails it with the
 backend's reason in words; UNSCHEDULABLE past the timeout, and LOST (evicted,
 a node lost, a Job without pods) past its grace, tear the workload down and put
-the job back in the queue at its place; MISSING past a grace fails it. PENDING and
-RUNNING change nothing.
+the job back in the queue at its place; MISSING for longer than a grace after
+the launcher's last beat requeues the job if it never launched, else fails it.
+PENDING and RUNNING change nothing.
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
         return JobStatus.QUEUED if moved else None
     if state.phase == Phase.MISSING:
+        # Measured from the launcher's last beat: while it launches, it beats; once it
+        # has launched, the workload is there to observe (scheduler/launching.py).
         grace = timedelta(seconds=settings.JINGTIAO_MISSING_GRACE_SECONDS)
-        if job.started_at is None or now - job.started_at < grace:
-            return None  # admitted a moment ago: the launch may still be on its way
+        beat = job.launch_beat_at or job.started_at
+        if beat is None or now - beat < grace:
+            return None  # the launch may still be on its way
         if not job.events.filter(kind=JobEvent.Kind.LAUNCH).exists():
             # Admitted, but the worker that was to launch it died first: nothing was
             # recorded, so the job goes back to its place in the queue, after whatever

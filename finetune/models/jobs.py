@@ -119,6 +119,9 @@ class Job(models.Model):
         ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     report_token_hash = models.CharField(max_length=128, blank=True, editable=False)
+    # The last sign of life of the worker launching it (scheduler/launching.py): a job
+    # admitted whose launcher stopped beating, with no workload to show, is requeued.
+    launch_beat_at = models.DateTimeField(_("launcher's last beat"), null=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -222,24 +223,53 @@ def test_a_job_without_pods_for_long_is_requeued(kube, launched, settings):
 
 
 def test_a_job_whose_workload_vanished_fails_after_the_grace(kube, running_job, settings):
-    settings.JINGTIAO_MISSING_GRACE_SECONDS = 60
+    settings.JINGTIAO_MISSING_GRACE_SECONDS = 10
     fresh = running_job()
     old = running_job()
     never_launched = running_job()
+    still_launching = running_job()
     for job in (fresh, old):
         JobEvent.objects.create(job=job, kind=JobEvent.Kind.LAUNCH, message="launched")
-    five_minutes_ago = timezone.now() - timedelta(minutes=5)
-    Job.objects.filter(pk__in=[old.pk, never_launched.pk]).update(started_at=five_minutes_ago)
+    now = timezone.now()
+    five_minutes_ago = now - timedelta(minutes=5)
+    Job.objects.filter(pk__in=[old.pk, never_launched.pk]).update(
+        started_at=five_minutes_ago, launch_beat_at=now - timedelta(seconds=11)
+    )
+    # admitted long ago, but its launcher still beats: its turn in a long pass has not come
+    Job.objects.filter(pk=still_launching.pk).update(
+        started_at=five_minutes_ago, launch_beat_at=now - timedelta(seconds=3)
+    )
 
     observe_running_jobs()
 
-    for job in (fresh, old, never_launched):
+    for job in (fresh, old, never_launched, still_launching):
         job.refresh_from_db()
     assert fresh.status == JobStatus.RUNNING
+    assert still_launching.status == JobStatus.RUNNING
     assert old.status == JobStatus.FAILED and "disappeared" in old.status_reason
     # admitted, but the worker died before launching it: nothing ran, so it is requeued
+    # as soon as its launcher's beat is a grace old, not minutes later
     assert never_launched.status == JobStatus.QUEUED
     assert "never launched" in never_launched.status_reason
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_launching_worker_beats_for_the_jobs_it_has_not_launched_yet(running_job, monkeypatch):
+    from scheduler import launching
+
+    monkeypatch.setattr(launching, "BEAT_SECONDS", 0.05)
+    waiting, launched = running_job(), running_job()
+    long_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk__in=[waiting.pk, launched.pk]).update(launch_beat_at=long_ago)
+    with launching.LaunchBeat([waiting.pk, launched.pk]) as beat:
+        beat.launched(launched.pk)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if Job.objects.get(pk=waiting.pk).launch_beat_at > long_ago:
+                break
+            time.sleep(0.05)
+    assert Job.objects.get(pk=waiting.pk).launch_beat_at > timezone.now() - timedelta(seconds=5)
+    assert Job.objects.get(pk=launched.pk).launch_beat_at == long_ago
 
 
 def test_an_api_outage_leaves_running_jobs_alone(kube, launched):
