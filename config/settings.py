@@ -292,8 +292,11 @@ _PERIODIC = {
         env.int("JINGTIAO_NODE_SYNC_INTERVAL_SECONDS", 60, minimum=1),
     ),
     "reconcile-workloads": ("scheduler.tasks.reconcile_workloads", 60),
+    "heartbeat": ("scheduler.tasks.heartbeat", 10),
     "downsample-metrics": ("finetune.tasks.downsample_metrics", 3600),
 }
+# /healthz reports beat down when its heartbeat (above) is older than this.
+JINGTIAO_BEAT_MAX_AGE_SECONDS = env.int("JINGTIAO_BEAT_MAX_AGE_SECONDS", 60, minimum=15)
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": every, "options": {"queue": "jingtiao", "expires": 2 * every}}
     for name, (task, every) in _PERIODIC.items()

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
-from config.health import healthz
+from config.health import healthz, livez
 from finetune.views import home
 from finetune.views.report import report
 
@@ -19,5 +19,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
     path("api/jobs/<int:job_id>/report/", report, name="job_report"),
 ]

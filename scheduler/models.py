@@ -126,3 +126,19 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Heartbeat(models.Model):
+    """When a periodic part of the platform last showed it runs. "beat": Celery beat's
+    `heartbeat` task, run by a worker, so the whole beat -> broker -> worker path lives;
+    /healthz reports it stale (config/health.py)."""
+
+    name = models.CharField(_("name"), max_length=32, primary_key=True)
+    at = models.DateTimeField(_("last beat"))
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.at:%Y-%m-%d %H:%M:%S}"

@@ -13,14 +13,17 @@ import random
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import beat_init
 from django.conf import settings
 from django.dispatch import receiver
+from django.utils import timezone
 
 from finetune.models import Job, JobStatus
 from finetune.signals import job_changed
 from finetune.storage import remove_job_dir
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError
+from scheduler.models import Heartbeat
 from scheduler.settling import settle_running_jobs
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,19 @@ def stop_workload(self, job_id: int) -> None:
             remove_job_dir(job_id)
         except OSError as exc:  # a process still dying writes into it: cleanup_jobs finishes
             logger.warning("job %s: its folder stays for now: %s", job_id, exc)
+
+
+@shared_task(ignore_result=True, soft_time_limit=20, time_limit=30)
+def heartbeat() -> None:
+    """Beat sends this every few seconds; its stamp tells /healthz that beat, the broker
+    and a worker all run (a dead beat would leave ended jobs RUNNING, unseen)."""
+    Heartbeat.objects.update_or_create(name="beat", defaults={"at": timezone.now()})
+
+
+@beat_init.connect(dispatch_uid="scheduler.tasks.beat_started")
+def beat_started(sender=None, **kwargs) -> None:
+    """Beat has just started: stamp at once rather than one period later."""
+    enqueue(heartbeat)
 
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=120, time_limit=150)
