@@ -1,8 +1,9 @@
 """Jingtiao settings, read once from environment variables (docs/configuration.md).
 
 With no variables set, the platform runs embedded: a SQLite file under the data
-root, the local executor, and Celery on a file-system broker, so nothing needs
-to be installed. Production sets DATABASE_URL, REDIS_URL and SECRET_KEY.
+root, the local executor, and Celery on a Redis the embedded run starts itself
+(config/embedded.py), so nothing needs to be installed. Production sets
+DATABASE_URL, REDIS_URL and SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -200,21 +201,14 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Celery ---------------------------------------------------------------------------
-# Without Redis the embedded run uses kombu's file-system transport: a folder under
-# the data root that the web process writes and the worker reads. No server needed.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
-_broker_folder = DATA_ROOT / "broker"
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_folder / "messages"),
-        "data_folder_out": str(_broker_folder / "messages"),
-        "control_folder": str(_broker_folder / "control"),
-    }
-    # kombu lists these folders but does not create them.
-    for _folder in ("messages", "control"):
-        (_broker_folder / _folder).mkdir(parents=True, exist_ok=True)
-else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Without Redis the embedded run starts a Redis of its own, on a unix socket under
+# the data root (config/embedded.py): nothing to install, and the transport is the
+# one production runs. kombu's file-system transport, used before, could hand the
+# worker a message file still being written (docs/operations.md "Embedded run").
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", REDIS_URL or f"redis+socket://{DATA_ROOT / 'broker' / 'redis.sock'}"
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

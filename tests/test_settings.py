@@ -81,7 +81,8 @@ def _run_settings(tmp_path, **variables) -> str:
 
 def test_the_embedded_defaults_need_no_server(tmp_path):
     output = _run_settings(tmp_path)
-    assert "django.db.backends.sqlite3 filesystem:// local" in output
+    socket = tmp_path.resolve() / "broker" / "redis.sock"
+    assert f"django.db.backends.sqlite3 redis+socket://{socket} local" in output
 
 
 def test_production_uses_postgresql_and_redis(tmp_path):
