@@ -5,6 +5,12 @@ Protocol: POST ``url`` with ``Authorization: Bearer <token>`` and the JSON body
 one per batch and per worker; a batch that was not acknowledged is re-sent with the
 same seq, so the platform can drop duplicates. Nothing here ever raises into the
 training: the platform being away costs at most some samples.
+
+A refusal whose JSON body holds ``"stop": true`` (the job has ended, was deleted,
+or was launched again with a new token) means this run is over: ``on_revoked``
+is called once with the platform's words, and the runner stops the training. So
+a trainer left behind by a lost teardown (the broker down when a job is stopped,
+a worker killed mid-launch) ends within one report interval.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("jingtiao.reporting")
@@ -61,10 +68,13 @@ class Reporter:
         timeout: float = 10.0,
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
+        on_revoked: Callable[[str], None] | None = None,
     ) -> None:
         self.url, self.token, self.job_id, self.worker = url, token, job_id, worker
         self.interval, self.max_batch, self.max_buffer = interval, max_batch, max_buffer
         self.timeout, self.backoff_base, self.backoff_max = timeout, backoff_base, backoff_max
+        self.on_revoked = on_revoked
+        self.revoked = ""  # the platform's words, once it said this run is over
         self.seq = 0
         self.sent_batches = 0
         self.dropped = 0
@@ -136,6 +146,8 @@ class Reporter:
                 response.read()
             return True
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 410):
+                self._check_revoked(exc)
             if 400 <= exc.code < 500 and exc.code not in (408, 425, 429):
                 # Re-sending what the platform refuses would only block what follows.
                 log.warning(
@@ -146,6 +158,21 @@ class Reporter:
         except (OSError, ValueError) as exc:
             log.debug("reporting: %s, will retry", exc)
         return False
+
+    def _check_revoked(self, refusal: urllib.error.HTTPError) -> None:
+        try:
+            body = json.loads(refusal.read(65536) or b"{}")
+        except (OSError, ValueError):
+            return
+        if not isinstance(body, dict) or body.get("stop") is not True or self.revoked:
+            return
+        self.revoked = str(body.get("error") or f"HTTP {refusal.code}")
+        log.warning("reporting: the platform says this run is over (%s): stopping", self.revoked)
+        if self.on_revoked is not None:
+            try:
+                self.on_revoked(self.revoked)
+            except Exception:
+                log.exception("reporting: on_revoked failed")
 
     def _run(self) -> None:
         failures = flush_failures = 0

@@ -116,6 +116,9 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
             spec.job_id,
             _worker_id(dist.rank),
             interval=spec.report.interval,
+            # The platform no longer counts this run as its job's (ended, deleted,
+            # relaunched): stop as a stop from the platform would, through SIGTERM.
+            on_revoked=lambda _reason: os.kill(os.getpid(), signal.SIGTERM),
         )
         sample_seconds = spec.report.sample_seconds
     sampler = ResourceSampler(

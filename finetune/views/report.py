@@ -2,7 +2,9 @@
 
 Authenticated by the job's own token (only its hash is stored), refused once the
 job has ended, idempotent per (worker, seq), bounded in size and in rate. Every
-refusal is a 4xx whose body says why, so the trainer can log it.
+refusal is a 4xx whose body says why, so the trainer can log it; the refusals of
+a run that is over (job ended or deleted, token superseded by a relaunch) add
+"stop": true, and the worker stops training (trainer/reporting.py).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from finetune.models import Job, JobStatus
 logger = logging.getLogger(__name__)
 
 
-def _refuse(status: int, error: str, **headers) -> JsonResponse:
-    response = JsonResponse({"error": error}, status=status)
+def _refuse(status: int, error: str, *, stop: bool = False, **headers) -> JsonResponse:
+    """`stop`: tell the worker its run is over, so it stops training (trainer/reporting.py)."""
+    response = JsonResponse(
+        {"error": error, "stop": True} if stop else {"error": error}, status=status
+    )
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
@@ -57,9 +62,10 @@ def report(request: HttpRequest, job_id: int) -> JsonResponse:
     )
     if job is None or scheme.lower() != "bearer" or not reports.token_matches(job, token):
         # The same answer for an unknown job and a wrong token: nothing to probe.
-        return _refuse(401, "unknown job or wrong token", WWW_Authenticate="Bearer")
+        # A token that was right once is superseded by a relaunch: that run must stop.
+        return _refuse(401, "unknown job or wrong token", stop=True, WWW_Authenticate="Bearer")
     if job.status != JobStatus.RUNNING:
-        return _refuse(410, f"the job is {job.status}; it takes no more reports")
+        return _refuse(410, f"the job is {job.status}; it takes no more reports", stop=True)
     if request.content_type != "application/json":
         return _refuse(415, "the body must be sent as Content-Type: application/json")
     declared = request.headers.get("Content-Length") or "0"

@@ -109,6 +109,14 @@ def test_a_job_that_ended_takes_no_more_reports(client, running):
     response = _post(client, running, _body(running))
     assert response.status_code == 410
     assert "succeeded" in response.json()["error"]
+    assert response.json()["stop"] is True  # the worker stops training (trainer/reporting.py)
+
+
+def test_a_run_whose_token_was_superseded_by_a_relaunch_is_told_to_stop(client, running):
+    Job.objects.filter(pk=running.pk).update(report_token_hash=hash_token("the relaunch's"))
+    response = _post(client, running, _body(running))
+    assert response.status_code == 401
+    assert response.json() == {"error": "unknown job or wrong token", "stop": True}
 
 
 @pytest.mark.parametrize(

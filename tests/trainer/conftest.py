@@ -76,8 +76,8 @@ def _make_spec(
 class ReportServer:
     """A real HTTP server in a thread that records what the reporter posts."""
 
-    def __init__(self, port: int = 0, status: int = 200) -> None:
-        self.status = status
+    def __init__(self, port: int = 0, status: int = 200, body: bytes = b"") -> None:
+        self.status, self.body = status, body
         self.batches: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         outer = self
@@ -89,7 +89,9 @@ class ReportServer:
                     outer.batches.append(json.loads(body))
                     outer.headers.append(dict(self.headers))
                 self.send_response(outer.status)
+                self.send_header("Content-Length", str(len(outer.body)))
                 self.end_headers()
+                self.wfile.write(outer.body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -175,11 +177,12 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def start_report_server() -> Any:
-    """start_report_server(port=0, status=200) -> a running ReportServer, stopped after the test."""
+    """start_report_server(port=0, status=200, body=b"") -> a running ReportServer, stopped
+    after the test."""
     servers: list[ReportServer] = []
 
-    def start(port: int = 0, status: int = 200) -> ReportServer:
-        servers.append(ReportServer(port, status))
+    def start(port: int = 0, status: int = 200, body: bytes = b"") -> ReportServer:
+        servers.append(ReportServer(port, status, body))
         return servers[-1]
 
     yield start

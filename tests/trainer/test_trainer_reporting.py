@@ -1,6 +1,8 @@
 import socket
 import time
 
+import pytest
+
 from trainer.reporting import Reporter
 from trainer.resources import ResourceSampler, parse_cnmon
 
@@ -99,6 +101,31 @@ def test_a_refused_batch_is_dropped_so_later_ones_still_flow(start_report_server
     reporter.metric(step=1, loss=1.0)
     assert wait_for(lambda: reporter.sent_batches == 1)
     assert reporter.close(timeout=2)
+
+
+def test_a_platform_that_says_the_run_is_over_is_obeyed_once(start_report_server):
+    body = b'{"error": "the job is stopped; it takes no more reports", "stop": true}'
+    server = start_report_server(status=410, body=body)
+    told = []
+    reporter = Reporter(server.url, "t", 1, "w", interval=0.05, on_revoked=told.append)
+    for step in range(3):
+        reporter.metric(step=step, loss=1.0)
+        time.sleep(0.1)
+    assert wait_for(lambda: reporter.sent_batches >= 2)
+    assert told == ["the job is stopped; it takes no more reports"]
+    reporter.close(timeout=1)
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>Unauthorized</html>", b'{"error": "x"}'])
+def test_a_refusal_that_does_not_say_stop_leaves_the_training_alone(start_report_server, body):
+    """A proxy's 401 page, say: only the platform's own words stop a run."""
+    server = start_report_server(status=401, body=body)
+    told = []
+    reporter = Reporter(server.url, "t", 1, "w", interval=0.05, on_revoked=told.append)
+    reporter.metric(step=1, loss=1.0)
+    assert wait_for(lambda: reporter.sent_batches == 1)
+    assert told == [] and reporter.revoked == ""
+    reporter.close(timeout=1)
 
 
 def test_resource_samples_carry_cpu_memory_and_network_figures():

@@ -132,6 +132,29 @@ def test_the_cli_trains_reports_to_the_platform_and_publishes(
     assert all(h["Authorization"] == "Bearer job-token" for h in report_server.headers)
 
 
+def test_a_run_the_platform_no_longer_counts_stops_within_a_report_interval(
+    make_spec, tiny_llm, data, start_report_server, repo_root
+):
+    """Its job was stopped while the broker was down (no teardown came), or it was
+    launched again: the platform's answer to its reports stops it."""
+    body = b'{"error": "the job is stopped; it takes no more reports", "stop": true}'
+    server = start_report_server(status=410, body=body)
+    spec = make_spec(
+        algorithm="sft_lora",
+        scenario="llm/sft",
+        base_model=tiny_llm,
+        train=data["sft_alpaca"],
+        parameters={**FAST, "max_steps": 100_000},
+        report={"url": server.url, "token": "job-token", "interval": 0.5, "sample_seconds": 0.2},
+    )
+    process = run_cli(spec, repo_root)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, out[-3000:]  # EXIT_TERMINATED, as after a stop
+    assert "the platform says this run is over" in out
+    assert out.strip().splitlines()[-1] == "jingtiao: failed: terminated by SIGTERM"
+    assert not (Path(json.loads(spec.read_text())["output_dir"]) / "manifest.json").exists()
+
+
 JEMALLOC = ctypes.util.find_library("jemalloc")
 
 
