@@ -261,6 +261,8 @@ JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = env.int(
 JINGTIAO_MISSING_GRACE_SECONDS = env.int("JINGTIAO_MISSING_GRACE_SECONDS", 10, minimum=0)
 JINGTIAO_LOST_GRACE_SECONDS = env.int("JINGTIAO_LOST_GRACE_SECONDS", 120, minimum=0)
 JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
+# Fault injection on the launch path (scheduler/failpoints.py), for benchmarks/faults.py.
+JINGTIAO_FAILPOINTS = env.bool("JINGTIAO_FAILPOINTS", False)
 JINGTIAO_TRAINER_IMAGE = env.str("JINGTIAO_TRAINER_IMAGE", "jingtiao-trainer:0.1.0")
 # Empty: in-cluster credentials inside a pod, else ~/.kube/config; "in-cluster" or a path.
 JINGTIAO_K8S_KUBECONFIG = env.str("JINGTIAO_K8S_KUBECONFIG", "")

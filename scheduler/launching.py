@@ -29,6 +29,7 @@ from finetune import storage
 from finetune.models import Job, JobEvent, JobStatus, ModelVersion
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, remove_job_dir, resolve
+from scheduler import failpoints
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node
@@ -141,6 +142,7 @@ def launch_job(job: Job, placement: Placement) -> bool:
     # The hash is stored before the workers start, so their first report is accepted.
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
     executor.launch(request)
+    failpoints.failpoint("launch.after_record")
     with transaction.atomic():
         now = (
             Job.objects.select_for_update().filter(pk=job.pk).values("status", "report_token_hash")

@@ -39,6 +39,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from finetune.storage import job_dir, jobs_root
+from scheduler import failpoints
 from scheduler.executors import logfiles, processes
 from scheduler.executors.base import (
     ClusterEvent,
@@ -117,6 +118,7 @@ class LocalExecutor(Executor):
             spec_path = folder / "spec.json"
             _write_private(spec_path, json.dumps(request.trainer_spec, ensure_ascii=False))
             master_port = _free_port()
+            failpoints.failpoint("launch.before_spawn")
             for rank in ranks:
                 if earlier[rank]:
                     continue  # this rank started in an attempt that then failed half-way
@@ -152,6 +154,7 @@ class LocalExecutor(Executor):
                 )
         except OSError as exc:
             raise ExecutorError(f"cannot start worker {rank}: {exc}", transient=False) from exc
+        failpoints.failpoint("launch.after_spawn")
         meta = {
             "pid": process.pid,
             "create_time": processes.create_time(process.pid),
