@@ -260,6 +260,8 @@ JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS = env.int(
 # while it launches) is requeued if it never launched, else failed.
 JINGTIAO_MISSING_GRACE_SECONDS = env.int("JINGTIAO_MISSING_GRACE_SECONDS", 10, minimum=0)
 JINGTIAO_LOST_GRACE_SECONDS = env.int("JINGTIAO_LOST_GRACE_SECONDS", 120, minimum=0)
+# A job the cluster gave back (unschedulable, lost, evicted) this many times fails.
+JINGTIAO_MAX_REQUEUES = env.int("JINGTIAO_MAX_REQUEUES", 3, minimum=0)
 JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
 # Fault injection on the launch path (scheduler/failpoints.py), for benchmarks/faults.py.
 JINGTIAO_FAILPOINTS = env.bool("JINGTIAO_FAILPOINTS", False)

@@ -128,6 +128,7 @@ def launch(admitted: Admitted) -> bool:
         try:
             if exc.transient:
                 logger.warning("launch of job %s failed, requeued: %s", job.pk, exc)
+                _end_attempt(job.pk)
                 states.transition(
                     job,
                     JobStatus.QUEUED,
@@ -141,6 +142,19 @@ def launch(admitted: Admitted) -> bool:
         except states.TransitionError:
             pass  # stopped or deleted meanwhile: the other jobs of the pass still launch
         return False
+
+
+def _end_attempt(job_id: int) -> None:
+    """What a failed launch may have started goes before the job is requeued: a create
+    or a resume whose answer was lost did happen, and its pods would train on while
+    the job waits. If this teardown fails too, the next launch finds the leftovers
+    (their launch key is not its own) and clears them first."""
+    from scheduler.executors import get_executor
+
+    try:
+        get_executor().stop(job_id, keep_logs=False)
+    except ExecutorError as exc:
+        logger.warning("job %s: what its failed launch left stays for now: %s", job_id, exc)
 
 
 def run_admission(now=None) -> list[int]:

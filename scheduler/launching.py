@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import shutil
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -141,6 +142,7 @@ def launch_job(job: Job, placement: Placement) -> bool:
     command = executor.run_command(job.pk)
     # The hash is stored before the workers start, so their first report is accepted.
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
+    _clear_abandoned_output(job)
     executor.launch(request)
     failpoints.failpoint("launch.after_record")
     with transaction.atomic():
@@ -219,6 +221,17 @@ class LaunchBeat:
                     logger.warning("launch beat not written: %s", exc)
         finally:
             connection.close()  # this thread's own connection
+
+
+def _clear_abandoned_output(job: Job) -> None:
+    """A job launched again starts from an empty output folder. What is there was left
+    by an attempt the platform gave up (requeued while it ran, or its launcher died):
+    no version was made of it, since a job with a version has succeeded for good."""
+    location = job_output(job.model_repo.location, job.pk)
+    folder = resolve(location)
+    if folder.exists() and not ModelVersion.objects.filter(location=location).exists():
+        logger.info("job %s: clearing what an earlier attempt left in %s", job.pk, location)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pool_taint(job: Job, placement: Placement) -> str:

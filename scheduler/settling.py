@@ -76,30 +76,17 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         timeout = timedelta(seconds=settings.JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS)
         if state.since is None or now - state.since < timeout:
             return None
-        # Torn down before the requeue, never after: a later teardown could hit
-        # the workload of the job's next launch.
-        executor.stop(job.pk)
-        reason = _(
-            "The cluster could not place its workers for %(minutes)d minutes; "
-            "back in the queue at its place. %(reason)s"
-        ) % {"minutes": timeout.total_seconds() // 60, "reason": state.reason}
-        moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
-        return JobStatus.QUEUED if moved else None
+        cause = _("The cluster could not place its workers for %(minutes)d minutes: %(reason)s") % {
+            "minutes": timeout.total_seconds() // 60,
+            "reason": state.reason,
+        }
+        return requeue(job, cause, executor, data)
     if state.phase == Phase.LOST:
         grace = timedelta(seconds=settings.JINGTIAO_LOST_GRACE_SECONDS)
         if state.since is not None and now - state.since < grace:
             return None
-        # As for pods that cannot be placed: torn down first, then back in its place. A
-        # lost node cannot hand over its logs: then the teardown goes on without them.
-        try:
-            executor.stop(job.pk)
-        except ExecutorError:
-            executor.stop(job.pk, keep_logs=False)
-        reason = _("Its workers were lost (%(reason)s); back in the queue at its place.") % {
-            "reason": state.reason
-        }
-        moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
-        return JobStatus.QUEUED if moved else None
+        cause = _("Its workers were lost (%(reason)s)") % {"reason": state.reason}
+        return requeue(job, cause, executor, data)
     if state.phase == Phase.MISSING:
         # Measured from the launcher's last beat: while it launches, it beats; once it
         # has launched, the workload is there to observe (scheduler/launching.py).
@@ -123,6 +110,29 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         moved = states.transition(job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data)
         return JobStatus.FAILED if moved else None
     return None
+
+
+def requeue(job: Job, cause: str, executor: Executor, data: dict) -> str | None:
+    """Back in the queue at its place, its workload torn down first, never after (a
+    later teardown could hit the workload of its next launch). A lost node cannot hand
+    over its logs: then the teardown goes on without them. A job the cluster already
+    gave back JINGTIAO_MAX_REQUEUES times fails instead: what keeps happening to it
+    (a node that keeps evicting it, pods the cluster keeps rejecting) will not stop."""
+    try:
+        executor.stop(job.pk)
+    except ExecutorError:
+        executor.stop(job.pk, keep_logs=False)
+    earlier = job.events.filter(source=CLUSTER, to_status=JobStatus.QUEUED).count()
+    if earlier >= settings.JINGTIAO_MAX_REQUEUES:
+        reason = _(
+            "%(cause)s. The cluster gave it back %(count)d times already, so it fails "
+            "rather than go round again."
+        ) % {"cause": cause, "count": earlier}
+        moved = states.transition(job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data)
+        return JobStatus.FAILED if moved else None
+    reason = _("%(cause)s; back in the queue at its place.") % {"cause": cause}
+    moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
+    return JobStatus.QUEUED if moved else None
 
 
 def succeed(job: Job, data: dict) -> str | None:

@@ -5,13 +5,19 @@ Celery worker restarted mid-run re-attaches to what still runs and settles
 what ended while it was away:
 
     spec.json            the trainer spec, with the report token (mode 0600)
-    worker-<rank>.json   pid and process start time of the rank's supervisor
+    worker-<rank>.json   the rank's record: its supervisor's pid and start time, and
+                         the launch it belongs to (the hash of that launch's token)
     worker-<rank>.log    stdout and stderr of the rank
     worker-<rank>.exit   the trainer's exit code, written by the supervisor
 
-The supervisor is a few lines of python (SUPERVISOR) that starts the trainer,
-waits, and writes the exit code: a Celery worker that dies cannot wait for
-its children, but the supervisor outlives it in its own session.
+The supervisor is a few lines of python (SUPERVISOR) that writes the rank's
+record, starts the trainer, waits, and writes the exit code: a Celery worker
+that dies cannot wait for its children, but the supervisor outlives it in its
+own session. The record is written by the supervisor itself, atomically and
+before the trainer starts, so no trainer ever runs unrecorded, whenever the
+launcher dies. A process of the job that is in no record of the current launch
+(one whose record was lost, one of an attempt gone by) is found by its command
+line, which names the job's folder, and ended with its whole session.
 """
 
 from __future__ import annotations
@@ -58,32 +64,40 @@ TAIL_LINES = 20
 MIB = 1024 * 1024
 
 # The group receives SIGTERM on stop; the supervisor outlives it to record the
-# trainer's exit code. The code lands atomically (write, then rename). If the
-# supervisor itself is killed, the kernel kills the trainer too (PR_SET_PDEATHSIG),
+# trainer's exit code. Record and exit code land atomically (write, then rename). If
+# the supervisor itself is killed, the kernel kills the trainer too (PR_SET_PDEATHSIG),
 # so no trainer trains on, unwatched, after its job was given up.
 SUPERVISOR = """\
-import ctypes, os, signal, subprocess, sys
-exit_path = sys.argv[1]
+import ctypes, json, os, signal, subprocess, sys
+from datetime import datetime, timezone
+record_path, exit_path, launch = sys.argv[1:4]
 signal.signal(signal.SIGTERM, lambda *_: None)
 supervisor = os.getpid()
-# First of all, where its own process is: a launcher that dies before it records the
-# worker leaves this behind, so a relaunch finds (and ends) the worker all the same.
-with open(exit_path[: -len(".exit")] + ".pid.tmp", "w") as handle:
-    handle.write(str(supervisor))
-os.replace(exit_path[: -len(".exit")] + ".pid.tmp", exit_path[: -len(".exit")] + ".pid")
+try:
+    import psutil
+    created = psutil.Process(supervisor).create_time()
+except Exception:
+    created = None
+record = {"pid": supervisor, "create_time": created, "launch": launch,
+          "started_at": datetime.now(timezone.utc).isoformat()}
+temporary = record_path + ".tmp"
+with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+    json.dump(record, out)
+os.replace(temporary, record_path)
 def die_with_supervisor():
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (AttributeError, OSError):
-        pass  # not Linux: stop() and the orphan clean-up still find the group
+        pass  # not Linux: stop() and the clean-up still find the trainer by its command
     if os.getppid() != supervisor:  # it died before the line above
         os._exit(1)
-code = subprocess.Popen(sys.argv[2:], preexec_fn=die_with_supervisor).wait()
+code = subprocess.Popen(sys.argv[4:], preexec_fn=die_with_supervisor).wait()
 with open(exit_path + ".tmp", "w") as handle:
     handle.write(str(code))
 os.replace(exit_path + ".tmp", exit_path)
 sys.exit(0 if code == 0 else 1)
 """
+RECORD_SECONDS = 15  # how long a launch waits for a supervisor to write its record
 
 
 def trainer_command(spec_path: Path) -> list[str]:
@@ -107,25 +121,26 @@ class LocalExecutor(Executor):
         key = hashlib.sha256(request.report_token.encode()).hexdigest()
         with _locked(folder / ".launch.lock"):
             ranks = range(request.placement.node_count)
-            earlier = [_read_json(_meta_path(folder, rank)) for rank in ranks]
-            if any(meta and meta.get("launch") != key for meta in earlier):
+            records = [_read_json(_meta_path(folder, rank)) for rank in ranks]
+            if any(record and record.get("launch") != key for record in records):
                 # Files of an earlier launch of this job: end it and start afresh.
                 self.stop(request.job_id)
-                for pattern in ("worker-*.json", "worker-*.exit", "worker-*.pid"):
+                for pattern in ("worker-*.json", "worker-*.exit"):
                     for path in folder.glob(pattern):
                         path.unlink()
-                earlier = [None for _rank in ranks]
+                records = [None for _rank in ranks]
+            # Any process of this job in no record of this launch (an attempt whose
+            # record was lost, say) ends before a worker starts: never two per rank.
+            ours = {record["pid"] for record in records if record}
+            _end_sessions(_job_sessions(folder) - ours, folder)
             spec_path = folder / "spec.json"
             _write_private(spec_path, json.dumps(request.trainer_spec, ensure_ascii=False))
             master_port = _free_port()
             failpoints.failpoint("launch.before_spawn")
             for rank in ranks:
-                if earlier[rank]:
+                if records[rank]:
                     continue  # this rank started in an attempt that then failed half-way
-                # No record of this rank: a worker of an attempt whose launcher died
-                # before recording it may still run, and an old exit code may lie
-                # about. End the one, drop the other: never two trainers per rank.
-                _end_unrecorded(folder, rank)
+                _exit_path(folder, rank).unlink(missing_ok=True)
                 self._spawn(request, folder, rank, spec_path, master_port, key)
 
     def _spawn(
@@ -138,8 +153,15 @@ class LocalExecutor(Executor):
         key: str,
     ) -> None:
         env = {**os.environ, **_worker_env(request, rank, master_port)}
-        command = [sys.executable, "-c", SUPERVISOR, str(_exit_path(folder, rank))]
-        command += trainer_command(spec_path)
+        record_path = _meta_path(folder, rank)
+        command = [
+            sys.executable,
+            "-c",
+            SUPERVISOR,
+            str(record_path),
+            str(_exit_path(folder, rank)),
+        ]
+        command += [key, *trainer_command(spec_path)]
         try:
             with open(logfiles.log_path(folder, rank), "ab") as log:
                 process = subprocess.Popen(
@@ -155,13 +177,17 @@ class LocalExecutor(Executor):
         except OSError as exc:
             raise ExecutorError(f"cannot start worker {rank}: {exc}", transient=False) from exc
         failpoints.failpoint("launch.after_spawn")
-        meta = {
-            "pid": process.pid,
-            "create_time": processes.create_time(process.pid),
-            "started_at": datetime.now(UTC).isoformat(),
-            "launch": key,
-        }
-        _write_private(_meta_path(folder, rank), json.dumps(meta))
+        deadline = time.monotonic() + RECORD_SECONDS
+        while (_read_json(record_path) or {}).get("pid") != process.pid:
+            if process.poll() is not None:
+                raise ExecutorError(
+                    f"worker {rank} exited at once with code {process.returncode}; "
+                    f"see {logfiles.log_path(folder, rank).name}",
+                    transient=False,
+                )
+            if time.monotonic() > deadline:
+                raise ExecutorError(f"worker {rank} did not start in time", transient=True)
+            time.sleep(0.02)
 
     # --- observe -------------------------------------------------------------------------
     def observe(self, job_ids: Iterable[int]) -> dict[int, WorkloadState]:
@@ -187,41 +213,33 @@ class LocalExecutor(Executor):
         )
 
     def managed_job_ids(self) -> set[int]:
-        found = set()
+        """Jobs with a worker running, or any process at all (found by its command)."""
+        found = set(_processes_by_job())
         root = jobs_root()
-        if not root.is_dir():
-            return found
-        for folder in root.iterdir():
-            if not folder.name.isdigit():
-                continue
-            running = any(w["phase"] == "running" for w in _workers(folder))
-            unrecorded = any(
-                _unrecorded_supervisor(folder, rank) for rank in _unrecorded_ranks(folder)
-            )
-            if running or unrecorded:
-                found.add(int(folder.name))
+        if root.is_dir():
+            for folder in root.iterdir():
+                if folder.name.isdigit() and any(w["phase"] == "running" for w in _workers(folder)):
+                    found.add(int(folder.name))
         return found
 
     # --- stop ----------------------------------------------------------------------------
     def stop(self, job_id: int, *, keep_logs: bool = True) -> None:
-        """SIGTERM to each worker's process group, SIGKILL after the grace period.
-        The logs are in the job's folder already and stay there."""
+        """SIGTERM to each worker's session, SIGKILL after the grace period; a process of
+        the job that is in no record goes too. The logs stay in the job's folder."""
         folder = job_dir(job_id)
-        groups = [
+        groups = {
             meta["pid"]
             for rank in _ranks(folder)
             if (meta := _read_json(_meta_path(folder, rank))) and processes.alive(meta)
-        ]
+        }
+        groups |= _job_sessions(folder)
         for group in groups:
             processes.signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
         while groups and time.monotonic() < deadline:
-            groups = [group for group in groups if processes.group_alive(group)]
+            groups = {group for group in groups if processes.group_alive(group)}
             time.sleep(0.05)
-        for group in groups:
-            processes.signal_group(group, signal.SIGKILL)
-        for rank in _unrecorded_ranks(folder):
-            _end_unrecorded(folder, rank)
+        _end_sessions(groups, folder)
 
     # --- logs and events -----------------------------------------------------------------
     def logs(
@@ -336,50 +354,52 @@ def _exit_path(folder: Path, rank: int) -> Path:
     return folder / f"worker-{rank}.exit"
 
 
-def _pid_path(folder: Path, rank: int) -> Path:
-    """Written by the supervisor itself as it starts (SUPERVISOR)."""
-    return folder / f"worker-{rank}.pid"
+def _processes_by_job() -> dict[int, set[int]]:
+    """job id -> the sessions of the live processes whose command line names a file in
+    that job's folder (a supervisor names its record, a trainer its spec). One pass
+    over the process table; a process of a job is found whatever became of its
+    supervisor or its record."""
+    prefix = f"{jobs_root()}{os.sep}"
+    found: dict[int, set[int]] = {}
+    for process in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            for argument in process.info["cmdline"] or ():
+                if argument.startswith(prefix):
+                    job = argument[len(prefix) :].split(os.sep, 1)[0]
+                    if job.isdigit():
+                        found.setdefault(int(job), set()).add(os.getsid(process.pid))
+                    break
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
 
 
-def _unrecorded_supervisor(folder: Path, rank: int) -> int | None:
-    """The pid of a live supervisor of this rank that is in no record: its pid file names
-    it, and its command line names this rank's exit file (so the pid is not reused)."""
-    pid = _read_int(_pid_path(folder, rank))
-    if pid is None or pid <= 1:
-        return None
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return pid if str(_exit_path(folder, rank)) in process.cmdline() else None
-    except psutil.Error:
-        return None
+def _job_sessions(folder: Path) -> set[int]:
+    if not folder.name.isdigit():
+        return set()
+    return _processes_by_job().get(int(folder.name), set()) - {os.getsid(0)}
 
 
-def _unrecorded_ranks(folder: Path) -> list[int]:
-    recorded = set(_ranks(folder))
-    return [rank for rank in _ranks(folder, "pid") if rank not in recorded]
+def _end_sessions(sessions: Iterable[int], folder: Path) -> None:
+    """SIGKILL whole sessions of a job's processes, and wait (briefly) until they are gone."""
+    sessions = set(sessions)
+    if not sessions:
+        return
+    logger.warning("job %s: ending processes in no record: sessions %s", folder.name, sessions)
+    for session in sessions:
+        processes.signal_group(session, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(processes.group_alive(s) for s in sessions) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
-def _end_unrecorded(folder: Path, rank: int) -> None:
-    """Kill the process group of a supervisor of this rank that left its pid file but no
-    record (its launcher died in between), then remove what that attempt left."""
-    pid = _unrecorded_supervisor(folder, rank)
-    if pid is not None:
-        logger.warning("worker %s of job %s ran unrecorded: ending it", rank, folder.name)
-        processes.signal_group(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while processes.group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    for path in (_pid_path(folder, rank), _exit_path(folder, rank)):
-        path.unlink(missing_ok=True)
-
-
-def _ranks(folder: Path, kind: str = "json") -> list[int]:
-    """The ranks with a `worker-<rank>.<kind>` file: a record (json), a pid file (pid)."""
+def _ranks(folder: Path) -> list[int]:
+    """The ranks with a record, `worker-<rank>.json`."""
     if not folder.is_dir():
         return []
-    pattern = re.compile(rf"worker-(\d+)\.{kind}")
+    pattern = re.compile(r"worker-(\d+)\.json")
     found = (pattern.fullmatch(path.name) for path in folder.iterdir())
     return sorted(int(match.group(1)) for match in found if match)
 

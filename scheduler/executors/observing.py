@@ -89,10 +89,19 @@ def _worker(pod: dict) -> dict[str, Any]:
 
 def pod_lost(pod: dict) -> tuple[str, datetime | None] | None:
     """Why a pod's worker is gone through no fault of the job, and since when (None: it
-    will not come back, so now): evicted (node pressure, preemption), or in phase
-    Unknown (its node stopped answering)."""
+    will not come back, so now): ended for a disruption (DisruptionTarget), evicted
+    (node pressure), or in phase Unknown (its node stopped answering)."""
     status = pod.get("status") or {}
     rank = pod_rank(pod)
+    for condition in status.get("conditions") or []:
+        # Set by the control plane as it ends a pod for a disruption (preemption, a
+        # taint, an API eviction, the kubelet's node shutdown): its exit is no failure.
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return _("worker %(rank)d was ended by the cluster (%(reason)s): %(message)s") % {
+                "rank": rank,
+                "reason": condition.get("reason") or "",
+                "message": condition.get("message") or "",
+            }, None
     if status.get("reason") == "Evicted":
         return _("worker %(rank)d was evicted: %(message)s") % {
             "rank": rank,

@@ -177,6 +177,24 @@ def test_observe_lists_jobs_and_pods_once_whatever_the_number_of_jobs(kube):
             "evicted: The node was low on memory.",
         ),
         (
+            {  # preempted by the scheduler: killed (137), but through no fault of the job
+                "phase": "Failed",
+                "conditions": [
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "PreemptionByScheduler",
+                        "message": "Preempted in order to admit critical pod",
+                    }
+                ],
+                "containerStatuses": [
+                    {"name": "trainer", "state": {"terminated": {"exitCode": 137}}}
+                ],
+            },
+            Phase.LOST,
+            "ended by the cluster (PreemptionByScheduler): Preempted in order to admit",
+        ),
+        (
             {
                 "phase": "Unknown",
                 "conditions": [{"type": "Ready", "lastTransitionTime": "2026-11-30T10:00:00Z"}],

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -309,8 +310,10 @@ def test_a_relaunch_ends_a_worker_whose_launcher_died_before_recording_it(
     fake_trainer, running_job
 ):
     """Issue 12, item 1: the Celery worker died after the spawn, before worker-0.json was
-    written; the trainer ran on, invisible. The relaunch finds it by the supervisor's own
-    pid file and ends it first: never two trainers for one rank."""
+    written; the trainer ran on, invisible. The relaunch finds it by its command line,
+    which names the job's folder, and ends its session first: never two trainers for
+    one rank. (Supervisors now write their own record, so only a record lost later
+    leaves a worker unrecorded; this is that case.)"""
     job = running_job(parameters={"behaviour": "wait"})
     launch_job(job, placement(device_type="none", devices_per_node=0))
     assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
@@ -413,3 +416,45 @@ def _request_for(job):
         trainer_spec=trainer_spec(job, "token-a"),
         report_token="token-a",
     )
+
+
+def test_a_launcher_that_dies_right_after_the_spawn_loses_nothing(
+    fake_trainer, running_job, monkeypatch
+):
+    """The supervisor writes its own record before the trainer starts: the launcher's
+    death a moment after the spawn leaves a recorded, observable worker."""
+    from scheduler.executors import local
+
+    class LauncherDied(BaseException):
+        pass
+
+    def die_at(point):
+        if point == "launch.after_spawn":
+            raise LauncherDied
+
+    monkeypatch.setattr(local.failpoints, "failpoint", die_at)
+    job = running_job(parameters={"behaviour": "wait"})
+    with pytest.raises(LauncherDied):
+        LocalExecutor().launch(_request_for(job))
+    state = wait_for(job.pk, {Phase.RUNNING})
+    assert state.phase == Phase.RUNNING
+    (trainer,) = _started_trainers(job)
+    record = json.loads((job_dir(job.pk) / "worker-0.json").read_text())
+    assert psutil.Process(trainer.pid).ppid() == record["pid"]
+    assert record["launch"] == hashlib.sha256(b"token-a").hexdigest()
+    LocalExecutor().stop(job.pk)
+    assert _trainers_of(job) == []
+
+
+def test_a_relaunch_starts_from_an_empty_output_folder(fake_trainer, running_job):
+    """What an abandoned attempt saved (it was requeued as it finished) is no model of
+    the job's: the relaunch's trainer must not find it in its way."""
+    from scheduler.launching import output_dir
+
+    job = running_job(parameters={"behaviour": "succeed"})
+    left = Path(output_dir(job))
+    left.mkdir(parents=True)
+    (left / "manifest.json").write_text("{}")
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.SUCCEEDED, Phase.FAILED}).phase == Phase.SUCCEEDED
+    assert json.loads((left / "manifest.json").read_text()) == {"metrics": {"loss": 0.5}}

@@ -397,3 +397,82 @@ def test_a_relaunched_job_shows_and_keeps_the_logs_of_its_new_pods(kube, launche
     states.transition(job, JobStatus.FAILED, reason="test")
     stop_workload.delay(job.pk)
     assert (job_dir(job.pk) / "worker-0.log").read_text() == "second attempt\n"
+
+
+def _admit_and_launch(job) -> bool:
+    from scheduler import admission
+
+    states.transition(job, JobStatus.RUNNING)
+    return admission.launch(admission.Admitted(job.pk, placement()))
+
+
+def _the_one_workload(kube, job) -> dict:
+    job.refresh_from_db()
+    assert list(kube.stored(JOBS)) == [manifests.workload_name(job.pk)]
+    workload = kube.stored(JOBS)[manifests.workload_name(job.pk)]
+    assert workload["metadata"]["annotations"][manifests.LAUNCH_ANNOTATION] == (
+        job.report_token_hash
+    )
+    return workload
+
+
+def test_a_create_whose_answer_was_lost_ends_with_one_workload_of_the_last_launch(
+    kube, running_job
+):
+    """The API server created the Job, but the answer never came (issue 12, item 8): the
+    job is requeued and relaunched with a new token; no workload of the first launch
+    survives, and the one that runs is the relaunch's."""
+    job = running_job()
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    job.refresh_from_db()
+    kube.fail_next("POST", "/jobs", sleep=2)  # stored after 2 s; the client gave up at 1 s
+
+    assert _admit_and_launch(job) is False
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and "will retry" in job.status_reason
+    time.sleep(1.5)  # the first create lands now, after its teardown found nothing
+
+    # the next pass finds the first launch's Job and clears it, then the one after launches
+    launched = _admit_and_launch(job) or _admit_and_launch(job)
+    assert launched
+    assert _the_one_workload(kube, job)["spec"]["suspend"] is False
+
+
+def test_a_resume_whose_answer_was_lost_is_torn_down_before_the_job_is_requeued(kube, running_job):
+    job = running_job()
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    job.refresh_from_db()
+    name = manifests.workload_name(job.pk)
+    kube.fail_next("PATCH", f"/jobs/{name}", sleep=2)  # resumed, but the answer is lost
+
+    assert _admit_and_launch(job) is False
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    time.sleep(1.5)
+    # the resumed workload of a job that waits in the queue would train unseen: it went
+    assert not workload_exists(kube, job.pk) or (
+        kube.stored(JOBS)[name]["metadata"]["annotations"][manifests.LAUNCH_ANNOTATION]
+        != job.report_token_hash
+    )
+    launched = _admit_and_launch(job) or _admit_and_launch(job)
+    assert launched
+    _the_one_workload(kube, job)
+
+
+def test_a_job_the_cluster_keeps_giving_back_fails_in_the_end(kube, running_job, settings):
+    settings.JINGTIAO_MAX_REQUEUES = 2
+    job = running_job()
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    job.refresh_from_db()
+    evicted = {"reason": "Evicted", "message": "The node was low on memory."}
+    outcomes = []
+    for _attempt in range(3):
+        assert _admit_and_launch(job)
+        kube.put("v1/pods", "p0", pod(job.pk, 0, "Failed", **evicted))
+        observe_running_jobs()
+        job.refresh_from_db()
+        outcomes.append(job.status)
+        kube.emulator.objects.clear()
+    assert outcomes == [JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.FAILED]
+    assert "gave it back 2 times already" in job.status_reason
+    assert "The node was low on memory." in job.status_reason

@@ -1,0 +1,405 @@
+"""The fault matrix: the platform's processes killed and restarted one at a time
+while tiny jobs train for real, with the invariants checked the whole time.
+
+    python benchmarks/faults.py [--only NAME ...]
+
+It starts its own PostgreSQL database (on BENCH_DATABASE_URL's server, dropped at
+the end), its own Redis on a free port, and the web server, a Celery worker and
+beat as separate processes, as production runs them, with the local executor.
+A worker or web server that dies is started again a second later, as systemd or
+Kubernetes would. Observe and admission run every 5 s (JINGTIAO_OBSERVE_INTERVAL_SECONDS,
+JINGTIAO_ADMISSION_INTERVAL_SECONDS). Each fault is injected on a fresh tiny job
+(LoRA SFT of the demo's tiny Llama, 3 steps, created through the create page as
+alice); the worker's deaths at exact points of a launch come from failpoints
+(scheduler/failpoints.py). A fault is survived when its jobs end as they should,
+each with a reason, and, while it ran: no two trainers of one job and rank at
+once, no job RUNNING without a process for longer than the observe period + 10 s,
+no trainer alive more than 15 s after its job stopped running, no 5xx for an
+action the user took. Prints each figure on its own line:
+
+    faults_run, faults_survived, duplicate_trainers, running_without_process_max,
+    orphan_seconds_max, lost_jobs, server_errors
+
+The soak on the embedded defaults is benchmarks/soak.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchdb
+from platform_run import (
+    PYTHON,
+    Browser,
+    Service,
+    Watch,
+    free_port,
+    manage,
+    supervisor_pid,
+    wait_until,
+)
+
+OBSERVE_SECONDS = 5
+RUNNING_WITHOUT_PROCESS_LIMIT = OBSERVE_SECONDS + 10
+ORPHAN_LIMIT = 15
+JOB_TIMEOUT = 240
+TERMINAL = {"succeeded", "failed", "stopped", "expired"}
+
+
+@dataclass
+class Expect:
+    job_id: int
+    statuses: set[str]  # what it must end as
+    requeued: bool = False  # it must have gone back to the queue on the way
+
+
+class Platform:
+    def __init__(self, database: str) -> None:
+        self.data_root = Path(f"/tmp/jt-faults-{os.getpid()}")
+        shutil.rmtree(self.data_root, ignore_errors=True)
+        (self.data_root / "logs").mkdir(parents=True)
+        self.web_port, self.redis_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.web_port}"
+        parts = benchdb.server_url().rsplit("/", 1)[0]
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": f"{parts}/{database}",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "JINGTIAO_DATA_ROOT": str(self.data_root),
+            "JINGTIAO_REPORT_URL": self.base,
+            "JINGTIAO_FAILPOINTS": "true",
+            "JINGTIAO_OBSERVE_INTERVAL_SECONDS": str(OBSERVE_SECONDS),
+            "JINGTIAO_ADMISSION_INTERVAL_SECONDS": "5",
+            "JINGTIAO_STOP_GRACE_SECONDS": "10",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+        self.env.pop("CELERY_BROKER_URL", None)
+        from config.embedded import redis_server
+
+        logs = self.data_root / "logs"
+        self.redis = Service(
+            "redis",
+            [redis_server(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            self.env, logs / "redis.log",
+        )  # fmt: skip
+        self.web = Service(
+            "web",
+            [PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
+             "--workers", "2", "--threads", "4", "--timeout", "60"],
+            self.env, logs / "web.log",
+        )  # fmt: skip
+        self.worker = Service(
+            "worker",
+            [PYTHON, "-m", "celery", "-A", "config", "worker", "--concurrency", "2",
+             "--queues", "jingtiao", "--loglevel", "INFO"],
+            self.env, logs / "worker.log",
+        )  # fmt: skip
+        self.beat = Service(
+            "beat",
+            [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.data_root / "celerybeat-schedule")],
+            self.env, logs / "beat.log",
+        )  # fmt: skip
+        # What is kept running: a dead one is started again a second later.
+        self.kept = {self.web, self.worker, self.beat}
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep, daemon=True)
+
+    def _keep(self) -> None:
+        while not self._stop.wait(1.0):
+            for service in list(self.kept):
+                if service.process is not None and not service.alive():
+                    service.kill()  # its group's leftovers
+                    service.start()
+                    self.restarts += 1
+
+    def start(self) -> None:
+        self.redis.start()
+        wait_until(lambda: _answers(self.redis_port), 15)
+        manage(self.env, "migrate", "--no-input", "-v0")
+        manage(self.env, "collectstatic", "--no-input", "-v0")
+        manage(self.env, "seed_demo")
+        for service in (self.worker, self.beat, self.web):
+            service.start()
+        wait_until(lambda: _ok(f"{self.base}/healthz"), 90, step=0.5)
+        self._keeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._keeper.join()
+        for service in (self.web, self.beat, self.worker, self.redis):
+            service.kill(signal.SIGTERM, wait=20)
+
+    def arm(self, point: str, action: str) -> None:
+        folder = self.data_root / "failpoints"
+        folder.mkdir(exist_ok=True)
+        (folder / point).write_text(action)
+
+
+def _answers(port: int) -> bool:
+    import redis
+
+    try:
+        return redis.Redis(port=port, socket_timeout=1).ping()
+    except redis.RedisError:
+        return False
+
+
+def _ok(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class Matrix:
+    def __init__(self, platform: Platform) -> None:
+        from finetune.models import Job
+
+        self.platform = platform
+        self.Job = Job
+        self.browser = Browser(platform.base, "alice", "jingtiao-alice")
+        self.watch = Watch(platform.data_root, self._statuses).start()
+        self.draft = self._draft()
+        self.count = 0
+
+    def _statuses(self) -> dict[int, str]:
+        return dict(self.Job.objects.values_list("pk", "status"))
+
+    def _draft(self) -> dict:
+        from finetune.models import Dataset, ModelRepo
+        from scheduler.models import NodeSpec
+        from tests.finetune.pages_support import job_post
+
+        draft = job_post(
+            Dataset.objects.get(name="sft-chat-train"),
+            ModelRepo.objects.get(name="sft-models"),
+            NodeSpec.objects.get(name="cpu-1c2g"),
+        )
+        draft.update({"param-max_steps": "3", "param-max_length": "64"})
+        return draft
+
+    # --- what a user does ----------------------------------------------------------------
+    def create(self) -> int:
+        self.count += 1
+        name = f"fault-{self.count}"
+        response = self.browser.post("/jobs/new/", {**self.draft, "name": name})
+        if response.status_code != 302:
+            raise RuntimeError(f"create answered {response.status_code}")
+        return self.Job.objects.get(name=name).pk
+
+    def stop_job(self, job_id: int) -> int:
+        return self.browser.post(f"/jobs/{job_id}/stop/", {}).status_code
+
+    def status(self, job_id: int) -> str:
+        return self.Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+
+    def training(self, job_id: int, seconds: float = 120) -> bool:
+        """Until its trainer runs (and has had a moment to start training)."""
+        found = wait_until(lambda: self.watch.trainer_pids(job_id), seconds)
+        time.sleep(2)
+        return bool(found)
+
+    # --- the faults ----------------------------------------------------------------------
+    def worker_killed_at(self, point: str, *, requeued: bool) -> Callable[[], list[Expect]]:
+        def fault() -> list[Expect]:
+            self.platform.arm(point, "kill")
+            job = self.create()
+            return [Expect(job, {"succeeded"}, requeued=requeued)]
+
+        return fault
+
+    def supervisor_killed(self) -> list[Expect]:
+        job = self.create()
+        self.training(job)
+        os.kill(supervisor_pid(self.platform.data_root, job), signal.SIGKILL)
+        return [Expect(job, {"failed"})]
+
+    def trainer_killed(self) -> list[Expect]:
+        job = self.create()
+        self.training(job)
+        for pid in self.watch.trainer_pids(job):
+            os.kill(pid, signal.SIGKILL)
+        return [Expect(job, {"failed"})]
+
+    def worker_killed_while_training(self) -> list[Expect]:
+        job = self.create()
+        self.training(job)
+        self.platform.worker.kill(signal.SIGKILL)
+        return [Expect(job, {"succeeded"})]
+
+    def beat_restarted(self) -> list[Expect]:
+        job = self.create()
+        self.training(job)
+        self.platform.kept.discard(self.platform.beat)
+        self.platform.beat.kill(signal.SIGTERM)
+        time.sleep(5)
+        self.platform.beat.start()
+        self.platform.kept.add(self.platform.beat)
+        return [Expect(job, {"succeeded"})]
+
+    def redis_restarted(self) -> list[Expect]:
+        """Redis killed (its queue lost: it keeps nothing on disk); while it is down a job
+        is created and a running one stopped; both must be carried out."""
+        running = self.create()
+        self.training(running)
+        self.platform.redis.kill(signal.SIGKILL)
+        created = self.create()
+        if self.stop_job(running) != 302:
+            raise RuntimeError("stop answered an error with Redis down")
+        time.sleep(5)
+        self.platform.redis.start()
+        return [Expect(running, {"stopped"}), Expect(created, {"succeeded"})]
+
+    def web_down_while_training(self) -> list[Expect]:
+        job = self.create()
+        self.training(job)
+        self.platform.kept.discard(self.platform.web)
+        self.platform.web.kill(signal.SIGTERM)
+        time.sleep(10)
+        self.platform.web.start()
+        self.platform.kept.add(self.platform.web)
+        return [Expect(job, {"succeeded"})]
+
+    def platform_restarted_while_training(self) -> list[Expect]:
+        job = self.create()
+        self.training(job)
+        services = [self.platform.web, self.platform.beat, self.platform.worker]
+        for service in services:
+            self.platform.kept.discard(service)
+            service.kill(signal.SIGTERM)
+        time.sleep(5)
+        for service in reversed(services):
+            service.start()
+            self.platform.kept.add(service)
+        return [Expect(job, {"succeeded"})]
+
+    def stop_during_launch(self) -> list[Expect]:
+        self.platform.arm("launch.after_spawn", "sleep 4")
+        job = self.create()
+        wait_until(lambda: self.status(job) == "running", 60)
+        if self.stop_job(job) != 302:
+            raise RuntimeError("stop answered an error during the launch")
+        return [Expect(job, {"stopped"})]
+
+    def faults(self) -> dict[str, Callable[[], list[Expect]]]:
+        return {
+            "worker_killed_before_spawn": self.worker_killed_at(
+                "launch.before_spawn", requeued=True
+            ),
+            "worker_killed_after_spawn": self.worker_killed_at(
+                "launch.after_spawn", requeued=False
+            ),
+            "worker_killed_after_record": self.worker_killed_at(
+                "launch.after_record", requeued=False
+            ),
+            "worker_killed_while_training": self.worker_killed_while_training,
+            "supervisor_killed": self.supervisor_killed,
+            "trainer_killed": self.trainer_killed,
+            "beat_restarted": self.beat_restarted,
+            "redis_restarted": self.redis_restarted,
+            "web_down_while_training": self.web_down_while_training,
+            "platform_restarted_while_training": self.platform_restarted_while_training,
+            "stop_during_launch": self.stop_during_launch,
+        }
+
+    # --- judging -------------------------------------------------------------------------
+    def judge(self, name: str, expected: list[Expect]) -> list[str]:
+        from finetune.models import JobEvent
+
+        ids = [item.job_id for item in expected]
+        wait_until(lambda: all(self.status(job) in TERMINAL for job in ids), JOB_TIMEOUT, 1.0)
+        time.sleep(2)  # a trainer of an ended job has a moment to go
+        problems = []
+        for item in expected:
+            job = self.Job.objects.filter(pk=item.job_id).first()
+            if job is None or job.status not in TERMINAL:
+                problems.append(f"job {item.job_id} lost: {job.status if job else 'gone'}")
+                continue
+            if job.status not in item.statuses:
+                problems.append(f"job {job.pk} ended {job.status}: {job.status_reason[:200]}")
+            if not job.status_reason.strip():
+                problems.append(f"job {job.pk} ended {job.status} without a reason")
+            requeued = JobEvent.objects.filter(job=job, to_status="queued").count() > 1
+            if item.requeued and not requeued:
+                problems.append(f"job {job.pk} was not requeued")
+            if self.watch.trainer_pids(job.pk):
+                problems.append(f"job {job.pk} ended with its trainer still running")
+            if any(key[0] == job.pk for key in self.watch.duplicates):
+                problems.append(f"job {job.pk} had two trainers at once")
+            waited = self.watch.running_without_process.get(job.pk, 0.0)
+            if waited > RUNNING_WITHOUT_PROCESS_LIMIT:
+                problems.append(f"job {job.pk} was RUNNING without a process for {waited:.0f} s")
+            orphan = self.watch.orphans.get(job.pk, 0.0)
+            if orphan > ORPHAN_LIMIT:
+                problems.append(f"job {job.pk}'s trainer outlived it by {orphan:.0f} s")
+        return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", help="run only these faults")
+    args = parser.parse_args()
+    database = f"jt_faults_{os.getpid()}"
+    benchdb.admin(f"CREATE DATABASE {database}")
+    platform = Platform(database)
+    os.environ.update(platform.env)
+    import django
+
+    django.setup()
+    results: dict[str, list[str]] = {}
+    try:
+        platform.start()
+        matrix = Matrix(platform)
+        for name, fault in matrix.faults().items():
+            if args.only and name not in args.only:
+                continue
+            started = time.monotonic()
+            try:
+                problems = matrix.judge(name, fault())
+            except Exception as exc:  # the fault could not even be carried out
+                problems = [f"{type(exc).__name__}: {exc}"]
+            results[name] = problems
+            verdict = "survived" if not problems else "NOT survived: " + "; ".join(problems)
+            print(f"# {name}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True)
+        matrix.watch.stop()
+        statuses = matrix._statuses()
+        lost = sum(1 for status in statuses.values() if status not in TERMINAL)
+        print(f"faults_run: {len(results)}")
+        print(f"faults_survived: {sum(1 for problems in results.values() if not problems)}")
+        print(f"duplicate_trainers: {len(matrix.watch.duplicates)}")
+        worst = max(matrix.watch.running_without_process.values(), default=0.0)
+        print(f"running_without_process_max: {worst:.1f} s")
+        print(f"orphan_seconds_max: {max(matrix.watch.orphans.values(), default=0.0):.1f} s")
+        print(f"lost_jobs: {lost}")
+        print(f"server_errors: {len(matrix.browser.server_errors)}")
+        print(f"# restarts by the keeper: {platform.restarts}; logs: {platform.data_root}/logs")
+    finally:
+        platform.stop()
+        from django.db import connections
+
+        connections.close_all()
+        benchdb.admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
