@@ -16,7 +16,6 @@ from finetune.models import (
     JobEvent,
     JobGroupObjectPermission,
     JobNodeSpec,
-    JobStatus,
     JobUserObjectPermission,
     MetricPoint,
     ModelRepo,
@@ -270,8 +269,9 @@ class JobAdmin(SharedObjectAdmin):
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages), messages.ERROR)
 
-    def _apply(self, request, queryset, operation, target: str) -> None:
-        """Each job through `operation(user, job)` of the services, as the pages do."""
+    def _apply(self, request, queryset, operation, done: str) -> None:
+        """Each job through `operation(user, job)` of the services, as the pages do;
+        `done` says what became of those it changed (with %(count)d)."""
         moved, refused = 0, []
         for job in queryset:
             try:
@@ -280,23 +280,19 @@ class JobAdmin(SharedObjectAdmin):
             except ValidationError as exc:
                 refused.append(" ".join(exc.messages))
         if moved:
-            self.message_user(
-                request,
-                _("%(count)d job(s) are now %(status)s.")
-                % {"count": moved, "status": JobStatus(target).label},
-                messages.SUCCESS,
-            )
+            self.message_user(request, done % {"count": moved}, messages.SUCCESS)
         for message in refused:
             self.message_user(request, message, messages.WARNING)
 
     @admin.action(description=_("Stop the selected jobs"))
     def stop_jobs(self, request, queryset) -> None:
         stop = partial(services.stop_job, as_operator=True)
-        self._apply(request, queryset, stop, JobStatus.STOPPED)
+        self._apply(request, queryset, stop, _("%(count)d job(s) are now Stopped."))
 
     @admin.action(description=_("Put the selected running jobs back in the queue"))
     def requeue_jobs(self, request, queryset) -> None:
-        self._apply(request, queryset, services.requeue_job, JobStatus.QUEUED)
+        done = _("%(count)d job(s) go back to the queue as soon as their workloads are torn down.")
+        self._apply(request, queryset, services.requeue_job, done)
 
 
 @admin.register(JobEvent)

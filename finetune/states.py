@@ -108,7 +108,8 @@ def transition(
 
 
 def _fields_for(job: Job, target: str, now, reason: str) -> dict[str, Any]:
-    fields: dict[str, Any] = {"status_reason": reason}
+    # A requeue asked for is carried out by this move, or made moot by it.
+    fields: dict[str, Any] = {"status_reason": reason, "requeue_requested_at": None}
     if target == JobStatus.RUNNING:
         fields.update(started_at=now, progress=None, eta_at=None)
     elif target == JobStatus.QUEUED:

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from finetune import states
 from finetune.models import Job, JobEvent, JobStatus, ModelRepo, ModelVersion
+from finetune.signals import job_changed
 from finetune.storage import job_output, resolve
 from scheduler.executors.base import Executor, ExecutorError, Phase, WorkloadState
 
@@ -47,10 +48,19 @@ def settle_running_jobs(
         return {}
     observed = executor.observe([job.pk for job in jobs])
     moved: dict[int, str] = {}
+    overdue = timedelta(seconds=settings.JINGTIAO_STOP_GRACE_SECONDS + 120)
     for job in jobs:
         state = observed.get(job.pk, WorkloadState(job.pk, Phase.MISSING))
         try:
-            target = settle(job, state, executor, now)
+            if job.requeue_requested_at is not None:
+                # An operator's requeue is under way (scheduler.tasks.requeue_workload):
+                # its dying workers are no failure. Carried out here only if the task
+                # never came (the broker was down when it was asked for).
+                if now - job.requeue_requested_at < overdue:
+                    continue
+                target = requeue_as_asked(job, executor)
+            else:
+                target = settle(job, state, executor, now)
         except states.TransitionError:
             continue  # a user or the expiry pass ended it meanwhile
         except ExecutorError as exc:
@@ -110,6 +120,18 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         moved = states.transition(job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data)
         return JobStatus.FAILED if moved else None
     return None
+
+
+def requeue_as_asked(job: Job, executor: Executor) -> str | None:
+    """An operator asked to put the job back in the queue (finetune.services.requeue_job):
+    its workload torn down first, then back at its place; an admission pass follows."""
+    executor.stop(job.pk)
+    moved = states.transition(job, JobStatus.QUEUED, reason=_("requeued by an operator"))
+    if moved:
+        transaction.on_commit(
+            lambda: job_changed.send(sender=Job, job_id=job.pk, change="requeued")
+        )
+    return JobStatus.QUEUED if moved else None
 
 
 def requeue(job: Job, cause: str, executor: Executor, data: dict) -> str | None:

@@ -18,13 +18,14 @@ from django.conf import settings
 from django.dispatch import receiver
 from django.utils import timezone
 
+from finetune import states
 from finetune.models import Job, JobStatus
 from finetune.signals import job_changed
 from finetune.storage import remove_job_dir
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError
 from scheduler.models import Heartbeat
-from scheduler.settling import settle_running_jobs
+from scheduler.settling import requeue_as_asked, settle_running_jobs
 
 logger = logging.getLogger(__name__)
 MAX_RETRIES = 8
@@ -140,6 +141,38 @@ def enqueue(task, *args) -> bool:
 
 def enqueue_stop(job_id: int) -> None:
     enqueue(stop_workload, job_id)
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=_stop_time_limits()[0],
+    time_limit=_stop_time_limits()[1],
+)
+def requeue_workload(self, job_id: int) -> None:
+    """Carry out an operator's requeue: tear the workload down, then queue the job."""
+    job = Job.objects.filter(
+        pk=job_id, status=JobStatus.RUNNING, requeue_requested_at__isnull=False
+    ).first()
+    if job is None:
+        return  # done already (by the observe pass), or the job ended meanwhile
+    try:
+        requeue_as_asked(job, get_executor())
+    except states.TransitionError:
+        pass  # stopped or expired while its workload went down: nothing to requeue
+    except ExecutorError as exc:
+        if not exc.transient:
+            logger.error("job %s: cannot tear down its workload to requeue it: %s", job_id, exc)
+            return
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+
+
+@receiver(job_changed, dispatch_uid="scheduler.tasks.requeue_on_request")
+def requeue_on_request(sender, job_id: int, change: str, **kwargs) -> None:
+    if change == "requeue":
+        enqueue(requeue_workload, job_id)
 
 
 @receiver(job_changed, dispatch_uid="scheduler.tasks.stop_on_change")

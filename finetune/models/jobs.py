@@ -122,6 +122,9 @@ class Job(models.Model):
     # The last sign of life of the worker launching it (scheduler/launching.py): a job
     # admitted whose launcher stopped beating, with no workload to show, is requeued.
     launch_beat_at = models.DateTimeField(_("launcher's last beat"), null=True, editable=False)
+    # An operator asked to put it back in the queue: its workload is being torn down
+    # (scheduler.tasks.requeue_workload); settling leaves it alone meanwhile.
+    requeue_requested_at = models.DateTimeField(_("requeue requested"), null=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

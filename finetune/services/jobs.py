@@ -376,31 +376,30 @@ def stop_job(user, job: Job, *, as_operator: bool = False) -> bool:
 
 def requeue_job(user, job: Job) -> bool:
     """An operator puts a running job back in the queue, at its place. Its workload is
-    torn down first, never after: a later teardown could hit the job's next launch.
-    False if the job was not running (any more)."""
-    from scheduler.executors import get_executor
-    from scheduler.executors.base import ExecutorError
-
+    torn down first, never after (a later teardown could hit the job's next launch),
+    by a task (scheduler.tasks.requeue_workload) rather than in the request: settling
+    leaves a job marked so alone, and would otherwise fail it from its dying workers.
+    False if a requeue of it was asked for already."""
     _require(user, "stop", job, as_operator=True)
-    if job.status != JobStatus.RUNNING:
-        raise ValidationError(_("Only a running job can be put back in the queue."))
-    try:
-        get_executor().stop(job.pk, keep_logs=True)
-    except ExecutorError as exc:
-        raise ValidationError(
-            _("Its workload could not be torn down, so it stays running: %(error)s")
-            % {"error": exc}
-        ) from exc
-    try:
-        with transaction.atomic():
-            moved = transition(
-                job, JobStatus.QUEUED, actor=user, reason=_("requeued by an operator")
-            )
-            if moved:
-                _notify(job.pk, "requeued")
-    except TransitionError as exc:
-        raise ValidationError(str(exc)) from exc
-    return moved
+    with transaction.atomic():
+        marked = Job.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, requeue_requested_at__isnull=True
+        ).update(requeue_requested_at=timezone.now())
+        if not marked:
+            job.refresh_from_db(fields=["status"])
+            if job.status != JobStatus.RUNNING:
+                raise ValidationError(_("Only a running job can be put back in the queue."))
+            return False
+        JobEvent.objects.create(
+            job=job,
+            kind=JobEvent.Kind.NOTE,
+            actor=user,
+            message=_(
+                "An operator asked to put it back in the queue; its workload is torn down first."
+            ),
+        )
+        _notify(job.pk, "requeue")
+    return True
 
 
 def delete_job(user, job: Job) -> None:

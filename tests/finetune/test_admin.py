@@ -100,13 +100,34 @@ def test_operators_stop_jobs_through_the_state_machine(client, admin, project, a
     assert any("cannot become Stopped" in m for m in messages)
 
 
-def test_operators_requeue_running_jobs(client, admin, project, alice):
+def test_operators_requeue_running_jobs(
+    client, admin, project, alice, django_capture_on_commit_callbacks, monkeypatch
+):
+    from scheduler import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.requeue_workload, "delay", lambda job_id: sent.append(job_id))
     running = factories.job(project, alice, status=JobStatus.RUNNING)
     client.force_login(admin)
-    _run_action(client, "requeue_jobs", [running])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _run_action(client, "requeue_jobs", [running])
+    messages = [str(m) for m in response.context["messages"]]
+    assert any(
+        "go back to the queue as soon as their workloads are torn down" in m for m in messages
+    )
+    # the request only asks: the teardown is a task's, so the page answers at once
+    running.refresh_from_db()
+    assert running.status == JobStatus.RUNNING and running.requeue_requested_at is not None
+    assert sent == [running.pk]
+    note = JobEvent.objects.get(job=running, kind=JobEvent.Kind.NOTE)
+    assert note.actor == admin
+
+    tasks.requeue_workload(running.pk)
+
     running.refresh_from_db()
     assert running.status == JobStatus.QUEUED
-    assert running.started_at is None
+    assert running.started_at is None and running.requeue_requested_at is None
+    assert running.status_reason == "requeued by an operator"
 
 
 def test_turning_sharing_off_in_the_admin_takes_back_the_grants(client, admin, project, alice, bob):

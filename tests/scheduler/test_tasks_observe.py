@@ -476,3 +476,31 @@ def test_a_job_the_cluster_keeps_giving_back_fails_in_the_end(kube, running_job,
     assert outcomes == [JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.FAILED]
     assert "gave it back 2 times already" in job.status_reason
     assert "The node was low on memory." in job.status_reason
+
+
+def test_a_job_an_operator_requeues_is_not_failed_by_its_dying_workers(kube, launched):
+    """The teardown of a requeue kills the workers; the observe pass meanwhile must not
+    settle the job as failed from their exit (issue 12, item 10)."""
+    job = launched()
+    Job.objects.filter(pk=job.pk).update(requeue_requested_at=timezone.now())
+    dying = {"containerStatuses": [{"name": "trainer", "state": {"terminated": {"exitCode": 143}}}]}
+    kube.put("v1/pods", "p0", pod(job.pk, 0, "Failed", **dying))
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # the requeue task is on it
+
+
+def test_a_requeue_whose_task_never_came_is_carried_out_by_the_observe_pass(
+    kube, launched, settings
+):
+    job = launched()
+    asked = timezone.now() - timedelta(seconds=settings.JINGTIAO_STOP_GRACE_SECONDS + 180)
+    Job.objects.filter(pk=job.pk).update(requeue_requested_at=asked)
+
+    observe_running_jobs()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.status_reason == "requeued by an operator"
+    assert not workload_exists(kube, job.pk)
