@@ -26,9 +26,12 @@ The soak on the embedded defaults is benchmarks/soak.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -65,30 +68,67 @@ class Expect:
     requeued: bool = False  # it must have gone back to the queue on the way
 
 
+SETTINGS = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "JINGTIAO_FAILPOINTS": "true",
+    "JINGTIAO_OBSERVE_INTERVAL_SECONDS": str(OBSERVE_SECONDS),
+    "JINGTIAO_ADMISSION_INTERVAL_SECONDS": "5",
+    "JINGTIAO_STOP_GRACE_SECONDS": "10",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+
 class Platform:
-    def __init__(self, database: str) -> None:
-        self.data_root = Path(f"/tmp/jt-faults-{os.getpid()}")
+    """What the faults do to the platform's processes; two ways of running it below."""
+
+    name = ""
+
+    def __init__(self, prefix: str) -> None:
+        self.data_root = Path(f"/tmp/{prefix}-{os.getpid()}")  # short: a socket may be in it
         shutil.rmtree(self.data_root, ignore_errors=True)
         (self.data_root / "logs").mkdir(parents=True)
-        self.web_port, self.redis_port = free_port(), free_port()
+        self.web_port = free_port()
         self.base = f"http://127.0.0.1:{self.web_port}"
-        parts = benchdb.server_url().rsplit("/", 1)[0]
         self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": f"{parts}/{database}",
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "JINGTIAO_DATA_ROOT": str(self.data_root),
-            "JINGTIAO_REPORT_URL": self.base,
-            "JINGTIAO_FAILPOINTS": "true",
-            "JINGTIAO_OBSERVE_INTERVAL_SECONDS": str(OBSERVE_SECONDS),
-            "JINGTIAO_ADMISSION_INTERVAL_SECONDS": "5",
-            "JINGTIAO_STOP_GRACE_SECONDS": "10",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
         }
-        self.env.pop("CELERY_BROKER_URL", None)
+        self.env.update(
+            SETTINGS, JINGTIAO_DATA_ROOT=str(self.data_root), JINGTIAO_REPORT_URL=self.base
+        )
+        self.restarts = 0
+
+    def prepare(self) -> None:
+        manage(self.env, "migrate", "--no-input", "-v0")
+        manage(self.env, "collectstatic", "--no-input", "-v0")
+        manage(self.env, "seed_demo")
+
+    def ready(self) -> None:
+        if not wait_until(lambda: _ok(f"{self.base}/healthz"), 120, step=0.5):
+            raise RuntimeError(f"the platform did not become ready; see {self.data_root}/logs")
+
+    def arm(self, point: str, action: str) -> None:
+        folder = self.data_root / "failpoints"
+        folder.mkdir(exist_ok=True)
+        (folder / point).write_text(action)
+
+
+class Production(Platform):
+    """PostgreSQL, a Redis, and web, worker and beat as separate processes; one that dies
+    is started again a second later, as systemd or Kubernetes would."""
+
+    name = "production"
+
+    def __init__(self, database: str) -> None:
+        super().__init__("jt-faults")
+        self.redis_port = free_port()
+        server = benchdb.server_url().rsplit("/", 1)[0]
+        self.env.update(
+            DATABASE_URL=f"{server}/{database}", REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0"
+        )
         from config.embedded import redis_server
 
         logs = self.data_root / "logs"
@@ -116,9 +156,7 @@ class Platform:
              "--schedule", str(self.data_root / "celerybeat-schedule")],
             self.env, logs / "beat.log",
         )  # fmt: skip
-        # What is kept running: a dead one is started again a second later.
         self.kept = {self.web, self.worker, self.beat}
-        self.restarts = 0
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep, daemon=True)
 
@@ -133,24 +171,106 @@ class Platform:
     def start(self) -> None:
         self.redis.start()
         wait_until(lambda: _answers(self.redis_port), 15)
-        manage(self.env, "migrate", "--no-input", "-v0")
-        manage(self.env, "collectstatic", "--no-input", "-v0")
-        manage(self.env, "seed_demo")
+        self.prepare()
         for service in (self.worker, self.beat, self.web):
             service.start()
-        wait_until(lambda: _ok(f"{self.base}/healthz"), 90, step=0.5)
+        self.ready()
         self._keeper.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._keeper.join()
+        if self._keeper.is_alive():
+            self._keeper.join()
         for service in (self.web, self.beat, self.worker, self.redis):
             service.kill(signal.SIGTERM, wait=20)
 
-    def arm(self, point: str, action: str) -> None:
-        folder = self.data_root / "failpoints"
-        folder.mkdir(exist_ok=True)
-        (folder / point).write_text(action)
+    def _down(self, services: list[Service], seconds: float) -> None:
+        for service in services:
+            self.kept.discard(service)
+            service.kill(signal.SIGTERM)
+        time.sleep(seconds)
+        for service in reversed(services):
+            service.start()
+            self.kept.add(service)
+
+    def kill_worker(self) -> None:
+        self.worker.kill(signal.SIGKILL)
+
+    def beat_down(self) -> None:
+        self._down([self.beat], 5)
+
+    def broker_down(self, meanwhile: Callable[[], None]) -> None:
+        """Redis killed, its queue lost (it keeps nothing on disk); back after 5 s."""
+        self.redis.kill(signal.SIGKILL)
+        meanwhile()
+        time.sleep(5)
+        self.redis.start()
+
+    def web_down(self) -> None:
+        self._down([self.web], 10)
+
+    def restart(self) -> None:
+        self._down([self.web, self.beat, self.worker], 5)
+
+
+class Embedded(Platform):
+    """The embedded defaults, as bin/demo runs them: SQLite, the embedded Redis, and
+    `manage.py run_embedded` starting again whatever dies."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        super().__init__("jt-fe")
+        self.run = Service(
+            "run_embedded",
+            [PYTHON, "manage.py", "run_embedded", "--port", str(self.web_port)],
+            self.env,
+            self.data_root / "logs" / "run_embedded.log",
+        )
+
+    def _state(self) -> dict:
+        return json.loads((self.data_root / "logs" / "embedded.json").read_text())
+
+    def pid(self, name: str) -> int:
+        return self._state()[name]["pid"]
+
+    def start(self) -> None:
+        self.prepare()
+        self.run.start()
+        self.ready()
+
+    def _stop_run(self) -> None:
+        """Its restarts counted first: the state file goes with it."""
+        with contextlib.suppress(OSError, ValueError):
+            self.restarts += sum(child["restarts"] for child in self._state().values())
+        self.run.kill(signal.SIGTERM, wait=60)
+
+    def stop(self) -> None:
+        self._stop_run()
+
+    def kill_worker(self) -> None:
+        os.kill(self.pid("worker"), signal.SIGKILL)
+
+    def beat_down(self) -> None:
+        os.kill(self.pid("beat"), signal.SIGTERM)  # started again by run_embedded
+
+    def broker_down(self, meanwhile: Callable[[], None]) -> None:
+        """The broker crashes; run_embedded starts it again a second later, its queue
+        kept (append-only file)."""
+        os.kill(self.pid("broker"), signal.SIGKILL)
+        meanwhile()
+
+    def web_down(self) -> None:
+        """The web server hangs for 10 s (stopped, not dead: reports time out)."""
+        group = self.pid("web")
+        os.killpg(group, signal.SIGSTOP)
+        time.sleep(10)
+        os.killpg(group, signal.SIGCONT)
+
+    def restart(self) -> None:
+        self._stop_run()
+        time.sleep(5)
+        self.run.start()
 
 
 def _answers(port: int) -> bool:
@@ -244,53 +364,40 @@ class Matrix:
     def worker_killed_while_training(self) -> list[Expect]:
         job = self.create()
         self.training(job)
-        self.platform.worker.kill(signal.SIGKILL)
+        self.platform.kill_worker()
         return [Expect(job, {"succeeded"})]
 
     def beat_restarted(self) -> list[Expect]:
         job = self.create()
         self.training(job)
-        self.platform.kept.discard(self.platform.beat)
-        self.platform.beat.kill(signal.SIGTERM)
-        time.sleep(5)
-        self.platform.beat.start()
-        self.platform.kept.add(self.platform.beat)
+        self.platform.beat_down()
         return [Expect(job, {"succeeded"})]
 
-    def redis_restarted(self) -> list[Expect]:
-        """Redis killed (its queue lost: it keeps nothing on disk); while it is down a job
-        is created and a running one stopped; both must be carried out."""
+    def broker_restarted(self) -> list[Expect]:
+        """While the broker is down, a job is created and a running one stopped: both
+        answer at once, and both are carried out."""
         running = self.create()
         self.training(running)
-        self.platform.redis.kill(signal.SIGKILL)
-        created = self.create()
-        if self.stop_job(running) != 302:
-            raise RuntimeError("stop answered an error with Redis down")
-        time.sleep(5)
-        self.platform.redis.start()
-        return [Expect(running, {"stopped"}), Expect(created, {"succeeded"})]
+        created = []
+
+        def meanwhile() -> None:
+            created.append(self.create())
+            if self.stop_job(running) != 302:
+                raise RuntimeError("stop answered an error with the broker down")
+
+        self.platform.broker_down(meanwhile)
+        return [Expect(running, {"stopped"}), Expect(created[0], {"succeeded"})]
 
     def web_down_while_training(self) -> list[Expect]:
         job = self.create()
         self.training(job)
-        self.platform.kept.discard(self.platform.web)
-        self.platform.web.kill(signal.SIGTERM)
-        time.sleep(10)
-        self.platform.web.start()
-        self.platform.kept.add(self.platform.web)
+        self.platform.web_down()
         return [Expect(job, {"succeeded"})]
 
     def platform_restarted_while_training(self) -> list[Expect]:
         job = self.create()
         self.training(job)
-        services = [self.platform.web, self.platform.beat, self.platform.worker]
-        for service in services:
-            self.platform.kept.discard(service)
-            service.kill(signal.SIGTERM)
-        time.sleep(5)
-        for service in reversed(services):
-            service.start()
-            self.platform.kept.add(service)
+        self.platform.restart()
         return [Expect(job, {"succeeded"})]
 
     def stop_during_launch(self) -> list[Expect]:
@@ -316,7 +423,7 @@ class Matrix:
             "supervisor_killed": self.supervisor_killed,
             "trainer_killed": self.trainer_killed,
             "beat_restarted": self.beat_restarted,
-            "redis_restarted": self.redis_restarted,
+            "broker_restarted": self.broker_restarted,
             "web_down_while_training": self.web_down_while_training,
             "platform_restarted_while_training": self.platform_restarted_while_training,
             "stop_during_launch": self.stop_during_launch,
@@ -355,50 +462,103 @@ class Matrix:
         return problems
 
 
+FIGURES = {  # name -> how the two platforms' figures combine
+    "faults_run": sum,
+    "faults_survived": sum,
+    "duplicate_trainers": sum,
+    "running_without_process_max": max,
+    "orphan_seconds_max": max,
+    "lost_jobs": sum,
+    "server_errors": sum,
+}
+UNITS = {"running_without_process_max": " s", "orphan_seconds_max": " s"}
+
+
+def run_matrix(platform: Platform, only: list[str] | None) -> dict[str, float]:
+    import django
+
+    os.environ.clear()
+    os.environ.update(platform.env)
+    django.setup()
+    results: dict[str, list[str]] = {}
+    platform.start()
+    matrix = Matrix(platform)
+    for name, fault in matrix.faults().items():
+        if only and name not in only:
+            continue
+        started = time.monotonic()
+        try:
+            problems = matrix.judge(name, fault())
+        except Exception as exc:  # the fault could not even be carried out
+            problems = [f"{type(exc).__name__}: {exc}"]
+        results[name] = problems
+        verdict = "survived" if not problems else "NOT survived: " + "; ".join(problems)
+        print(
+            f"# {platform.name} {name}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True
+        )
+    matrix.watch.stop()
+    statuses = matrix._statuses()
+    return {
+        "faults_run": len(results),
+        "faults_survived": sum(1 for problems in results.values() if not problems),
+        "duplicate_trainers": len(matrix.watch.duplicates),
+        "running_without_process_max": max(
+            matrix.watch.running_without_process.values(), default=0.0
+        ),
+        "orphan_seconds_max": max(matrix.watch.orphans.values(), default=0.0),
+        "lost_jobs": sum(1 for status in statuses.values() if status not in TERMINAL),
+        "server_errors": len(matrix.browser.server_errors),
+    }
+
+
+def run_one(which: str, only: list[str] | None) -> dict[str, float]:
+    database = f"jt_faults_{os.getpid()}"
+    if which == "production":
+        benchdb.admin(f"CREATE DATABASE {database}")
+        platform: Platform = Production(database)
+    else:
+        platform = Embedded()
+    try:
+        return run_matrix(platform, only)
+    finally:
+        platform.stop()
+        print(f"# {which}: {platform.restarts} restarts; logs in {platform.data_root}/logs")
+        if which == "production":
+            from django.db import connections
+
+            connections.close_all()
+            benchdb.admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", help="run only these faults")
+    parser.add_argument("--platform", choices=("both", "production", "embedded"), default="both")
     args = parser.parse_args()
-    database = f"jt_faults_{os.getpid()}"
-    benchdb.admin(f"CREATE DATABASE {database}")
-    platform = Platform(database)
-    os.environ.update(platform.env)
-    import django
-
-    django.setup()
-    results: dict[str, list[str]] = {}
-    try:
-        platform.start()
-        matrix = Matrix(platform)
-        for name, fault in matrix.faults().items():
-            if args.only and name not in args.only:
-                continue
-            started = time.monotonic()
-            try:
-                problems = matrix.judge(name, fault())
-            except Exception as exc:  # the fault could not even be carried out
-                problems = [f"{type(exc).__name__}: {exc}"]
-            results[name] = problems
-            verdict = "survived" if not problems else "NOT survived: " + "; ".join(problems)
-            print(f"# {name}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True)
-        matrix.watch.stop()
-        statuses = matrix._statuses()
-        lost = sum(1 for status in statuses.values() if status not in TERMINAL)
-        print(f"faults_run: {len(results)}")
-        print(f"faults_survived: {sum(1 for problems in results.values() if not problems)}")
-        print(f"duplicate_trainers: {len(matrix.watch.duplicates)}")
-        worst = max(matrix.watch.running_without_process.values(), default=0.0)
-        print(f"running_without_process_max: {worst:.1f} s")
-        print(f"orphan_seconds_max: {max(matrix.watch.orphans.values(), default=0.0):.1f} s")
-        print(f"lost_jobs: {lost}")
-        print(f"server_errors: {len(matrix.browser.server_errors)}")
-        print(f"# restarts by the keeper: {platform.restarts}; logs: {platform.data_root}/logs")
-    finally:
-        platform.stop()
-        from django.db import connections
-
-        connections.close_all()
-        benchdb.admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    if args.platform != "both":
+        figures = run_one(args.platform, args.only)
+        for name, value in figures.items():
+            print(f"{name}: {value:.1f}{UNITS[name]}" if name in UNITS else f"{name}: {value}")
+        return
+    # Each platform in a process of its own: Django is set up once per process.
+    combined: dict[str, list[float]] = {name: [] for name in FIGURES}
+    for which in ("production", "embedded"):
+        command = [PYTHON, __file__, "--platform", which]
+        for name in args.only or ():
+            command += ["--only", name]
+        child = subprocess.run(command, capture_output=True, text=True, check=False)
+        for line in child.stdout.splitlines():
+            name, _colon, value = line.partition(": ")
+            if name in FIGURES:
+                combined[name].append(float(value.split()[0]))
+                print(f"# {which} {line}")
+            else:
+                print(line)
+        if child.returncode != 0:
+            print(f"# {which} ended with code {child.returncode}:", child.stderr[-3000:])
+    for name, combine in FIGURES.items():
+        value = combine(combined[name]) if combined[name] else float("nan")
+        print(f"{name}: {value:.1f}{UNITS[name]}" if name in UNITS else f"{name}: {value:.0f}")
 
 
 if __name__ == "__main__":

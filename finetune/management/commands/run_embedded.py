@@ -1,4 +1,4 @@
-"""Run Jingtiao on one machine: its own broker, the worker with beat, the web server,
+"""Run Jingtiao on one machine: its own broker, the worker, beat and the web server,
 each started again if it dies (config/embedded.py). `bin/demo` ends with this."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from config import embedded
 
 
 class Command(BaseCommand):
-    help = "Run the embedded broker, the Celery worker with beat and the web server."
+    help = "Run the embedded broker, the Celery worker, beat and the web server."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
