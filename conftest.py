@@ -38,6 +38,17 @@ def _isolated_data_root(request, tmp_path):
     settings.DATA_ROOT.mkdir()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache(request):
+    """Each test starts with an empty cache: a queue plan or a rate count left by another
+    test (or an earlier run: the cache is a real Redis) must not change what it sees."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def project(db):
     from accounts.models import Project

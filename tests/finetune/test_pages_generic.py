@@ -4,6 +4,7 @@ permitted -> 200; and list pages keep a query count that does not grow with the 
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
 from accounts.models import Access
@@ -87,7 +88,9 @@ def _fill(kind: str, project, alice, bob, count: int) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind", "baseline"),
-    [("job_list", "job", 14), ("dataset_list", "dataset", 12), ("modelrepo_list", "repo", 12)],
+    # The job list's count includes planning the queue afresh (the cache is cold):
+    # four queries of the snapshot, whatever the number of rows.
+    [("job_list", "job", 18), ("dataset_list", "dataset", 12), ("modelrepo_list", "repo", 12)],
 )
 def test_list_pages_keep_their_query_count_however_many_rows(
     client, project, alice, bob, django_assert_max_num_queries, name, kind, baseline
@@ -98,6 +101,7 @@ def test_list_pages_keep_their_query_count_however_many_rows(
     with django_assert_max_num_queries(baseline):
         client.get(url)
     _fill(kind, project, alice, bob, 17)
+    cache.clear()  # as cold as the first time: the queue is planned afresh again
     with django_assert_max_num_queries(baseline):
         response = client.get(url, {"per_page": 50})
     assert len(response.context["rows"]) == 20
