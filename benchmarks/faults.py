@@ -435,7 +435,8 @@ class Matrix:
 
         ids = [item.job_id for item in expected]
         wait_until(lambda: all(self.status(job) in TERMINAL for job in ids), JOB_TIMEOUT, 1.0)
-        time.sleep(2)  # a trainer of an ended job has a moment to go
+        # A trainer of an ended job has ORPHAN_LIMIT to go (the watch times it exactly).
+        wait_until(lambda: not any(self.watch.trainer_pids(job) for job in ids), ORPHAN_LIMIT)
         problems = []
         for item in expected:
             job = self.Job.objects.filter(pk=item.job_id).first()
@@ -450,7 +451,7 @@ class Matrix:
             if item.requeued and not requeued:
                 problems.append(f"job {job.pk} was not requeued")
             if self.watch.trainer_pids(job.pk):
-                problems.append(f"job {job.pk} ended with its trainer still running")
+                problems.append(f"job {job.pk} ended, and its trainer still runs")
             if any(key[0] == job.pk for key in self.watch.duplicates):
                 problems.append(f"job {job.pk} had two trainers at once")
             waited = self.watch.running_without_process.get(job.pk, 0.0)
