@@ -1,21 +1,31 @@
 """The fault matrix: the platform's processes killed and restarted one at a time
 while tiny jobs train for real, with the invariants checked the whole time.
 
-    python benchmarks/faults.py [--only NAME ...]
+    python benchmarks/faults.py [--platform both|production|embedded] [--only NAME ...]
 
-It starts its own PostgreSQL database (on BENCH_DATABASE_URL's server, dropped at
-the end), its own Redis on a free port, and the web server, a Celery worker and
-beat as separate processes, as production runs them, with the local executor.
-A worker or web server that dies is started again a second later, as systemd or
-Kubernetes would. Observe and admission run every 5 s (JINGTIAO_OBSERVE_INTERVAL_SECONDS,
-JINGTIAO_ADMISSION_INTERVAL_SECONDS). Each fault is injected on a fresh tiny job
-(LoRA SFT of the demo's tiny Llama, 3 steps, created through the create page as
-alice); the worker's deaths at exact points of a launch come from failpoints
-(scheduler/failpoints.py). A fault is survived when its jobs end as they should,
-each with a reason, and, while it ran: no two trainers of one job and rank at
-once, no job RUNNING without a process for longer than the observe period + 10 s,
-no trainer alive more than 15 s after its job stopped running, no 5xx for an
-action the user took. Prints each figure on its own line:
+Runs the matrix twice (each in a process of its own), on:
+- **production**: its own PostgreSQL database (on BENCH_DATABASE_URL's server,
+  dropped at the end), its own Redis on a free port (nothing kept on disk), and
+  the web server, a Celery worker and beat as separate processes; one that dies
+  is started again a second later, as systemd or Kubernetes would;
+- **embedded**: the embedded defaults as bin/demo runs them (SQLite, the
+  embedded Redis, `manage.py run_embedded` starting again whatever dies).
+Both use the local executor, with observe and admission every 5 s
+(JINGTIAO_OBSERVE_INTERVAL_SECONDS, JINGTIAO_ADMISSION_INTERVAL_SECONDS).
+
+Each fault is injected on a fresh tiny job (LoRA SFT of the demo's tiny Llama, 3
+steps, created through the create page as alice): the worker killed before the
+spawn, after it, after the records, and while training (failpoints,
+scheduler/failpoints.py, place the first three exactly); the supervisor killed;
+the trainer killed; beat restarted; the broker killed while a job is created and
+another stopped; the web server down (embedded: hung) while training; the whole
+platform restarted while training; a stop during the launch. A fault is
+survived when its jobs end as they should, each with a reason, and, while it
+ran: no two trainers of one job and rank at once, no job RUNNING without a
+process for longer than the observe period + 10 s, no trainer alive more than
+15 s after its job stopped running, no 5xx for an action the user took. Prints
+each figure on its own line, over both platforms (the per-platform figures as
+comments):
 
     faults_run, faults_survived, duplicate_trainers, running_without_process_max,
     orphan_seconds_max, lost_jobs, server_errors

@@ -116,7 +116,10 @@ class Browser:
 
     def _check(self, response: requests.Response, path: str) -> None:
         if response.status_code >= 500:
-            self.server_errors.append(f"{response.status_code} {path}")
+            when = time.strftime("%H:%M:%S")
+            self.server_errors.append(
+                f"{when} {response.status_code} {response.request.method} {path}"
+            )
 
 
 def wait_until(check, seconds: float, step: float = 0.2):

@@ -101,8 +101,8 @@ def main() -> None:
                     if created:
                         browser.get(f"/jobs/{created[-1]}/")
                     polls += 1
-                except Exception as exc:  # a refused connection: the web server is down
-                    browser.server_errors.append(f"{type(exc).__name__}")
+                except Exception as exc:  # a refused connection, a time-out: no answer
+                    browser.server_errors.append(f"{type(exc).__name__}: {exc}")
 
         threads = [threading.Thread(target=poll, args=(b,), daemon=True) for b in watchers]
         for thread in threads:
@@ -136,12 +136,17 @@ def main() -> None:
         print(f"soak_worker_crashes: {state['worker']['restarts']}")
         print(f"soak_broker_crashes: {state.get('broker', {}).get('restarts', 0)}")
         print(f"soak_web_crashes: {state['web']['restarts']}")
+        for error in errors:
+            print(f"# server error: {error}")
         print(f"soak_server_errors: {len(errors)}")
         print(f"soak_polls: {polls}")
         print(f"soak_seconds: {time.monotonic() - started:.0f} s")
     finally:
         stop.set()
         run.kill(signal.SIGTERM, wait=60)
+        kept = Path(f"/tmp/jt-soak-logs-{os.getpid()}")
+        shutil.copytree(data_root / "logs", kept, dirs_exist_ok=True)
+        print(f"# logs kept in {kept}")
         shutil.rmtree(data_root, ignore_errors=True)
 
 

@@ -48,19 +48,19 @@ def observe_running_jobs() -> None:
         logger.warning("observe ran out of time; the next cycle goes on")
 
 
-def _stop_time_limits() -> tuple[int, int]:
-    grace = settings.JINGTIAO_STOP_GRACE_SECONDS
-    return grace + 60, grace + 90
+# The tasks that tear a workload down: retried with backoff, with time for the grace
+# between SIGTERM and SIGKILL and for the logs to be kept.
+TEARDOWN = {
+    "bind": True,
+    "ignore_result": True,
+    "acks_late": True,
+    "max_retries": MAX_RETRIES,
+    "soft_time_limit": settings.JINGTIAO_STOP_GRACE_SECONDS + 60,
+    "time_limit": settings.JINGTIAO_STOP_GRACE_SECONDS + 90,
+}
 
 
-@shared_task(
-    bind=True,
-    ignore_result=True,
-    acks_late=True,
-    max_retries=MAX_RETRIES,
-    soft_time_limit=_stop_time_limits()[0],
-    time_limit=_stop_time_limits()[1],
-)
+@shared_task(**TEARDOWN)
 def stop_workload(self, job_id: int) -> None:
     """Tear down a job's workload, unless the job runs (again) by the time this runs.
 
@@ -143,14 +143,7 @@ def enqueue_stop(job_id: int) -> None:
     enqueue(stop_workload, job_id)
 
 
-@shared_task(
-    bind=True,
-    ignore_result=True,
-    acks_late=True,
-    max_retries=MAX_RETRIES,
-    soft_time_limit=_stop_time_limits()[0],
-    time_limit=_stop_time_limits()[1],
-)
+@shared_task(**TEARDOWN)
 def requeue_workload(self, job_id: int) -> None:
     """Carry out an operator's requeue: tear the workload down, then queue the job."""
     job = Job.objects.filter(

@@ -9,13 +9,6 @@ from contextlib import suppress
 import psutil
 
 
-def create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 def alive(meta: dict) -> bool:
     """The supervisor still runs, and the pid was not reused by another process."""
     pid = meta["pid"]
