@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -90,6 +92,10 @@ class Browser:
     def __init__(self, base: str, username: str, password: str) -> None:
         self.base = base
         self.session = requests.Session()
+        # As a browser does: a GET sent on a kept-alive connection the server closed at
+        # that moment (gunicorn closes idle ones after 2 s) is sent again, once.
+        retry = Retry(total=1, connect=1, read=1, allowed_methods={"GET"}, status=0)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
         self.server_errors: list[str] = []
         page = self.get("/accounts/login/")
         self.post("/accounts/login/", {"username": username, "password": password}, page)
