@@ -257,6 +257,17 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
     }
     if placement.node_count > 1:
         pod_spec["subdomain"] = name
+        # One rank per node, as the planner placed them: without this, two ranks may
+        # share a node, the recorded placement is false, and the node the planner
+        # counted as used stays empty while another is over-committed.
+        pod_spec["affinity"]["podAntiAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {JOB_ID_LABEL: str(request.job_id)}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
     if toleration:
         pod_spec["tolerations"] = [toleration]
     return {

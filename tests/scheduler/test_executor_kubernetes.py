@@ -73,6 +73,10 @@ def test_a_multi_node_launch_adds_a_headless_service_for_rank_zero(kube):
     }
     assert env["MASTER_ADDR"] == f"{name}-0.{name}" and env["NNODES"] == "2"
     assert job["spec"]["template"]["spec"]["subdomain"] == name
+    # stored as sent: the API server keeps the ranks of the gang on distinct nodes
+    anti = job["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    [rule] = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert rule["topologyKey"] == "kubernetes.io/hostname"
 
 
 def test_a_retried_launch_after_a_500_creates_one_workload(kube):

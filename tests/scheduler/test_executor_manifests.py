@@ -105,6 +105,22 @@ def test_pods_are_pinned_to_the_planners_nodes_and_carry_the_labels():
     assert mounts["data"] == "/data"
 
 
+def test_each_rank_of_a_gang_gets_a_node_of_its_own():
+    """Issue 13, item 4: the node affinity names the planned nodes, the anti-affinity
+    keeps two ranks of the job off one of them."""
+    pod = manifests.job(launch_request(("a", "b", "c")), CONFIG, "k")["spec"]["template"]["spec"]
+    [rule] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert rule == {
+        "labelSelector": {"matchLabels": {"jingtiao.io/job-id": "42"}},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    # the selector matches the pods' own labels, so it counts exactly this job's ranks
+    labels = manifests.job(launch_request(("a", "b")), CONFIG, "k")["spec"]["template"]
+    assert labels["metadata"]["labels"]["jingtiao.io/job-id"] == "42"
+    one = manifests.job(launch_request(("a",)), CONFIG, "k")["spec"]["template"]["spec"]
+    assert "podAntiAffinity" not in one["affinity"]  # one rank: nothing to keep apart
+
+
 def test_the_node_rank_comes_from_the_completion_index():
     job = manifests.job(launch_request(("a", "b")), CONFIG, "k")
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
