@@ -15,6 +15,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import urllib3
@@ -405,25 +406,55 @@ class KubernetesExecutor(Executor):
 
     # --- nodes ---------------------------------------------------------------------------
     def nodes(self) -> Sequence[NodeInfo]:
-        return [self._node_info(item) for item in self._list("nodes", self.core.list_node)]
+        """Each node's allocatable resources less what other tenants' pods request there:
+        the planner plans only what is free for the platform. Two list calls, whatever
+        the number of nodes and pods."""
+        items = self._list("nodes", self.core.list_node)
+        foreign = self._foreign_requests()
+        return [self._node_info(item, foreign.get(item["metadata"]["name"], {})) for item in items]
 
-    def _node_info(self, item: dict) -> NodeInfo:
+    def _foreign_requests(self) -> dict[str, dict[str, Decimal]]:
+        """node -> resource -> what the pods placed there that the platform does not
+        manage request (its own jobs the planner counts itself)."""
+        pods = self._list(
+            "pods",
+            self.core.list_pod_for_all_namespaces,
+            field_selector="status.phase!=Succeeded,status.phase!=Failed",
+        )
+        used: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        for pod in pods:
+            labels = pod["metadata"].get("labels") or {}
+            node = (pod.get("spec") or {}).get("nodeName")
+            phase = (pod.get("status") or {}).get("phase")
+            if not node or labels.get(manifests.MANAGED_BY) == manifests.MANAGER:
+                continue
+            if phase in ("Succeeded", "Failed"):  # a server that ignored the selector
+                continue
+            for resource, amount in observing.pod_requests(pod).items():
+                used[node][resource] += amount
+        return used
+
+    def _node_info(self, item: dict, foreign: dict[str, Decimal]) -> NodeInfo:
         metadata, status = item["metadata"], item.get("status") or {}
         labels = metadata.get("labels") or {}
         allocatable = status.get("allocatable") or {}
+
+        def free(resource: str) -> Decimal:
+            total = observing.quantity(allocatable.get(resource) or "0")
+            return max(Decimal(0), total - foreign.get(resource, Decimal(0)))
+
         device_type, device_count = "none", 0
         for kind, resource in (
             ("mlu", self.config.mlu_resource),
             ("gpu", self.config.gpu_resource),
         ):
-            count = int(allocatable.get(resource) or 0)
-            if count:
-                device_type, device_count = kind, count
+            if observing.quantity(allocatable.get(resource) or "0"):
+                device_type, device_count = kind, int(free(resource))
                 break
         return NodeInfo(
             name=metadata["name"],
-            cpu_millis=observing.cpu_millis(allocatable.get("cpu", "0")),
-            memory_mib=observing.memory_mib(allocatable.get("memory", "0")),
+            cpu_millis=int(free("cpu") * 1000),
+            memory_mib=int(free("memory") / 2**20),
             device_type=device_type,
             device_count=device_count,
             labels=labels,

@@ -51,7 +51,8 @@ _SUFFIXES = {
 }
 
 
-def _quantity(value: str) -> Decimal:
+def quantity(value: str) -> Decimal:
+    """A Kubernetes quantity ("63500m", "257Gi", "8") as a number of its base unit."""
     value = str(value).strip()
     if value.endswith("m"):
         return Decimal(value[:-1]) / 1000
@@ -62,11 +63,49 @@ def _quantity(value: str) -> Decimal:
 
 
 def cpu_millis(value: str) -> int:
-    return int(_quantity(value) * 1000)
+    return int(quantity(value) * 1000)
 
 
 def memory_mib(value: str) -> int:
-    return int(_quantity(value) / 2**20)
+    return int(quantity(value) / 2**20)
+
+
+def pod_requests(pod: dict) -> dict[str, Decimal]:
+    """What a pod holds on its node, as the scheduler counts it: the larger of its
+    containers' requests summed and its largest init container's, plus its overhead.
+    Init containers that keep running (sidecars, restartPolicy Always) count with the
+    containers. A limit stands for a missing request, as the API server defaults it."""
+
+    def requests_of(container: dict) -> dict[str, Decimal]:
+        resources = container.get("resources") or {}
+        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        return {name: quantity(value) for name, value in merged.items()}
+
+    spec = pod.get("spec") or {}
+    running: dict[str, Decimal] = {}
+    init_peak: dict[str, Decimal] = {}
+    sidecars: dict[str, Decimal] = {}
+    for container in spec.get("initContainers") or []:
+        amounts = requests_of(container)
+        if container.get("restartPolicy") == "Always":
+            for name, amount in amounts.items():
+                sidecars[name] = sidecars.get(name, Decimal(0)) + amount
+            continue
+        for name, amount in amounts.items():
+            # an init container runs beside the sidecars started before it
+            init_peak[name] = max(init_peak.get(name, Decimal(0)), amount + sidecars.get(name, 0))
+    for container in spec.get("containers") or []:
+        for name, amount in requests_of(container).items():
+            running[name] = running.get(name, Decimal(0)) + amount
+    for name, amount in sidecars.items():
+        running[name] = running.get(name, Decimal(0)) + amount
+    total = {
+        name: max(running.get(name, Decimal(0)), init_peak.get(name, Decimal(0)))
+        for name in running.keys() | init_peak.keys()
+    }
+    for name, amount in (spec.get("overhead") or {}).items():
+        total[name] = total.get(name, Decimal(0)) + quantity(amount)
+    return total
 
 
 def _container_status(pod: dict) -> dict[str, Any]:

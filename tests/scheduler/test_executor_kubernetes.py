@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -363,6 +364,66 @@ def test_nodes_report_allocatable_devices_driver_and_pool(kube, settings):
     assert (node.name, node.cpu_millis, node.memory_mib) == ("mlu-01", 63500, 257 * 1024)
     assert (node.device_type, node.device_count) == ("mlu", 8)
     assert (node.driver_version, node.pool, node.schedulable) == ("5.10.22", "train", False)
+
+
+def test_node_sync_counts_what_other_tenants_pods_hold_on_each_node(kube):
+    """Issue 13, item 5: the planner must not plan capacity another team's pods use."""
+    allocatable = {"cpu": "64", "memory": "256Gi", "cambricon.com/mlu": "8"}
+    for name in ("mlu-01", "mlu-02"):
+        kube.put(
+            "v1/nodes",
+            name,
+            {"metadata": {"name": name}, "status": {"allocatable": allocatable}},
+            namespace=None,
+        )
+
+    def foreign(name, node, phase="Running", namespace="team-b", **spec):
+        body = {
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": "theirs"}},
+            "spec": {"nodeName": node, **spec},
+            "status": {"phase": phase},
+        }
+        kube.put("v1/pods", name, body, namespace=namespace)
+
+    trainer = {"requests": {"cpu": "8", "memory": "32Gi", "cambricon.com/mlu": "2"}}
+    foreign("infer", "mlu-01", containers=[{"name": "a", "resources": trainer}])
+    foreign(  # limits only: the request defaults to the limit; an init container's peak
+        "batch",
+        "mlu-01",
+        namespace="team-c",
+        containers=[{"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}}],
+        initContainers=[{"name": "i", "resources": {"requests": {"cpu": "2"}}}],
+    )
+    foreign("done", "mlu-02", phase="Succeeded", containers=[{"name": "a", "resources": trainer}])
+    foreign("pending", "", containers=[{"name": "a", "resources": trainer}])  # not placed yet
+    ours = pod(9, 0)  # the platform's own job: the planner counts it itself
+    ours["spec"] = {"nodeName": "mlu-02", "containers": [{"name": "t", "resources": trainer}]}
+    kube.put("v1/pods", "ours", ours)
+    before = len(kube.requests())
+
+    nodes = {node.name: node for node in get_executor().nodes()}
+
+    assert len(kube.requests()) - before == 2  # nodes, then pods: whatever their number
+    one, two = nodes["mlu-01"], nodes["mlu-02"]
+    assert (one.cpu_millis, one.memory_mib, one.device_count) == (54_000, 223 * 1024, 6)
+    assert (two.cpu_millis, two.memory_mib, two.device_count) == (64_000, 256 * 1024, 8)
+
+
+def test_a_pods_requests_count_as_the_scheduler_counts_them():
+    from scheduler.executors.observing import pod_requests
+
+    def container(cpu, **extra):
+        return {"name": "c", "resources": {"requests": {"cpu": cpu}}, **extra}
+
+    pod_ = {
+        "spec": {
+            "containers": [container("1"), container("250m")],
+            "initContainers": [container("4"), container("500m", restartPolicy="Always")],
+            "overhead": {"cpu": "100m"},
+        }
+    }
+    # max(1 + 0.25 + 0.5 sidecar, 4 init) + 0.1 overhead
+    assert pod_requests(pod_)["cpu"] == Decimal("4.1")
 
 
 def _two_pods_with_logs(kube) -> None:

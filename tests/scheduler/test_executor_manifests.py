@@ -154,6 +154,11 @@ def test_the_role_grants_only_what_the_backend_uses():
     assert grants[("", "pods")] == {"list"}
     assert grants[("", "secrets")] == {"create", "patch", "delete"}
     assert all("*" not in verbs for verbs in grants.values())
+    # cluster-wide: only listing nodes, and pods (other tenants' requests, node sync)
+    cluster = next(m for m in deploy_manifests() if m["kind"] == "ClusterRole")
+    assert cluster["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}
+    ]
 
 
 def test_the_spec_shim_puts_the_token_into_a_private_spec_and_runs_the_trainer(tmp_path):
