@@ -335,8 +335,12 @@ def _worker_env(request: LaunchRequest, rank: int, master_port: int) -> dict[str
     }
     devices = ",".join(map(str, placement.device_ids.get(placement.nodes[rank], ())))
     # Only the devices the planner gave this job are visible; a CPU-only job sees none.
+    # Cambricon's runtime reads CAMBRICON_VISIBLE_DEVICES (its device plugin sets the same
+    # in a pod); MLU_VISIBLE_DEVICES is the older name some builds of torch_mlu still read.
+    mlu = devices if placement.device_type == "mlu" else ""
     env["CUDA_VISIBLE_DEVICES"] = devices if placement.device_type == "gpu" else ""
-    env["MLU_VISIBLE_DEVICES"] = devices if placement.device_type == "mlu" else ""
+    env["CAMBRICON_VISIBLE_DEVICES"] = mlu
+    env["MLU_VISIBLE_DEVICES"] = mlu
     return env
 
 

@@ -146,7 +146,8 @@ FAKE_TRAINER = textwrap.dedent(
     behaviour = spec["parameters"].get("behaviour", "succeed")
     print("rank", os.environ["RANK"], "of", os.environ["WORLD_SIZE"], flush=True)
     print("devices", repr(os.environ.get("CUDA_VISIBLE_DEVICES")),
-          repr(os.environ.get("MLU_VISIBLE_DEVICES")), flush=True)
+          repr(os.environ.get("MLU_VISIBLE_DEVICES")),
+          repr(os.environ.get("CAMBRICON_VISIBLE_DEVICES")), flush=True)
     print("token", spec["report"]["token"], flush=True)
     if behaviour == "succeed":
         out = Path(spec["output_dir"])

@@ -195,8 +195,17 @@ def test_workers_see_the_rank_world_size_and_only_their_devices(fake_trainer, ru
     wait_for(job.pk, {Phase.SUCCEEDED, Phase.FAILED})
 
     logs = {chunk.worker: chunk.text for chunk in LocalExecutor().logs(job.pk)}
-    assert "rank 0 of 2" in logs[0] and "devices '1,3' ''" in logs[0]
-    assert "rank 1 of 2" in logs[1] and "devices '0' ''" in logs[1]
+    assert "rank 0 of 2" in logs[0] and "devices '1,3' '' ''" in logs[0]
+    assert "rank 1 of 2" in logs[1] and "devices '0' '' ''" in logs[1]
+
+
+def test_mlu_workers_see_their_devices_under_cambricons_name(fake_trainer, running_job):
+    job = running_job(parameters={"behaviour": "succeed"})
+    launch_job(job, placement(nodes=("here",), device_type="mlu", device_ids={"here": (2, 5)}))
+    wait_for(job.pk, {Phase.SUCCEEDED, Phase.FAILED})
+
+    [chunk] = LocalExecutor().logs(job.pk)
+    assert "devices '' '2,5' '2,5'" in chunk.text  # CUDA, MLU, CAMBRICON_VISIBLE_DEVICES
 
 
 def test_logs_page_by_byte_offset(fake_trainer, running_job):
