@@ -243,7 +243,11 @@ class Supervisor:
                 child.due = 0.0
                 child.pause = min(MAX_PAUSE_SECONDS, child.pause * 2)
                 if child.name == "broker":
-                    _wait_for_broker(child)
+                    try:
+                        _wait_for_broker(child)
+                    except EmbeddedError as exc:  # one more that died: the next round
+                        logger.error("%s", exc)
+                        child.end_leftovers()
                 self._record()
 
     def _record(self) -> None:
