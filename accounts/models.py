@@ -60,11 +60,6 @@ class Project(models.Model):
             )
         super().save(*args, **kwargs)
 
-    def is_admin(self, user) -> bool:
-        if user.is_superuser:
-            return True
-        return self.memberships.filter(user=user, role=Membership.Role.ADMIN).exists()
-
 
 class Membership(models.Model):
     class Role(models.TextChoices):

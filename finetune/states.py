@@ -49,10 +49,6 @@ class TransitionError(Exception):
         )
 
 
-def allowed_targets(status: str) -> list[str]:
-    return [target for (source, target) in TRANSITIONS if source == status]
-
-
 def transition(
     job: Job,
     target: str,

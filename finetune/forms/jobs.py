@@ -167,10 +167,6 @@ class OrderedSpecsField(forms.Field):
         return [by_pk[v] for v in value]
 
 
-def _first(values, default=""):
-    return values[0] if values else default
-
-
 class JobForm(DurationFields):
     name = forms.CharField(label=_("Name"), max_length=128)
     access = forms.ChoiceField(label=_("Others' access"), choices=Access.choices)
