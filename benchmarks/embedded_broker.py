@@ -83,7 +83,13 @@ def main() -> None:
         root = Path(folder)
         messages = root / "fs"
         messages.mkdir()
-        options = {"data_folder_in": str(messages), "data_folder_out": str(messages)}
+        control = root / "control"
+        control.mkdir()
+        options = {
+            "data_folder_in": str(messages),
+            "data_folder_out": str(messages),
+            "control_folder": str(control),
+        }
         measure("filesystem", "filesystem://", options, args.publishers, args.messages)
         try:
             import sqlalchemy  # noqa: F401
