@@ -19,7 +19,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     readonly_fields = ["member_group", "created_at"]
     inlines = [MembershipInline]
-    actions = ["turn_sharing_off"]
+    actions = ["turn_sharing_off", "turn_sharing_on"]
 
     def get_queryset(self, request):
         from django.db.models import Count
@@ -31,14 +31,14 @@ class ProjectAdmin(admin.ModelAdmin):
         return project._member_count
 
     def save_model(self, request, obj: Project, form, change: bool) -> None:
-        # Turning sharing off must also take back every grant (F9.3), which a
-        # plain save of the flag would not do.
-        turning_off = change and "sharing_enabled" in form.changed_data and not obj.sharing_enabled
+        # Turning sharing off must also take back every grant (F9.3), and turning it
+        # on again give back the levels chosen, which a plain save of the flag would not.
+        flipped = change and "sharing_enabled" in form.changed_data
         super().save_model(request, obj, form, change)
-        if turning_off:
-            from finetune.access import turn_sharing_off
+        if flipped:
+            from finetune.access import turn_sharing_off, turn_sharing_on
 
-            turn_sharing_off(obj)
+            (turn_sharing_on if obj.sharing_enabled else turn_sharing_off)(obj)
 
     @admin.action(description=_("Turn sharing off (others' access becomes none)"))
     def turn_sharing_off(self, request, queryset) -> None:
@@ -53,6 +53,22 @@ class ProjectAdmin(admin.ModelAdmin):
                 changed,
             )
             % {"count": changed},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Turn sharing on (the levels chosen before apply again)"))
+    def turn_sharing_on(self, request, queryset) -> None:
+        from finetune.access import turn_sharing_on
+
+        shared = sum(turn_sharing_on(project) for project in queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "Sharing is on; %(count)d object is shared again.",
+                "Sharing is on; %(count)d objects are shared again.",
+                shared,
+            )
+            % {"count": shared},
             messages.SUCCESS,
         )
 

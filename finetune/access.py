@@ -75,12 +75,17 @@ def grant_creator(obj: Shareable) -> None:
 
 
 @transaction.atomic
-def set_access(obj: Shareable, level: str) -> Access:
+def set_access(obj: Shareable, level: str, *, chosen: bool = True) -> Access:
     """Set others' access of `obj` and rewrite the member group's grants to match.
 
     Returns the level applied: none whenever the project's sharing is off (F9.3).
+    While sharing is on, `level` is also kept as the one chosen (`chosen_access`),
+    unless `chosen` is False (sharing turned on again applies what was chosen).
     """
     model = type(obj)
+    if chosen and obj.project.sharing_enabled and obj.chosen_access != level:
+        obj.chosen_access = Access(level)
+        model.objects.filter(pk=obj.pk).update(chosen_access=level)
     applied = Access(level) if obj.project.sharing_enabled else Access.NONE
     group = obj.project.member_group
     wanted = set(LEVEL_ACTIONS[model][applied])
@@ -102,8 +107,31 @@ def share_new(obj: Shareable, level: str) -> Access:
 
 
 @transaction.atomic
+def turn_sharing_on(project: Project) -> int:
+    """Sharing on again: every object gets back the level its creator chose, a job no
+    more open than what it uses (F9.2). Returns how many objects are shared again."""
+    Project.objects.filter(pk=project.pk).update(sharing_enabled=True)
+    project.sharing_enabled = True
+    shared = 0
+    for model in (Dataset, ModelRepo):  # first: the jobs' caps are read from them
+        for obj in model.objects.filter(project=project).exclude(chosen_access=Access.NONE):
+            obj.project = project
+            shared += set_access(obj, obj.chosen_access, chosen=False) != Access.NONE
+    jobs = Job.objects.filter(project=project).exclude(chosen_access=Access.NONE)
+    related = ("train_dataset", "validation_dataset", "test_dataset", "model_repo")
+    for job in jobs.select_related(*related):
+        job.project = project
+        datasets = [job.train_dataset, job.validation_dataset, job.test_dataset]
+        cap = highest_job_access(project, datasets, job.model_repo)
+        level = Access.lowest(Access(job.chosen_access), cap)
+        shared += set_access(job, level, chosen=False) != Access.NONE
+    return shared
+
+
+@transaction.atomic
 def turn_sharing_off(project: Project) -> int:
-    """F9.3: everything of the project becomes none; returns how many objects changed."""
+    """F9.3: everything of the project becomes none, the levels chosen kept for when
+    sharing is turned on again; returns how many objects changed."""
     Project.objects.filter(pk=project.pk).update(sharing_enabled=False)
     project.sharing_enabled = False
     changed = 0

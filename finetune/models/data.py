@@ -21,6 +21,15 @@ class ProjectResource(models.Model):
     access = models.CharField(
         _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
     )
+    # What its creator chose; `access` is what applies: none while the project's sharing
+    # is off (F9.3). Turning sharing on again applies the chosen level once more.
+    chosen_access = models.CharField(
+        _("others' access chosen"),
+        max_length=8,
+        choices=Access.choices,
+        default=Access.NONE,
+        editable=False,
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

@@ -47,6 +47,15 @@ class Job(models.Model):
     access = models.CharField(
         _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
     )
+    # What its creator chose; `access` is what applies: none while the project's sharing
+    # is off (F9.3). Turning sharing on again applies the chosen level once more.
+    chosen_access = models.CharField(
+        _("others' access chosen"),
+        max_length=8,
+        choices=Access.choices,
+        default=Access.NONE,
+        editable=False,
+    )
     priority = models.IntegerField(_("priority"), choices=Priority.choices, default=Priority.NORMAL)
 
     scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="jobs")

@@ -147,6 +147,58 @@ def test_turning_sharing_off_in_the_admin_takes_back_the_grants(client, admin, p
     assert not access.can(bob, "view", job)
 
 
+def test_sharing_turned_off_and_on_again_gives_back_the_levels_chosen(
+    client, admin, project, alice, bob
+):
+    """Issue 19, item 6: F9.3 restricts while sharing is off; it does not erase."""
+    from accounts.models import Access
+    from finetune import access
+
+    data = factories.dataset(project, alice, Access.READ_WRITE)
+    repo = factories.model_repo(project, alice, Access.READ_ONLY)
+    job = factories.job(project, alice, Access.READ_ONLY, train_dataset=data, model_repo=repo)
+    private = factories.dataset(project, alice, Access.NONE)
+    client.force_login(admin)
+    changelist = reverse("admin:accounts_project_changelist")
+    client.post(changelist, {"action": "turn_sharing_off", "_selected_action": [project.pk]})
+    for obj in (data, repo, job):
+        obj.refresh_from_db()
+        assert obj.access == Access.NONE and not access.can(bob, "view", obj)
+
+    response = client.post(
+        changelist, {"action": "turn_sharing_on", "_selected_action": [project.pk]}, follow=True
+    )
+
+    messages = [str(m) for m in response.context["messages"]]
+    assert "Sharing is on; 3 objects are shared again." in messages
+    for obj in (data, repo, job, private):
+        obj.refresh_from_db()
+    assert (data.access, repo.access, job.access, private.access) == (
+        Access.READ_WRITE,
+        Access.READ_ONLY,
+        Access.READ_ONLY,
+        Access.NONE,
+    )
+    assert access.can(bob, "change", data) and access.can(bob, "view", job)
+    assert not access.can(bob, "stop", job) and not access.can(bob, "view", private)
+
+
+def test_a_job_shared_again_is_no_more_open_than_its_data_is_now(project, alice, bob):
+    """A data set made private while sharing was on caps its job when sharing returns."""
+    from accounts.models import Access
+    from finetune import access
+
+    data = factories.dataset(project, alice, Access.READ_WRITE)
+    job = factories.job(project, alice, Access.READ_WRITE, train_dataset=data)
+    access.turn_sharing_off(project)
+    access.turn_sharing_on(project)
+    access.set_access(data, Access.READ_ONLY)  # chosen while sharing is on
+    access.turn_sharing_off(project)
+    access.turn_sharing_on(project)
+    job.refresh_from_db()
+    assert job.access == Access.READ_ONLY and job.chosen_access == Access.READ_WRITE
+
+
 def test_members_who_are_not_staff_cannot_open_the_admin(client, alice):
     client.force_login(alice)
     response = client.get(reverse("admin:index"))
