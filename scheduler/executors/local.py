@@ -213,14 +213,10 @@ class LocalExecutor(Executor):
         )
 
     def managed_job_ids(self) -> set[int]:
-        """Jobs with a worker running, or any process at all (found by its command)."""
-        found = set(_processes_by_job())
-        root = jobs_root()
-        if root.is_dir():
-            for folder in root.iterdir():
-                if folder.name.isdigit() and any(w["phase"] == "running" for w in _workers(folder)):
-                    found.add(int(folder.name))
-        return found
+        """Jobs with any live process: each supervisor and trainer names a file in its
+        job's folder on its command line. One pass over the process table, however many
+        job folders the history left."""
+        return set(_processes_by_job())
 
     # --- stop ----------------------------------------------------------------------------
     def stop(self, job_id: int, *, keep_logs: bool = True) -> None:
