@@ -225,6 +225,29 @@ def test_node_inventory_adds_updates_and_marks_vanished_nodes(db):
     assert result.updated == ["mlu-1"] and result.vanished == []
 
 
+def test_node_sync_costs_the_same_queries_for_three_nodes_as_for_six_hundred(
+    db, django_assert_max_num_queries
+):
+    def report(count: int) -> list[NodeInfo]:
+        return [
+            NodeInfo(name=f"n-{i}", cpu_millis=8000, memory_mib=65536, device_type="gpu",
+                     device_count=8, pool="team-a" if i % 2 else "")
+            for i in range(count)
+        ]  # fmt: skip
+
+    inventory.sync_nodes(report(3))
+    with django_assert_max_num_queries(12):
+        inventory.sync_nodes(report(3))
+    with django_assert_max_num_queries(12):
+        result = inventory.sync_nodes(report(600))  # 597 new, 3 known
+    assert len(result.added) == 597 and len(result.updated) == 3
+    with django_assert_max_num_queries(12):
+        result = inventory.sync_nodes(report(2))
+    assert sorted(result.vanished)[:2] == ["n-10", "n-100"] and len(result.vanished) == 598
+    assert Node.objects.filter(schedulable=True).count() == 2
+    assert Node.objects.get(name="n-1").pool.name == "team-a"
+
+
 def test_the_list_and_the_detail_page_show_where_a_queued_job_stands(client, project, alice):
     from django.urls import reverse
 
