@@ -58,9 +58,11 @@ def _devices_in_use() -> dict[str, set[int]]:
     return used
 
 
-def _placement(decision: planner.Decision, spec: NodeSpec) -> tuple[Placement, list[dict]]:
-    """Name the device indices each worker gets, lowest free first."""
-    used = _devices_in_use()
+def _placement(
+    decision: planner.Decision, spec: NodeSpec, used: dict[str, set[int]]
+) -> tuple[Placement, list[dict]]:
+    """Name the device indices each worker gets, lowest free first; `used` (what running
+    jobs hold, read once per pass) gains what this placement takes."""
     capacity = dict(
         Node.objects.filter(name__in=decision.nodes).values_list("name", "device_count")
     )
@@ -69,6 +71,7 @@ def _placement(decision: planner.Decision, spec: NodeSpec) -> tuple[Placement, l
     for rank, node in enumerate(decision.nodes):
         free = [i for i in range(capacity.get(node, 0)) if i not in used[node]]
         devices = tuple(free[: spec.device_count])
+        used[node].update(devices)
         device_ids[node] = devices
         workers.append({"rank": rank, "node": node, "devices": list(devices)})
     placement = Placement(
@@ -97,9 +100,10 @@ def admit(now=None) -> list[Admitted]:
         starting = plan.starts_now()
         jobs = Job.objects.in_bulk([decision.job_id for decision in starting])
         specs = NodeSpec.objects.in_bulk([decision.spec_id for decision in starting])
+        used = _devices_in_use() if starting else {}
         for decision in starting:
             job = jobs[decision.job_id]
-            placement, workers = _placement(decision, specs[decision.spec_id])
+            placement, workers = _placement(decision, specs[decision.spec_id], used)
             moved = states.transition(
                 job,
                 JobStatus.RUNNING,
