@@ -32,8 +32,9 @@ LABELS = {
         "duration": "Change duration",
         "priority": "Change priority",
         "stop": "Stop",
-        "save": "Save",
-        "confirm": "Confirm",
+        "save": "Confirm the change",
+        "confirm_stop": "Confirm the stop",
+        "confirm_delete": "Confirm the deletion",
         "edit": "Edit",
         "delete_selected": "Delete selected",
         "operations": "Operations",
@@ -49,8 +50,10 @@ LABELS = {
         "duration": "调整使用时长",
         "priority": "调整优先级",
         "stop": "停止",
-        "save": "保存",
-        "confirm": "确定",
+        # the manual's words (F8): 确认调整, 确认停止, 确认删除
+        "save": "确认调整",
+        "confirm_stop": "确认停止",
+        "confirm_delete": "确认删除",
         "edit": "编辑",
         "delete_selected": "删除所选",
         "operations": "操作",
@@ -133,7 +136,7 @@ def test_a_member_runs_the_whole_job_workflow(page, prepared, alice, language):
 
     _open_operations(page, page.locator(".page-header"))
     page.get_by_role("menuitem", name=words["stop"]).click()
-    page.get_by_role("button", name=words["confirm"]).click()
+    page.get_by_role("button", name=words["confirm_stop"]).click()
     expect(page.get_by_test_id("status").first).to_have_text(words["stopped"])
     assert Job.objects.get(name="second-run").status == JobStatus.STOPPED
 
@@ -145,7 +148,7 @@ def test_a_member_runs_the_whole_job_workflow(page, prepared, alice, language):
     chosen = page.get_by_test_id("chosen-jobs")
     expect(chosen).to_contain_text("first-run")
     expect(chosen).to_contain_text("second-run")
-    page.get_by_role("button", name=words["confirm"]).click()
+    page.get_by_role("button", name=words["confirm_delete"]).click()
     page.wait_for_url(re.compile(r"/jobs/"))
     assert not Job.objects.exists()
 
