@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
 from django import template
 from django.http import HttpRequest
@@ -55,6 +56,16 @@ def remaining(job: Job) -> str:
     if job.status == JobStatus.RUNNING and job.deadline:
         return timeuntil(job.deadline)
     return "—"
+
+
+@register.filter
+def span(duration: timedelta | None) -> str:
+    """A duration in words of the page's language: "2 days", "1 hour, 30 minutes",
+    "2天", "1小时30分钟"; never Python's "2 days, 0:00:00"."""
+    if duration is None:
+        return "—"
+    now = timezone.now()
+    return timeuntil(now + duration, now, depth=2)
 
 
 @register.filter

@@ -33,6 +33,7 @@ LABELS = {
         "priority": "Change priority",
         "stop": "Stop",
         "save": "Confirm the change",
+        "two_days": "2 days",
         "confirm_stop": "Confirm the stop",
         "confirm_delete": "Confirm the deletion",
         "edit": "Edit",
@@ -52,6 +53,7 @@ LABELS = {
         "stop": "停止",
         # the manual's words (F8): 确认调整, 确认停止, 确认删除
         "save": "确认调整",
+        "two_days": "2 日",
         "confirm_stop": "确认停止",
         "confirm_delete": "确认删除",
         "edit": "编辑",
@@ -125,7 +127,7 @@ def test_a_member_runs_the_whole_job_workflow(page, prepared, alice, language):
     page.get_by_role("menuitem", name=words["duration"]).click()
     page.select_option("#id_duration_preset", "48")
     page.get_by_role("button", name=words["save"]).click()
-    expect(page.get_by_test_id("duration")).to_contain_text("2 days")
+    expect(page.get_by_test_id("duration")).to_have_text(words["two_days"])
 
     _open_operations(page, page.locator(".page-header"))
     page.get_by_role("menuitem", name=words["priority"]).click()
