@@ -78,6 +78,7 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
     if state.phase == Phase.SUCCEEDED:
         return succeed(job, data)
     if state.phase == Phase.FAILED:
+        data["log_excerpt"] = state.log_excerpt  # shown apart, folded (job_detail.html)
         moved = states.transition(
             job, JobStatus.FAILED, reason=state.reason, source=CLUSTER, data=data
         )

@@ -90,6 +90,7 @@ class JobDetailView(ObjectDetailView):
             "forecast": (
                 predict_job(self.object) if self.object.status == JobStatus.QUEUED else None
             ),
+            "failure_log": _failure_log(self.object),
             "log": self._log() if tab == "logs" else None,
             "monitoring": self._monitoring() if tab == "monitoring" else None,
             "event_rows": event_rows(self.object) if tab == "events" else None,
@@ -117,6 +118,20 @@ class JobDetailView(ObjectDetailView):
                 "labels": monitoring.chart_labels(),
             },
         }
+
+
+def _failure_log(job: Job) -> str:
+    """The last log lines of the worker that failed the job, kept with its FAILED event
+    (scheduler/settling.py): shown folded, never in the status line."""
+    if job.status != JobStatus.FAILED:
+        return ""
+    data = (
+        job.events.filter(to_status=JobStatus.FAILED)
+        .order_by("-time")
+        .values_list("data", flat=True)
+        .first()
+    )
+    return (data or {}).get("log_excerpt") or ""
 
 
 def _parameter_rows(job: Job) -> list[tuple[str, str, object]]:

@@ -65,10 +65,21 @@ class LaunchRequest:
 class WorkloadState:
     job_id: int
     phase: Phase
-    reason: str = ""  # in words: "exit code 1: CUDA out of memory", "OOMKilled", "evicted"
+    reason: str = ""  # one line, in words: "exit code 1: CUDA out of memory", "OOMKilled"
     exit_code: int | None = None
     since: datetime | None = None  # when the workload entered this phase, if known
     workers: tuple[dict[str, Any], ...] = ()  # per-rank detail (pod/pid, node, phase)
+    log_excerpt: str = ""  # a failed worker's last log lines, shown apart from the reason
+
+
+def failure_line(reason: str, log: str) -> str:
+    """A failure's reason with the last line its log gives (the trainer ends on
+    "jingtiao: failed: <why>"), cut to one line of at most 300 characters."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    last = lines[-1].removeprefix("jingtiao: failed: ") if lines else ""
+    text = f"{reason}: {last}" if last else reason
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 @dataclass(frozen=True)

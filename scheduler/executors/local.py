@@ -56,6 +56,7 @@ from scheduler.executors.base import (
     NodeInfo,
     Phase,
     WorkloadState,
+    failure_line,
 )
 
 logger = logging.getLogger(__name__)
@@ -201,9 +202,13 @@ class LocalExecutor(Executor):
         for worker in workers:
             if worker["phase"] == "failed":
                 tail = _tail(logfiles.log_path(folder, worker["rank"]))
-                reason = f"{worker['reason']}\n{tail}" if tail else worker["reason"]
                 return WorkloadState(
-                    job_id, Phase.FAILED, reason, worker["exit_code"], workers=tuple(workers)
+                    job_id,
+                    Phase.FAILED,
+                    failure_line(worker["reason"], tail),
+                    worker["exit_code"],
+                    log_excerpt=tail,
+                    workers=tuple(workers),
                 )
         if all(worker["phase"] == "succeeded" for worker in workers):
             return WorkloadState(job_id, Phase.SUCCEEDED, exit_code=0, workers=tuple(workers))

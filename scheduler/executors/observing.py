@@ -14,7 +14,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from scheduler.executors import manifests
-from scheduler.executors.base import Phase, WorkloadState
+from scheduler.executors.base import Phase, WorkloadState, failure_line
 
 # The kubelet gives up retrying these; the pod will never start.
 IMAGE_ERRORS = {"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
@@ -161,8 +161,9 @@ def pod_lost(pod: dict) -> tuple[str, datetime | None] | None:
     return None
 
 
-def pod_failure(pod: dict) -> tuple[str, int | None] | None:
-    """Why a pod failed or never will start, in words, with the exit code if any."""
+def pod_failure(pod: dict) -> tuple[str, int | None, str] | None:
+    """Why a pod failed or never will start, in one line of words, with the exit code if
+    any and the last lines of its log (its termination message falls back to them)."""
     status = pod.get("status") or {}
     rank = pod_rank(pod)
     if pod_lost(pod):
@@ -177,11 +178,16 @@ def pod_failure(pod: dict) -> tuple[str, int | None] | None:
             if waiting_reason in IMAGE_ERRORS
             else _("worker %(rank)d cannot start (%(reason)s): %(message)s")
         )
-        return template % {
-            "rank": rank,
-            "reason": waiting_reason,
-            "message": waiting.get("message") or "",
-        }, None
+        return (
+            template
+            % {
+                "rank": rank,
+                "reason": waiting_reason,
+                "message": waiting.get("message") or "",
+            },
+            None,
+            "",
+        )
     terminated = state.get("terminated") or {}
     if status.get("phase") != "Failed" and not (terminated and terminated.get("exitCode")):
         return None
@@ -200,9 +206,7 @@ def pod_failure(pod: dict) -> tuple[str, int | None] | None:
             "reason": status.get("reason") or "",
             "message": status.get("message") or "",
         }
-    if message:
-        text = f"{text}\n{message}"
-    return text, code
+    return failure_line(text, message), code, message
 
 
 def _unschedulable_since(pod: dict) -> datetime | None:
@@ -245,8 +249,10 @@ def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
     for pod in pods:
         failure = pod_failure(pod)
         if failure:
-            reason, code = failure
-            return WorkloadState(job_id, Phase.FAILED, reason, code, workers=workers)
+            reason, code, excerpt = failure
+            return WorkloadState(
+                job_id, Phase.FAILED, reason, code, log_excerpt=excerpt, workers=workers
+            )
     for pod in pods:
         lost = pod_lost(pod)
         if lost:

@@ -88,3 +88,41 @@ def test_the_pages_and_the_admin_pass_the_content_security_policy(page, project,
     page.wait_for_timeout(200)
     assert any("inline" in message for message in page.csp_violations)
     page.csp_violations.clear()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_a_failed_jobs_page_stays_narrow_with_its_log_folded(page, project, alice, language):
+    """Issue 19, item 3: a traceback in the status made the page 8,837 px wide."""
+    from finetune import states
+    from finetune.models import JobEvent
+
+    job = factories.job(project, alice, name="failed-sft", level=Access.NONE)
+    states.transition(job, "running")
+    traceback = "\n".join(["Traceback (most recent call last):", *["  frame " + "x" * 600] * 25])
+    states.transition(
+        job,
+        "failed",
+        reason="worker 0 exited with code 1: " + "/data/" + "very-long-path-" * 30,
+        source=JobEvent.Source.CLUSTER,
+        data={"log_excerpt": traceback},
+    )
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    if language != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", language)
+    page.goto(f"/jobs/{job.pk}/")
+    folded = page.get_by_test_id("failure-log")
+    assert not folded.locator("pre").is_visible()  # folded until asked for
+    folded.locator("summary").click()
+    assert folded.locator("pre").is_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(  # what sticks out, should anything: named in the failure
+        "[...document.querySelectorAll('*')]"
+        ".filter(e => e.getBoundingClientRect().right > 1290)"
+        ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
+    )
+    assert width <= 1280, (width, wide)
+    label = {"en": "Last lines of its log", "zh-hans": "日志末尾"}[language]
+    assert page.get_by_text(label, exact=True).is_visible()

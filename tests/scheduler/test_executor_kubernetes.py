@@ -161,7 +161,7 @@ def test_observe_lists_jobs_and_pods_once_whatever_the_number_of_jobs(kube):
                 ],
             },
             Phase.FAILED,
-            "exited with code 2\nValueError: bad data",
+            "exited with code 2: ValueError: bad data",
         ),
         (
             {

@@ -81,8 +81,11 @@ def test_a_job_that_fails_is_failed_with_its_exit_code_and_last_log_lines(
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert "worker 0 exited with code 3" in job.status_reason
-    assert "RuntimeError: CUDA out of memory" in job.status_reason
+    # one line: what failed and the last line of its log; the lines before kept apart
+    assert job.status_reason == "worker 0 exited with code 3: RuntimeError: CUDA out of memory"
+    event = job.events.get(to_status=JobStatus.FAILED)
+    assert event.data["log_excerpt"].startswith("rank 0 of 1")
+    assert event.data["log_excerpt"].endswith("RuntimeError: CUDA out of memory")
     assert job.output_version is None
 
 
@@ -467,3 +470,26 @@ def test_a_relaunch_starts_from_an_empty_output_folder(fake_trainer, running_job
     launch_job(job, placement(device_type="none", devices_per_node=0))
     assert wait_for(job.pk, {Phase.SUCCEEDED, Phase.FAILED}).phase == Phase.SUCCEEDED
     assert json.loads((left / "manifest.json").read_text()) == {"metrics": {"loss": 0.5}}
+
+
+def test_a_failure_reason_is_one_line_whatever_the_log(client, running_job, fake_trainer, alice):
+    """Issue 19, item 3: a traceback went into the status line and the page grew 8,837 px
+    wide. The status says what failed in one line; the log's last lines are folded."""
+    from django.urls import reverse
+
+    from scheduler.executors.base import failure_line
+
+    traceback = "\n".join(["Traceback (most recent call last):", *(["  x" * 400] * 30)])
+    line = failure_line("worker 0 exited with code 1", traceback + "\njingtiao: failed: boom")
+    assert line == "worker 0 exited with code 1: boom"
+    long = failure_line("worker 0 exited with code 1", "y" * 1000)
+    assert len(long) == 300 and "\n" not in long
+
+    job = running_job(parameters={"behaviour": "fail"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    wait_for(job.pk, {Phase.FAILED})
+    observe_running_jobs()
+    client.force_login(alice)
+    page = client.get(reverse("finetune:job_detail", args=[job.pk])).content.decode()
+    assert 'data-testid="failure-log"' in page and "<summary>" in page
+    assert "exited with code 3: RuntimeError: CUDA out of memory" in page
