@@ -126,3 +126,25 @@ def test_a_failed_jobs_page_stays_narrow_with_its_log_folded(page, project, alic
     assert width <= 1280, (width, wide)
     label = {"en": "Last lines of its log", "zh-hans": "日志末尾"}[language]
     assert page.get_by_text(label, exact=True).is_visible()
+
+
+def test_the_details_tab_follows_the_job_from_queued_to_succeeded(page, project, alice):
+    """Issue 19, item 4: the 详情 tab showed 排队中 for 230 s while the job ran and ended."""
+    from playwright.sync_api import expect
+
+    from finetune import states
+
+    job = factories.job(project, alice, name="live-sft", level=Access.NONE)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    page.goto(f"/jobs/{job.pk}/")
+    badge = page.get_by_test_id("status")
+    expect(badge).to_have_text("排队中")
+    states.transition(job, "running")
+    expect(badge).to_have_text("运行中", timeout=15_000)
+    states.transition(job, "succeeded", reason="All workers exited with code 0")
+    expect(badge).to_have_text("成功", timeout=15_000)
+    # an ended job's page asks for nothing more
+    expect(page.get_by_test_id("details-refresh")).to_have_count(0)
