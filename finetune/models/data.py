@@ -10,6 +10,23 @@ from accounts.models import Access, Project
 from finetune.models.catalog import Scenario
 
 
+def access_field(*, chosen: bool = False) -> models.CharField:
+    """Others' access of what a member shares (F9.1): `access` is the level that applies,
+    none while the project's sharing is off (F9.3); `chosen_access` the level its
+    creator chose, applied once more when sharing is turned on again."""
+    if chosen:
+        return models.CharField(
+            _("others' access chosen"),
+            max_length=8,
+            choices=Access.choices,
+            default=Access.NONE,
+            editable=False,
+        )
+    return models.CharField(
+        _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
+    )
+
+
 class ProjectResource(models.Model):
     """Something a project member creates and may share with the others (F9)."""
 
@@ -18,18 +35,8 @@ class ProjectResource(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     name = models.CharField(_("name"), max_length=128)
-    access = models.CharField(
-        _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
-    )
-    # What its creator chose; `access` is what applies: none while the project's sharing
-    # is off (F9.3). Turning sharing on again applies the chosen level once more.
-    chosen_access = models.CharField(
-        _("others' access chosen"),
-        max_length=8,
-        choices=Access.choices,
-        default=Access.NONE,
-        editable=False,
-    )
+    access = access_field()
+    chosen_access = access_field(chosen=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

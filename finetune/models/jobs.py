@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Access, Project
 from finetune.models.catalog import Algorithm, PretrainedModel, Scenario
-from finetune.models.data import Dataset, ModelRepo, ModelVersion
+from finetune.models.data import Dataset, ModelRepo, ModelVersion, access_field
 
 
 class JobStatus(models.TextChoices):
@@ -44,18 +44,8 @@ class Job(models.Model):
     creator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
     )
-    access = models.CharField(
-        _("others' access"), max_length=8, choices=Access.choices, default=Access.NONE
-    )
-    # What its creator chose; `access` is what applies: none while the project's sharing
-    # is off (F9.3). Turning sharing on again applies the chosen level once more.
-    chosen_access = models.CharField(
-        _("others' access chosen"),
-        max_length=8,
-        choices=Access.choices,
-        default=Access.NONE,
-        editable=False,
-    )
+    access = access_field()
+    chosen_access = access_field(chosen=True)
     priority = models.IntegerField(_("priority"), choices=Priority.choices, default=Priority.NORMAL)
 
     scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="jobs")
