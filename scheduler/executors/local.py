@@ -360,25 +360,38 @@ def _exit_path(folder: Path, rank: int) -> Path:
 
 
 def _processes_by_job() -> dict[int, set[int]]:
-    """job id -> the sessions of the live processes whose command line names a file in
-    that job's folder (a supervisor names its record, a trainer its spec). One pass
-    over the process table; a process of a job is found whatever became of its
-    supervisor or its record."""
+    """job id -> the sessions of the live supervisors and trainers of that job, found by
+    their command lines (a supervisor runs SUPERVISOR on its record's path, a trainer
+    `--spec <job folder>/spec.json`). One pass over the process table; a process of a
+    job is found whatever became of its supervisor or its record, and nothing else
+    that names a job's file (an operator's `tail -f` of a log) is ever taken for one."""
     prefix = f"{jobs_root()}{os.sep}"
     found: dict[int, set[int]] = {}
     for process in psutil.process_iter(["cmdline", "status"]):
         try:
             if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            for argument in process.info["cmdline"] or ():
-                if argument.startswith(prefix):
-                    job = argument[len(prefix) :].split(os.sep, 1)[0]
-                    if job.isdigit():
-                        found.setdefault(int(job), set()).add(os.getsid(process.pid))
-                    break
+            job = _job_of(process.info["cmdline"] or [], prefix)
+            if job is not None:
+                found.setdefault(job, set()).add(os.getsid(process.pid))
         except (psutil.Error, ProcessLookupError):
             continue
     return found
+
+
+def _job_of(command: list[str], prefix: str) -> int | None:
+    if command[1:3] == ["-c", SUPERVISOR] and len(command) > 3:
+        path = command[3]
+    elif "--spec" in command[:-1]:
+        path = command[command.index("--spec") + 1]
+        if not path.endswith(f"{os.sep}spec.json"):
+            return None
+    else:
+        return None
+    if not path.startswith(prefix):
+        return None
+    job = path[len(prefix) :].split(os.sep, 1)[0]
+    return int(job) if job.isdigit() else None
 
 
 def _job_sessions(folder: Path) -> set[int]:

@@ -493,3 +493,28 @@ def test_a_failure_reason_is_one_line_whatever_the_log(client, running_job, fake
     page = client.get(reverse("finetune:job_detail", args=[job.pk])).content.decode()
     assert 'data-testid="failure-log"' in page and "<summary>" in page
     assert "exited with code 3: RuntimeError: CUDA out of memory" in page
+
+
+def test_a_process_that_only_reads_a_jobs_files_is_never_taken_for_its_worker(
+    fake_trainer, running_job
+):
+    """An operator's `tail -f` of a job's log names the job's folder too: stop, reconcile
+    and relaunch must leave it (and its session, a login shell's) alone."""
+    import subprocess
+    import sys
+
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, placement(device_type="none", devices_per_node=0))
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; time.sleep(60)",
+         str(job_dir(job.pk) / "worker-0.log")],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        LocalExecutor().stop(job.pk)
+        assert reader.poll() is None
+        assert LocalExecutor().managed_job_ids() == set()
+    finally:
+        reader.kill()
+        reader.wait()
