@@ -40,36 +40,39 @@ class ProjectAdmin(admin.ModelAdmin):
 
             (turn_sharing_on if obj.sharing_enabled else turn_sharing_off)(obj)
 
+    def _switch_sharing(self, request, queryset, turn, message) -> None:
+        """`turn(project)` for each chosen project; `message(count)` says what it did."""
+        count = sum(turn(project) for project in queryset)
+        self.message_user(request, message(count) % {"count": count}, messages.SUCCESS)
+
     @admin.action(description=_("Turn sharing off (others' access becomes none)"))
     def turn_sharing_off(self, request, queryset) -> None:
         from finetune.access import turn_sharing_off
 
-        changed = sum(turn_sharing_off(project) for project in queryset)
-        self.message_user(
+        self._switch_sharing(
             request,
-            ngettext(
+            queryset,
+            turn_sharing_off,
+            lambda count: ngettext(
                 "Sharing is off; %(count)d object is no longer shared.",
                 "Sharing is off; %(count)d objects are no longer shared.",
-                changed,
-            )
-            % {"count": changed},
-            messages.SUCCESS,
+                count,
+            ),
         )
 
     @admin.action(description=_("Turn sharing on (the levels chosen before apply again)"))
     def turn_sharing_on(self, request, queryset) -> None:
         from finetune.access import turn_sharing_on
 
-        shared = sum(turn_sharing_on(project) for project in queryset)
-        self.message_user(
+        self._switch_sharing(
             request,
-            ngettext(
+            queryset,
+            turn_sharing_on,
+            lambda count: ngettext(
                 "Sharing is on; %(count)d object is shared again.",
                 "Sharing is on; %(count)d objects are shared again.",
-                shared,
-            )
-            % {"count": shared},
-            messages.SUCCESS,
+                count,
+            ),
         )
 
 

@@ -308,11 +308,11 @@ class Matrix:
         self.platform = platform
         self.Job = Job
         self.browser = Browser(platform.base, "alice", "jingtiao-alice")
-        self.watch = Watch(platform.data_root, self._statuses).start()
+        self.watch = Watch(platform.data_root, self.statuses).start()
         self.draft = self._draft()
         self.count = 0
 
-    def _statuses(self) -> dict[int, str]:
+    def statuses(self) -> dict[int, str]:
         return dict(self.Job.objects.values_list("pk", "status"))
 
     def _draft(self) -> dict:
@@ -358,30 +358,23 @@ class Matrix:
 
         return fault
 
-    def supervisor_killed(self) -> list[Expect]:
-        job = self.create()
-        self.training(job)
-        os.kill(supervisor_pid(self.platform.data_root, job), signal.SIGKILL)
-        return [Expect(job, {"failed"})]
+    def while_training(self, act: Callable[[int], object], ends: str) -> Callable:
+        """A fault done to a job's training once it runs; the job must end `ends`."""
 
-    def trainer_killed(self) -> list[Expect]:
-        job = self.create()
-        self.training(job)
+        def fault() -> list[Expect]:
+            job = self.create()
+            self.training(job)
+            act(job)
+            return [Expect(job, {ends})]
+
+        return fault
+
+    def kill_supervisor(self, job: int) -> None:
+        os.kill(supervisor_pid(self.platform.data_root, job), signal.SIGKILL)
+
+    def kill_trainer(self, job: int) -> None:
         for pid in self.watch.trainer_pids(job):
             os.kill(pid, signal.SIGKILL)
-        return [Expect(job, {"failed"})]
-
-    def worker_killed_while_training(self) -> list[Expect]:
-        job = self.create()
-        self.training(job)
-        self.platform.kill_worker()
-        return [Expect(job, {"succeeded"})]
-
-    def beat_restarted(self) -> list[Expect]:
-        job = self.create()
-        self.training(job)
-        self.platform.beat_down()
-        return [Expect(job, {"succeeded"})]
 
     def broker_restarted(self) -> list[Expect]:
         """While the broker is down, a job is created and a running one stopped: both
@@ -397,18 +390,6 @@ class Matrix:
 
         self.platform.broker_down(meanwhile)
         return [Expect(running, {"stopped"}), Expect(created[0], {"succeeded"})]
-
-    def web_down_while_training(self) -> list[Expect]:
-        job = self.create()
-        self.training(job)
-        self.platform.web_down()
-        return [Expect(job, {"succeeded"})]
-
-    def platform_restarted_while_training(self) -> list[Expect]:
-        job = self.create()
-        self.training(job)
-        self.platform.restart()
-        return [Expect(job, {"succeeded"})]
 
     def stop_during_launch(self) -> list[Expect]:
         self.platform.arm("launch.after_spawn", "sleep 4")
@@ -429,18 +410,26 @@ class Matrix:
             "worker_killed_after_record": self.worker_killed_at(
                 "launch.after_record", requeued=False
             ),
-            "worker_killed_while_training": self.worker_killed_while_training,
-            "supervisor_killed": self.supervisor_killed,
-            "trainer_killed": self.trainer_killed,
-            "beat_restarted": self.beat_restarted,
+            "worker_killed_while_training": self.while_training(
+                lambda _job: self.platform.kill_worker(), ends="succeeded"
+            ),
+            "supervisor_killed": self.while_training(self.kill_supervisor, ends="failed"),
+            "trainer_killed": self.while_training(self.kill_trainer, ends="failed"),
+            "beat_restarted": self.while_training(
+                lambda _job: self.platform.beat_down(), ends="succeeded"
+            ),
             "broker_restarted": self.broker_restarted,
-            "web_down_while_training": self.web_down_while_training,
-            "platform_restarted_while_training": self.platform_restarted_while_training,
+            "web_down_while_training": self.while_training(
+                lambda _job: self.platform.web_down(), ends="succeeded"
+            ),
+            "platform_restarted_while_training": self.while_training(
+                lambda _job: self.platform.restart(), ends="succeeded"
+            ),
             "stop_during_launch": self.stop_during_launch,
         }
 
     # --- judging -------------------------------------------------------------------------
-    def judge(self, name: str, expected: list[Expect]) -> list[str]:
+    def judge(self, expected: list[Expect]) -> list[str]:
         from finetune.models import JobEvent
 
         ids = [item.job_id for item in expected]
@@ -499,7 +488,7 @@ def run_matrix(platform: Platform, only: list[str] | None) -> dict[str, float]:
             continue
         started = time.monotonic()
         try:
-            problems = matrix.judge(name, fault())
+            problems = matrix.judge(fault())
         except Exception as exc:  # the fault could not even be carried out
             problems = [f"{type(exc).__name__}: {exc}"]
         results[name] = problems
@@ -508,7 +497,7 @@ def run_matrix(platform: Platform, only: list[str] | None) -> dict[str, float]:
             f"# {platform.name} {name}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True
         )
     matrix.watch.stop()
-    statuses = matrix._statuses()
+    statuses = matrix.statuses()
     return {
         "faults_run": len(results),
         "faults_survived": sum(1 for problems in results.values() if not problems),

@@ -97,8 +97,8 @@ class Browser:
         retry = Retry(total=1, connect=1, read=1, allowed_methods={"GET"}, status=0)
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
         self.server_errors: list[str] = []
-        page = self.get("/accounts/login/")
-        self.post("/accounts/login/", {"username": username, "password": password}, page)
+        self.get("/accounts/login/")  # its CSRF cookie
+        self.post("/accounts/login/", {"username": username, "password": password})
 
     def _csrf(self) -> str:
         return self.session.cookies.get("csrftoken", "")
@@ -108,7 +108,7 @@ class Browser:
         self._check(response, path)
         return response
 
-    def post(self, path: str, data: dict, _page=None) -> requests.Response:
+    def post(self, path: str, data: dict) -> requests.Response:
         data = {**data, "csrfmiddlewaretoken": self._csrf()}
         response = self.session.post(
             self.base + path,
@@ -153,7 +153,6 @@ class Watch:
     # lived while its job was not RUNNING (an orphan), in seconds
     running_without_process: dict = field(default_factory=lambda: defaultdict(float))
     orphans: dict = field(default_factory=lambda: defaultdict(float))
-    samples: int = 0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -206,7 +205,6 @@ class Watch:
                 except Exception:  # the database is being restarted: skip a sample
                     continue
                 trainers, anything = self.processes()
-                self.samples += 1
                 for key, pids in trainers.items():
                     if len(pids) > 1:
                         self.duplicates.add(key)
