@@ -12,6 +12,7 @@ crash, or a worker restarted mid-way, neither duplicates nor loses a workload.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,13 +73,24 @@ class WorkloadState:
     log_excerpt: str = ""  # a failed worker's last log lines, shown apart from the reason
 
 
+# What a log's last lines may say of why it ended: the trainer's own outcome line
+# (trainer/runner.py ends every run on one), or the line a Python exception ends on.
+OUTCOME = re.compile(r"^jingtiao: failed: (?P<why>.+)$")
+EXCEPTION = re.compile(r"^(?P<why>[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
+
+
 def failure_line(reason: str, log: str) -> str:
-    """A failure's reason with the last line its log gives (the trainer ends on
-    "jingtiao: failed: <why>"), cut to one line of at most 300 characters."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    last = lines[-1].removeprefix("jingtiao: failed: ") if lines else ""
-    text = f"{reason}: {last}" if last else reason
-    text = " ".join(text.split())
+    """A failure's reason with what the log's last lines say of it (the trainer's
+    "jingtiao: failed: <why>", else an exception's last line), in one line of at most
+    300 characters. A log that ends on anything else (a worker killed mid-step ends on
+    whatever it logged last) adds nothing."""
+    why = ""
+    for line in reversed([line.strip() for line in log.splitlines() if line.strip()][-5:]):
+        found = OUTCOME.match(line) or EXCEPTION.match(line)
+        if found:
+            why = found.group("why")
+            break
+    text = " ".join((f"{reason}: {why}" if why else reason).split())
     return text if len(text) <= 300 else text[:299] + "…"
 
 

@@ -482,8 +482,13 @@ def test_a_failure_reason_is_one_line_whatever_the_log(client, running_job, fake
     traceback = "\n".join(["Traceback (most recent call last):", *(["  x" * 400] * 30)])
     line = failure_line("worker 0 exited with code 1", traceback + "\njingtiao: failed: boom")
     assert line == "worker 0 exited with code 1: boom"
-    long = failure_line("worker 0 exited with code 1", "y" * 1000)
+    long = failure_line("worker 0 exited with code 1", "ValueError: " + "y" * 1000)
     assert len(long) == 300 and "\n" not in long
+    # killed mid-step, its log ends on a progress line: that says nothing of why
+    killed = "2026-12-01 14:11:05 INFO jingtiao: job 3: sft_lora on cpu, rank 0 of 1"
+    assert failure_line("worker 0 was killed by signal SIGKILL", killed) == (
+        "worker 0 was killed by signal SIGKILL"
+    )
 
     job = running_job(parameters={"behaviour": "fail"})
     launch_job(job, placement(device_type="none", devices_per_node=0))
