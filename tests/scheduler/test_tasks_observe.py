@@ -112,7 +112,10 @@ def test_an_oom_killed_workload_fails_the_job_with_the_reason_in_words(kube, lau
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert "OOMKilled" in job.status_reason and "step 12 loss 1.9" in job.status_reason
+    assert job.status_reason == "worker 0 was OOMKilled (out of memory, exit code 137)"
+    # where it was when it was killed: its last log lines, kept with the event (folded)
+    failed = job.events.get(to_status=JobStatus.FAILED)
+    assert failed.data["log_excerpt"] == "step 12 loss 1.9"
 
 
 def test_an_unschedulable_job_goes_back_to_the_queue_in_its_place(kube, launched, settings):
