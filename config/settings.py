@@ -269,6 +269,9 @@ JINGTIAO_LOST_GRACE_SECONDS = env.int("JINGTIAO_LOST_GRACE_SECONDS", 120, minimu
 # A job the cluster gave back (unschedulable, lost, evicted) this many times fails.
 JINGTIAO_MAX_REQUEUES = env.int("JINGTIAO_MAX_REQUEUES", 3, minimum=0)
 JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
+# The local executor presents this machine as this many nodes, sharing out its CPUs,
+# memory and devices (named <node name>-0, -1, ...): multi-node jobs on one machine.
+JINGTIAO_LOCAL_NODES = env.int("JINGTIAO_LOCAL_NODES", 1, minimum=1)
 # Fault injection on the launch path (scheduler/failpoints.py), for benchmarks/faults.py.
 JINGTIAO_FAILPOINTS = env.bool("JINGTIAO_FAILPOINTS", False)
 JINGTIAO_TRAINER_IMAGE = env.str("JINGTIAO_TRAINER_IMAGE", "jingtiao-trainer:0.1.0")
@@ -277,6 +280,8 @@ JINGTIAO_K8S_KUBECONFIG = env.str("JINGTIAO_K8S_KUBECONFIG", "")
 JINGTIAO_K8S_DATA_PVC = env.str("JINGTIAO_K8S_DATA_PVC", "jingtiao-data")
 JINGTIAO_K8S_POOL_LABEL = env.str("JINGTIAO_K8S_POOL_LABEL", "jingtiao.io/pool")
 JINGTIAO_K8S_DRIVER_LABEL = env.str("JINGTIAO_K8S_DRIVER_LABEL", "DriverVersion")
+# Cambricon's device plugin labels each node with its MLU model (and DriverVersion).
+JINGTIAO_K8S_MODEL_LABEL = env.str("JINGTIAO_K8S_MODEL_LABEL", "Model")
 JINGTIAO_K8S_RUN_AS_USER = env.int("JINGTIAO_K8S_RUN_AS_USER", 1000, minimum=1)
 JINGTIAO_K8S_REQUEST_TIMEOUT = env.int("JINGTIAO_K8S_REQUEST_TIMEOUT", 30, minimum=1)
 # Periodic tasks, every N seconds, on the one queue. A beat message not taken

@@ -137,24 +137,34 @@ def resources(job: Job, span: TimeSpan) -> dict[str, dict[str, list]]:
 
 
 # Worker names as the executors set them: "local-<job>-<rank>" on this machine, the
-# pod's name "jingtiao-job-<job>-<rank>-<suffix>" on Kubernetes.
-_RANK_IN_NAME = re.compile(r"-(\d+)(?:-[a-z0-9]{5})?$")
+# pod's name "jingtiao-job-<job>-<rank>-<suffix>" on Kubernetes; a node of several
+# processes adds each one's local rank (its device): "local-7-1:3".
+_RANK_IN_NAME = re.compile(r"-(\d+)(?:-[a-z0-9]{5})?(?::(\d+))?$")
 
 
-def _rank_of(name: str) -> int | None:
+def _rank_of(name: str) -> tuple[int, int | None] | None:
     found = _RANK_IN_NAME.search(name)
-    return int(found.group(1)) if found else None
+    if not found:
+        return None
+    device = found.group(2)
+    return int(found.group(1)), int(device) if device is not None else None
 
 
-def _worker_order(name: str) -> tuple[int, str]:
+def _worker_order(name: str) -> tuple[int, int, str]:
     rank = _rank_of(name)
-    return (rank if rank is not None else -1, name)
+    if rank is None:
+        return (-1, -1, name)
+    return (rank[0], -1 if rank[1] is None else rank[1], name)
 
 
 def worker_label(name: str) -> str:
-    """ "worker 0" when the name tells the rank, else the name itself."""
+    """ "worker 0" (or "worker 0 · device 3") when the name tells the rank, else the name."""
     rank = _rank_of(name)
-    return gettext("worker %(rank)s") % {"rank": rank} if rank is not None else name
+    if rank is None:
+        return name
+    if rank[1] is None:
+        return gettext("worker %(rank)s") % {"rank": rank[0]}
+    return gettext("worker %(rank)s · device %(device)s") % {"rank": rank[0], "device": rank[1]}
 
 
 def progress_text(job: Job, now: datetime | None = None) -> str:

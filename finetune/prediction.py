@@ -55,6 +55,9 @@ class Prediction:
     spec: NodeSpec | None = None
     queued_ahead: int = 0
     totals: list[tuple[NodeSpec, Totals]] = field(default_factory=list)
+    node_count: int = 0
+    #: finetune.memory.SpecMemory per spec, where the draft's model can be estimated
+    memory: list = field(default_factory=list)
 
 
 def placement_nodes(placement) -> list[str]:
@@ -97,4 +100,5 @@ def predict_for_draft(
         spec=chosen,
         queued_ahead=max(answer.position - 1, 0),
         totals=spec_totals,
+        node_count=node_count,
     )

@@ -5,8 +5,18 @@ from scheduler.models import Node, NodeSpec, ResourcePool
 
 @admin.register(NodeSpec)
 class NodeSpecAdmin(admin.ModelAdmin):
-    list_display = ["name", "cpu_millis", "memory_mib", "device_type", "device_count", "enabled"]
-    list_filter = ["device_type", "enabled"]
+    list_display = [
+        "name",
+        "cpu_millis",
+        "memory_mib",
+        "device_type",
+        "device_count",
+        "device_model",
+        "device_memory_gib",
+        "cpu_processes",
+        "enabled",
+    ]
+    list_filter = ["device_type", "device_model", "enabled"]
     search_fields = ["name"]
     list_editable = ["enabled"]
 
@@ -29,9 +39,10 @@ class NodeAdmin(admin.ModelAdmin):
         "cpu_millis",
         "memory_mib",
         "driver_version",
+        "device_model",
         "schedulable",
         "last_seen",
     ]
-    list_filter = ["schedulable", "device_type", "pool", "driver_version"]
+    list_filter = ["schedulable", "device_type", "device_model", "pool", "driver_version"]
     search_fields = ["name", "driver_version"]
     readonly_fields = ["last_seen"]

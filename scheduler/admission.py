@@ -82,6 +82,8 @@ def _placement(
         devices_per_node=spec.device_count,
         nodes=tuple(decision.nodes),
         device_ids=device_ids,
+        processes_per_node=spec.processes_per_node,
+        device_resource=spec.device_resource,
     )
     return placement, workers
 

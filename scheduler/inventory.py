@@ -42,6 +42,7 @@ def sync_nodes(reported: list[NodeInfo], now=None) -> SyncResult:
             "pool": pool,
             "labels": info.labels,
             "driver_version": info.driver_version,
+            "device_model": info.device_model,
             "cpu_millis": info.cpu_millis,
             "memory_mib": info.memory_mib,
             "device_type": info.device_type,

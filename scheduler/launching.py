@@ -139,7 +139,7 @@ def launch_job(job: Job, placement: Placement) -> bool:
         report_token=token,
         pool_taint=pool_taint(job, placement),
     )
-    command = executor.run_command(job.pk)
+    command = executor.run_command(request)
     # The hash is stored before the workers start, so their first report is accepted.
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
     _clear_abandoned_output(job)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Project
 
 MIB = 1024 * 1024
+# An extended resource: a DNS subdomain, a slash, a name (cambricon.com/mlu370).
+RESOURCE_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
 
 
 class DeviceType(models.TextChoices):
@@ -26,6 +33,36 @@ class NodeSpec(models.Model):
         _("device type"), max_length=8, choices=DeviceType.choices, default=DeviceType.MLU
     )
     device_count = models.PositiveSmallIntegerField(_("devices"), default=0)
+    device_model = models.CharField(
+        _("device model"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "e.g. MLU370-X8 or H100-80G; when set, only nodes whose Model label is this "
+            "model run the spec."
+        ),
+    )
+    device_memory_gib = models.PositiveIntegerField(
+        _("memory per device (GiB)"),
+        default=0,
+        help_text=_("What one device holds; the memory estimate checks jobs against it."),
+    )
+    device_resource = models.CharField(
+        _("device resource name"),
+        max_length=253,
+        blank=True,
+        help_text=_(
+            "The Kubernetes resource the device plugin exposes, e.g. cambricon.com/mlu370; "
+            "empty: the default of the device type."
+        ),
+    )
+    cpu_processes = models.PositiveSmallIntegerField(
+        _("processes per node (CPU only)"),
+        default=1,
+        help_text=_(
+            "How many training processes a CPU-only node runs; a device spec runs one per device."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     sort_order = models.PositiveSmallIntegerField(_("order"), default=0)
 
@@ -49,10 +86,40 @@ class NodeSpec(models.Model):
                 | (~models.Q(device_type="none") & models.Q(device_count__gte=1)),
                 name="nodespec_device_count_matches_type",
             ),
+            models.CheckConstraint(
+                condition=models.Q(cpu_processes__gte=1), name="nodespec_processes_positive"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.summary})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.device_type != DeviceType.NONE and self.cpu_processes != 1:
+            errors["cpu_processes"] = _(
+                "A spec with devices runs one process per device; leave this at 1."
+            )
+        if self.device_type == DeviceType.NONE and (self.device_model or self.device_memory_gib):
+            errors["device_model"] = _("A CPU-only spec has no device model or device memory.")
+        if self.device_resource and not RESOURCE_NAME.fullmatch(self.device_resource):
+            errors["device_resource"] = _(
+                "Not a Kubernetes extended resource name such as cambricon.com/mlu370."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def processes_per_node(self) -> int:
+        """Training processes (torchrun's --nproc-per-node) on each node of this spec."""
+        return self.device_count if self.device_type != DeviceType.NONE else self.cpu_processes
+
+    @property
+    def memory_per_process_gib(self) -> float:
+        """What one process may use: its device's memory, or its share of the node's RAM."""
+        if self.device_type != DeviceType.NONE:
+            return float(self.device_memory_gib)
+        return self.memory_mib / 1024 / self.processes_per_node
 
     @property
     def summary(self) -> str:
@@ -60,7 +127,11 @@ class NodeSpec(models.Model):
         memory = f"{self.memory_mib / 1024:g} GiB"
         parts = [cpus, memory]
         if self.device_type != DeviceType.NONE:
-            parts.append(f"{self.device_count} {self.device_type.upper()}")
+            device = self.device_model or self.device_type.upper()
+            each = f" ({self.device_memory_gib} GiB)" if self.device_memory_gib else ""
+            parts.append(f"{self.device_count} {device}{each}")
+        elif self.cpu_processes > 1:
+            parts.append(_("%(count)d processes") % {"count": self.cpu_processes})
         return " · ".join(parts)
 
 
@@ -111,6 +182,7 @@ class Node(models.Model):
         _("device type"), max_length=8, choices=DeviceType.choices, default=DeviceType.NONE
     )
     device_count = models.PositiveSmallIntegerField(_("allocatable devices"), default=0)
+    device_model = models.CharField(_("device model"), max_length=64, blank=True, db_index=True)
     schedulable = models.BooleanField(_("schedulable"), default=True)
     last_seen = models.DateTimeField(_("last seen"), null=True, blank=True)
 

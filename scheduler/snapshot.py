@@ -31,6 +31,7 @@ def spec_request(spec: NodeSpec) -> SpecRequest:
         memory_bytes=spec.memory_mib * MIB,
         device_type=spec.device_type,
         devices=spec.device_count,
+        device_model=spec.device_model or None,
     )
 
 
@@ -44,6 +45,7 @@ def node_state(node: Node, pool_names: dict[int, str]) -> NodeState:
         memory_bytes=node.memory_mib * MIB,
         devices=node.device_count,
         schedulable=node.schedulable,
+        device_model=node.device_model or None,
     )
 
 

@@ -15,7 +15,15 @@ from tests import factories
 
 
 def queued_sft_job(
-    project, creator, executor, *, rows: int = 32, repo: str = "sft", **fields
+    project,
+    creator,
+    executor,
+    *,
+    rows: int = 32,
+    repo: str = "sft",
+    algorithm: str = "sft_lora",
+    spec: dict | None = None,
+    **fields,
 ) -> Job:
     from trainer.samples import write_sample_dataset
     from trainer.tiny import build_tiny_llm
@@ -31,13 +39,19 @@ def queued_sft_job(
     validation = factories.dataset(project, creator, Access.READ_WRITE, name="chat-val")
     Dataset.objects.filter(pk__in=[train.pk, validation.pk]).update(validation_status="valid")
     cpu = NodeSpec.objects.create(
-        name="cpu-1c2g", cpu_millis=1000, memory_mib=2048, device_type=DeviceType.NONE
+        **{
+            "name": "cpu-1c2g",
+            "cpu_millis": 1000,
+            "memory_mib": 2048,
+            "device_type": DeviceType.NONE,
+            **(spec or {}),
+        }
     )
     inventory.sync_nodes(list(executor.nodes()))
     job = factories.job(
         project,
         creator,
-        algorithm=factories.algorithm("sft_lora"),
+        algorithm=factories.algorithm(algorithm),
         pretrained_model=base,
         train_dataset=train,
         validation_dataset=validation,

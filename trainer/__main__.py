@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         if argv is None:  # a process of its own, not a call from Python
+            from trainer.devices import die_with_launcher
+
+            die_with_launcher()
             try:
                 restart_with_jemalloc()  # returns when there is nothing to preload
             except ValueError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.parameters import llm_sequence, lora, object_schema, prop, training_loop
+from trainer.parameters import llm_sequence, lora, object_schema, prop, sharding, training_loop
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ SCENARIOS: list[ScenarioInfo] = [
 def _llm(learning_rate: float, *extra: dict[str, Any], batch_size: int = 4) -> dict[str, Any]:
     props: dict[str, Any] = {**training_loop(learning_rate=learning_rate, batch_size=batch_size)}
     props.update(llm_sequence())
+    props.update(sharding())
     for part in extra:
         props.update(part)
     return props

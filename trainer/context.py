@@ -20,6 +20,10 @@ class RunContext:
     reporter: Any  # trainer.reporting.Reporter or NullReporter
     # Extra transformers callbacks (tests use this to make a run fail mid-way).
     extra_callbacks: list[Any] = field(default_factory=list)
+    # What sharding "auto" came to, decided once per run (trainer/algorithms/common.py).
+    resolved_sharding: str | None = None
+    # This process's memory peak over the training loop, in bytes, once it has ended.
+    training_peak: int | None = None
 
     @property
     def params(self) -> dict[str, Any]:

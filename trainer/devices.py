@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -87,6 +89,31 @@ def distributed_from_env(env: Mapping[str, str] | None = None) -> DistributedInf
         master_addr=env.get("MASTER_ADDR") or None,
         master_port=int(port) if port else None,
     )
+
+
+def physical_device(device: DeviceInfo, local_rank: int) -> int:
+    """The index the driver tools (nvidia-smi, cnmon) know this process's device by: the
+    LOCAL_RANK-th of the visible devices."""
+    name = {"cuda": "CUDA_VISIBLE_DEVICES", "mlu": "CAMBRICON_VISIBLE_DEVICES"}.get(device.kind)
+    visible = [part.strip() for part in os.environ.get(name or "", "").split(",") if part.strip()]
+    if local_rank < len(visible) and visible[local_rank].isdigit():
+        return int(visible[local_rank])
+    return local_rank
+
+
+def die_with_launcher() -> None:
+    """Under torchrun, end this process if its launcher dies (PR_SET_PDEATHSIG): the
+    platform's supervisor takes the launcher down with it, and no rank may train on,
+    unwatched, after its node's launcher is gone."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    launcher = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (AttributeError, OSError):
+        return  # not Linux: the executors still find a trainer by its command line
+    if os.getppid() != launcher:  # it died before the line above
+        os._exit(1)
 
 
 def supports_bf16(device: DeviceInfo) -> bool:

@@ -224,6 +224,46 @@ def llm_sequence(max_length: int = 1024) -> dict[str, Schema]:
     }
 
 
+#: code -> (name, name in Chinese, what it does, what it does in Chinese)
+SHARDING = {
+    "auto": ("Automatic", "自动", "by the memory estimate", "按显存估算选择"),
+    "ddp": ("DDP", "DDP", "a full copy on every device", "每个设备一份完整模型"),
+    "zero2": ("ZeRO-2", "ZeRO-2", "gradients and optimiser state sharded", "切分梯度与优化器状态"),
+    "zero3": ("ZeRO-3", "ZeRO-3", "weights sharded too", "同时切分权重"),
+    "zero3_offload": (
+        "ZeRO-3 + CPU offload",
+        "ZeRO-3 + CPU 卸载",
+        "weights and optimiser state in host memory",
+        "权重与优化器状态放在主机内存",
+    ),
+    "fsdp2": ("FSDP2", "FSDP2", "PyTorch's fully sharded data parallel", "PyTorch 全切分数据并行"),
+}
+
+
+def sharding() -> dict[str, Schema]:
+    """How a run of several processes spreads the model over its devices."""
+    return {
+        "sharding": prop(
+            "string",
+            "auto",
+            "Sharding",
+            "模型切分",
+            "How the weights, gradients and optimiser state are spread over the devices. "
+            "auto: plain data parallel when a full copy fits a device, else the least "
+            "sharding that fits, by the memory estimate. A run of one process never shards.",
+            "权重、梯度与优化器状态在各设备间的分布方式。auto：单设备放得下完整模型时用数据并行，"
+            "否则按显存估算选择放得下的最轻切分。单进程任务不切分。",
+            enum=list(SHARDING),
+            **{
+                "x-enum-labels": {
+                    code: [f"{name}: {what}", f"{name_zh}：{what_zh}"]
+                    for code, (name, name_zh, what, what_zh) in SHARDING.items()
+                }
+            },
+        ),
+    }
+
+
 def lora(*, rank: int = 8, alpha: int = 16, merge: bool = True) -> dict[str, Schema]:
     props = {
         "lora_rank": prop(

@@ -7,6 +7,7 @@ the pod logs show that line as the job's failure reason.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -15,9 +16,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from trainer import memory
 from trainer.context import RunContext, TrainResult
 from trainer.datavalidation import validate
 from trainer.output import METRICS, PARAMETERS, OutputError, StagedOutput, write_json
@@ -38,9 +41,18 @@ class DataError(ValueError):
     pass
 
 
+def rank_tag() -> str:
+    """ "[rank 3] " in a run of several processes, which share a node's log: every line
+    of ours says which rank wrote it. Empty for a run of one process."""
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    return f"[rank {os.environ.get('RANK', '0').strip()}] " if world not in ("", "1") else ""
+
+
 def setup_logging() -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)s {rank_tag()}%(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -82,15 +94,19 @@ def check_data(spec: JobSpec) -> None:
         log.info("%s data: %s", label, report.summary())
 
 
-def _worker_id(rank: int) -> str:
-    return os.environ.get("JINGTIAO_WORKER_ID") or f"{socket.gethostname()}-rank{rank}"
+def _worker_id(rank: int, local_rank: int) -> str:
+    """The name this process reports under: its node's worker, and on a node of several
+    processes its local rank too ("local-7-1:3"), so each device has its own series."""
+    node = os.environ.get("JINGTIAO_WORKER_ID") or f"{socket.gethostname()}-rank{rank}"
+    processes = os.environ.get("LOCAL_WORLD_SIZE", "1").strip()
+    return f"{node}:{local_rank}" if processes not in ("", "1") else node
 
 
 def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
     """Train ``spec`` and publish its output; raises on any failure."""
     from trainer.algorithms import entry_point
     from trainer.allocator import current_allocator
-    from trainer.devices import detect_device, distributed_from_env
+    from trainer.devices import detect_device, distributed_from_env, physical_device
     from trainer.resources import ResourceSampler
 
     check_data(spec)
@@ -114,7 +130,7 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
             spec.report.url,
             spec.report.token,
             spec.job_id,
-            _worker_id(dist.rank),
+            _worker_id(dist.rank, dist.local_rank),
             interval=spec.report.interval,
             # The platform no longer counts this run as its job's (ended, deleted,
             # relaunched): stop as a stop from the platform would, through SIGTERM.
@@ -124,7 +140,7 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
     sampler = ResourceSampler(
         reporter.resource,
         device_kind=device.kind,
-        device_index=dist.local_rank,
+        device_index=physical_device(device, dist.local_rank),
         interval=sample_seconds,
     )
     try:
@@ -139,8 +155,10 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
             reporter=reporter,
             extra_callbacks=list(extra_callbacks or []),
         )
+        estimated = estimate_memory(context)
         started = time.monotonic()
         result: TrainResult = entry_point(spec.algorithm)(context)
+        report_peak(context, estimated, result)
         if dist.is_main:
             publish(output, spec, result, time.monotonic() - started)
         return output.final
@@ -148,6 +166,50 @@ def execute(spec: JobSpec, extra_callbacks: list[Any] | None = None) -> Path:
         sampler.stop()
         reporter.close(timeout=5.0)
         output.discard()
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Close the collective backend before the interpreter exits: a process that exits
+    with its group open can abort in the backend's threads (seen with DeepSpeed on gloo)
+    and turn a finished run into a failed rank."""
+    torch_distributed = sys.modules.get("torch.distributed")
+    if torch_distributed is not None and torch_distributed.is_initialized():
+        torch_distributed.destroy_process_group()
+
+
+def estimate_memory(ctx: RunContext) -> Any:
+    """The memory estimate of this process (trainer/memory.py), logged before training;
+    None where the model is not a language model the formula knows."""
+    from trainer.algorithms.common import sharding_of, workload
+
+    if ctx.spec.info.model_kind != "llm":
+        return None
+    try:
+        work = workload(ctx)
+    except memory.ShapeError as exc:
+        log.info("memory estimate: none (%s)", exc)
+        return None
+    found = memory.estimate(replace(work, sharding=sharding_of(ctx)))
+    log.info("memory estimate: %s", memory.describe(found))
+    return found
+
+
+def report_peak(ctx: RunContext, estimated: Any, result: TrainResult) -> None:
+    """Log this process's measured peak beside the estimate; rank 0's goes in the metrics."""
+    peak = ctx.training_peak or memory.measured_peak(ctx.device.kind, ctx.dist.local_rank)
+    if estimated is None:
+        log.info("peak memory: %.2f GiB", peak / memory.GIB)
+        return
+    error = (estimated.total - peak) / peak * 100
+    log.info(
+        "peak memory: %.2f GiB per device, estimated %.2f GiB (%+.0f %%)",
+        peak / memory.GIB,
+        estimated.gib,
+        error,
+    )
+    result.metrics["peak_memory_bytes"] = peak
+    result.metrics["estimated_memory_bytes"] = estimated.total
 
 
 def publish(output: StagedOutput, spec: JobSpec, result: TrainResult, seconds: float) -> None:
@@ -193,5 +255,24 @@ def run(spec_path: str, extra_callbacks: list[Any] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.flush()
     # One bare line, last: the platform shows it as the job's outcome.
-    print(" ".join(message.split()), flush=True)
+    line = rank_tag() + " ".join(message.split())
+    print(line, flush=True)
+    if status not in (0, EXIT_TERMINATED):
+        leave_termination_message(line)
     return status
+
+
+def leave_termination_message(line: str) -> None:
+    """In a pod, the first rank to fail writes its outcome line where the kubelet takes
+    the container's termination message from (JINGTIAO_TERMINATION_LOG), so the reason
+    survives torchrun's report of the failed ranks after it in the log."""
+    path = os.environ.get("JINGTIAO_TERMINATION_LOG")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if handle.seek(0, os.SEEK_END) == 0:
+                handle.write(line + "\n")
+    except OSError:
+        pass  # nowhere to write it: the log still ends on the line

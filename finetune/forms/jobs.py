@@ -256,7 +256,7 @@ class JobForm(DurationFields):
         self.shown_scenario = scenario
         algorithms = Algorithm.objects.filter(enabled=True, scenario=scenario)
         self.shown_algorithm = self._pick("algorithm", algorithms)
-        self._pick(
+        self.shown_model = self._pick(
             "pretrained_model", PretrainedModel.objects.filter(enabled=True, task_type=task_type)
         )
         datasets = access.restrict(

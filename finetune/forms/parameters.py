@@ -63,6 +63,12 @@ def _regex(value):
             ) from None
 
 
+def _choice_label(labels: list[str] | None, value: Any) -> str:
+    if not labels:
+        return str(value)
+    return labels[1] if get_language().lower().startswith("zh") and len(labels) > 1 else labels[0]
+
+
 def field_for(schema: dict) -> forms.Field:
     kind = schema.get("type")
     common: dict[str, Any] = {
@@ -76,8 +82,10 @@ def field_for(schema: dict) -> forms.Field:
     if "multipleOf" in schema:
         validators.append(_multiple_of(schema["multipleOf"]))
     if "enum" in schema:
+        # x-enum-labels: value -> [English, Chinese], shown in the page's language
+        labels = schema.get("x-enum-labels") or {}
         return forms.TypedChoiceField(
-            choices=[(value, value) for value in schema["enum"]],
+            choices=[(value, _choice_label(labels.get(value), value)) for value in schema["enum"]],
             coerce={"integer": int, "number": float}.get(kind, str),
             **common,
         )

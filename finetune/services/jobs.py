@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Access, Project
 from finetune import access, storage
+from finetune import memory as fit
 from finetune.models import (
     Algorithm,
     Dataset,
@@ -157,6 +158,7 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
     if errors:
         raise ValidationError(errors)
     _check_can_ever_run(project, draft)
+    fit.check(draft)
 
 
 def _outside(name: str, kind: str, project: Project) -> str:

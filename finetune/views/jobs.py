@@ -16,6 +16,7 @@ from django.views import View
 
 from accounts.models import Project
 from finetune import access, monitoring
+from finetune import memory as fit
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import (
     CASCADE,
@@ -255,9 +256,25 @@ def _predict(form: JobForm, project: Project):
     if not spec_ids:
         first = next(iter(form.fields["node_specs"].specs), None)
         spec_ids = [first.pk] if first else []
-    return prediction_for(
+    prediction = prediction_for(
         project, spec_ids, count, pool_id, names or "", driver, priority, _draft_duration(data)
     )
+    return _with_memory(prediction, form)
+
+
+def _with_memory(prediction, form: JobForm):
+    """The memory estimate of what the form shows, on each spec of the prediction."""
+    if prediction.verdict == "incomplete":
+        return prediction
+    parameters = form.parameters.cleaned_data if form.parameters.is_valid() else {}
+    prediction.memory = fit.for_specs(
+        form.shown_algorithm,
+        form.shown_model,
+        parameters,
+        [spec for spec, _total in prediction.totals],
+        prediction.node_count,
+    )
+    return prediction
 
 
 def _draft_duration(data) -> timedelta | None:
@@ -303,8 +320,9 @@ class JobPredictionView(LoginRequiredMixin, View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         data = request.POST
+        project = project_or_404(request)
         prediction = prediction_for(
-            project_or_404(request),
+            project,
             data.getlist("node_specs"),
             data.get("node_count"),
             data.get("pool"),
@@ -313,4 +331,7 @@ class JobPredictionView(LoginRequiredMixin, View):
             data.get("priority"),
             _draft_duration(data),
         )
+        # The form offers only what this user may use in this project: its choices
+        # are what the estimate reads (the base model, the algorithm's parameters).
+        prediction = _with_memory(prediction, JobForm(data, user=request.user, project=project))
         return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})

@@ -43,12 +43,21 @@ class Placement:
     devices_per_node: int
     nodes: tuple[str, ...]
     # node -> device indices on that node, when the backend hands out devices
-    # itself (local: CUDA_VISIBLE_DEVICES / MLU_VISIBLE_DEVICES); empty otherwise.
+    # itself (local: CUDA_VISIBLE_DEVICES / CAMBRICON_VISIBLE_DEVICES); empty otherwise.
     device_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Training processes on each node (torchrun's --nproc-per-node): one per device, or a
+    # CPU-only spec's own count.
+    processes_per_node: int = 1
+    # The Kubernetes resource the devices are requested as; empty: the type's default.
+    device_resource: str = ""
 
     @property
     def node_count(self) -> int:
         return len(self.nodes)
+
+    @property
+    def world_size(self) -> int:
+        return self.node_count * self.processes_per_node
 
 
 @dataclass(frozen=True)
@@ -74,24 +83,48 @@ class WorkloadState:
 
 
 # What a log's last lines may say of why it ended: the trainer's own outcome line
-# (trainer/runner.py ends every run on one), or the line a Python exception ends on.
-OUTCOME = re.compile(r"^jingtiao: failed: (?P<why>.+)$")
+# (trainer/runner.py ends every run on one; "[rank 3] " in front in a run of several
+# processes), or the line a Python exception ends on.
+RANK_TAG = r"(?:\[rank (?P<rank>\d+)\] )?"
+OUTCOME = re.compile(rf"^{RANK_TAG}jingtiao: failed: (?P<why>.+)$")
 EXCEPTION = re.compile(r"^(?P<why>[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
+# What a rank says when its launcher ended it because another rank failed first.
+ENDED_BY_OTHERS = ("terminated by SIGTERM", "interrupted")
+EXCERPT_LINES = 20
 
 
-def failure_line(reason: str, log: str) -> str:
-    """A failure's reason with what the log's last lines say of it (the trainer's
-    "jingtiao: failed: <why>", else an exception's last line), in one line of at most
-    300 characters. A log that ends on anything else (a worker killed mid-step ends on
-    whatever it logged last) adds nothing."""
-    why = ""
-    for line in reversed([line.strip() for line in log.splitlines() if line.strip()][-5:]):
-        found = OUTCOME.match(line) or EXCEPTION.match(line)
-        if found:
-            why = found.group("why")
-            break
+def failure_detail(reason: str, log: str) -> tuple[str, str]:
+    """A failure's reason in one line of at most 300 characters, and the log lines that
+    show it (at most EXCERPT_LINES).
+
+    The reason gains what the log says of the failure: the trainer's "jingtiao: failed:
+    <why>" (with several ranks, the first that failed by itself: the ones their launcher
+    ended after it say so, and come later), else the last exception line of the log's
+    end. The excerpt ends on that line, so a launcher's report after it (torchrun's
+    summary of the failed ranks) does not push it out. A log that ends on anything else
+    (a worker killed mid-step ends on whatever it logged last) adds nothing."""
+    lines = log.splitlines()
+    outcomes = [
+        (index, found) for index, line in enumerate(lines) if (found := OUTCOME.match(line.strip()))
+    ]
+    chosen = next(
+        ((i, m) for i, m in outcomes if not m.group("why").startswith(ENDED_BY_OTHERS)),
+        outcomes[-1] if outcomes else None,
+    )
+    why, end = "", len(lines)
+    if chosen:
+        end, found = chosen[0] + 1, chosen[1]
+        rank = found.group("rank")
+        why = f"rank {rank}: {found.group('why')}" if rank else found.group("why")
+    else:
+        tail = [(i, line.strip()) for i, line in enumerate(lines) if line.strip()][-5:]
+        for index, line in reversed(tail):
+            if found := EXCEPTION.match(line):
+                end, why = index + 1, found.group("why")
+                break
     text = " ".join((f"{reason}: {why}" if why else reason).split())
-    return text if len(text) <= 300 else text[:299] + "…"
+    line = text if len(text) <= 300 else text[:299] + "…"
+    return line, "\n".join(lines[max(0, end - EXCERPT_LINES) : end])
 
 
 @dataclass(frozen=True)
@@ -121,6 +154,7 @@ class NodeInfo:
     device_count: int
     labels: dict[str, str] = field(default_factory=dict)
     driver_version: str = ""
+    device_model: str = ""  # from the device plugin's Model label, e.g. MLU370-X8
     pool: str = ""  # from the pool label, empty when none
     schedulable: bool = True
 
@@ -172,8 +206,9 @@ class Executor(abc.ABC):
         """The nodes jobs can run on, with their allocatable resources."""
 
     @abc.abstractmethod
-    def run_command(self, job_id: int) -> str:
-        """The command each worker runs, as shown on the job's page (F6)."""
+    def run_command(self, request: LaunchRequest) -> str:
+        """The command each node of the job runs, as shown on the job's page (F6); what
+        differs between nodes is written as the environment variable that holds it."""
 
     @abc.abstractmethod
     def managed_job_ids(self) -> set[int]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from django.conf import settings
 from kubernetes import client, config
 
 from finetune.storage import job_dir
-from scheduler.executors import logfiles, manifests, observing
+from scheduler.executors import commands, logfiles, manifests, observing
 from scheduler.executors.base import (
     ClusterEvent,
     Executor,
@@ -38,7 +39,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 LOG_PAGE_BYTES = 256 * 1024
 LOG_TAIL_LINES = 2000  # a tail's last lines, read from a live pod
-ARCHIVE_MARKER = "logs-archived.json"  # in the job's folder, once its logs are copied there
+ARCHIVE_MARKER = "logs-archived.json"
+CAMBRICON_PREFIX = "cambricon.com/"
+CAMBRICON_MLU = "cambricon.com/mlu"
+CAMBRICON_MODEL = re.compile(
+    r"cambricon\.com/mlu\d+[a-z0-9-]*"
+)  # in the job's folder, once its logs are copied there
 
 
 def api_client_from_settings() -> client.ApiClient:
@@ -103,8 +109,8 @@ class KubernetesExecutor(Executor):
         self.namespace = self.config.namespace
         self.timeout = settings.JINGTIAO_K8S_REQUEST_TIMEOUT
 
-    def run_command(self, job_id: int) -> str:
-        return manifests.RUN_COMMAND
+    def run_command(self, request: LaunchRequest) -> str:
+        return commands.shown(manifests.node_command(request))
 
     # --- reading -------------------------------------------------------------------------
     def _list(self, what: str, method: Callable[..., Any], **kwargs: Any) -> list[dict]:
@@ -443,14 +449,16 @@ class KubernetesExecutor(Executor):
             total = observing.quantity(allocatable.get(resource) or "0")
             return max(Decimal(0), total - foreign.get(resource, Decimal(0)))
 
-        device_type, device_count = "none", 0
-        for kind, resource in (
-            ("mlu", self.config.mlu_resource),
-            ("gpu", self.config.gpu_resource),
-        ):
-            if observing.quantity(allocatable.get(resource) or "0"):
-                device_type, device_count = kind, int(free(resource))
+        device_type, device_count, resource = "none", 0, ""
+        for kind, name in self._device_resources(allocatable):
+            if observing.quantity(allocatable.get(name) or "0"):
+                device_type, device_count, resource = kind, int(free(name)), name
                 break
+        # Cambricon's device plugin labels the model (Model=MLU370-X8); with its device
+        # types on, the resource names it too (cambricon.com/mlu370).
+        model = labels.get(settings.JINGTIAO_K8S_MODEL_LABEL, "")
+        if not model and resource.startswith(CAMBRICON_PREFIX) and resource != CAMBRICON_MLU:
+            model = resource.removeprefix(CAMBRICON_PREFIX).upper()
         return NodeInfo(
             name=metadata["name"],
             cpu_millis=int(free("cpu") * 1000),
@@ -459,9 +467,17 @@ class KubernetesExecutor(Executor):
             device_count=device_count,
             labels=labels,
             driver_version=labels.get(settings.JINGTIAO_K8S_DRIVER_LABEL, ""),
+            device_model=model,
             pool=labels.get(settings.JINGTIAO_K8S_POOL_LABEL, ""),
             schedulable=not (item.get("spec") or {}).get("unschedulable", False),
         )
+
+    def _device_resources(self, allocatable: dict) -> list[tuple[str, str]]:
+        """(device type, resource name) a node may offer its devices as: the configured
+        names, then any of Cambricon's per-model names (cambricon.com/mlu370)."""
+        found = [("mlu", self.config.mlu_resource), ("gpu", self.config.gpu_resource)]
+        found += [("mlu", name) for name in sorted(allocatable) if CAMBRICON_MODEL.fullmatch(name)]
+        return found
 
 
 def _streamed(response: Any) -> Iterator[bytes]:

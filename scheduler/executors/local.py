@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -46,7 +45,7 @@ from django.utils.translation import gettext as _
 
 from finetune.storage import job_dir, jobs_root
 from scheduler import failpoints
-from scheduler.executors import logfiles, processes
+from scheduler.executors import commands, logfiles, processes
 from scheduler.executors.base import (
     ClusterEvent,
     Executor,
@@ -56,12 +55,13 @@ from scheduler.executors.base import (
     NodeInfo,
     Phase,
     WorkloadState,
-    failure_line,
+    failure_detail,
 )
 
 logger = logging.getLogger(__name__)
-TAIL_BYTES = 4096
-TAIL_LINES = 20
+# A failed worker's log is read this far back for the line that says why (torchrun's
+# report of the failed ranks alone is some 2 KiB after it).
+TAIL_BYTES = 16 * 1024
 MIB = 1024 * 1024
 
 # The group receives SIGTERM on stop; the supervisor outlives it to record the
@@ -99,6 +99,7 @@ os.replace(exit_path + ".tmp", exit_path)
 sys.exit(0 if code == 0 else 1)
 """
 RECORD_SECONDS = 15  # how long a launch waits for a supervisor to write its record
+LOOPBACK = "127.0.0.1"
 
 
 def trainer_command(spec_path: Path) -> list[str]:
@@ -112,8 +113,18 @@ class LocalExecutor(Executor):
     def __init__(self) -> None:
         self.stop_grace = settings.JINGTIAO_STOP_GRACE_SECONDS
 
-    def run_command(self, job_id: int) -> str:
-        return shlex.join(trainer_command(job_dir(job_id) / "spec.json"))
+    def run_command(self, request: LaunchRequest) -> str:
+        trainer = trainer_command(job_dir(request.job_id) / "spec.json")
+        return commands.shown(
+            commands.node_command(
+                request.placement,
+                trainer,
+                python=sys.executable,
+                node_rank="$NODE_RANK",
+                master_addr=LOOPBACK,
+                master_port="$MASTER_PORT",
+            )
+        )
 
     # --- launch --------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> None:
@@ -137,12 +148,14 @@ class LocalExecutor(Executor):
             spec_path = folder / "spec.json"
             _write_private(spec_path, json.dumps(request.trainer_spec, ensure_ascii=False))
             master_port = _free_port()
+            first_device = {node.name: first for node, first in local_nodes()}
             failpoints.failpoint("launch.before_spawn")
             for rank in ranks:
                 if records[rank]:
                     continue  # this rank started in an attempt that then failed half-way
                 _exit_path(folder, rank).unlink(missing_ok=True)
-                self._spawn(request, folder, rank, spec_path, master_port, key)
+                env = _worker_env(request, rank, master_port, first_device)
+                self._spawn(request, folder, rank, spec_path, master_port, key, env)
 
     def _spawn(
         self,
@@ -152,8 +165,8 @@ class LocalExecutor(Executor):
         spec_path: Path,
         master_port: int,
         key: str,
+        env: dict[str, str],
     ) -> None:
-        env = {**os.environ, **_worker_env(request, rank, master_port)}
         record_path = _meta_path(folder, rank)
         command = [
             sys.executable,
@@ -161,8 +174,16 @@ class LocalExecutor(Executor):
             SUPERVISOR,
             str(record_path),
             str(_exit_path(folder, rank)),
+            key,
         ]
-        command += [key, *trainer_command(spec_path)]
+        command += commands.node_command(
+            request.placement,
+            trainer_command(spec_path),
+            python=sys.executable,
+            node_rank=str(rank),
+            master_addr=LOOPBACK,
+            master_port=str(master_port),
+        )
         try:
             with open(logfiles.log_path(folder, rank), "ab") as log:
                 process = subprocess.Popen(
@@ -171,7 +192,7 @@ class LocalExecutor(Executor):
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=folder,
-                    env=env,
+                    env={**os.environ, **env},
                     start_new_session=True,  # its own group: stop signals the whole tree
                     close_fds=True,
                 )
@@ -201,13 +222,15 @@ class LocalExecutor(Executor):
             return WorkloadState(job_id, Phase.MISSING)
         for worker in workers:
             if worker["phase"] == "failed":
-                tail = _tail(logfiles.log_path(folder, worker["rank"]))
+                line, excerpt = failure_detail(
+                    worker["reason"], _tail(logfiles.log_path(folder, worker["rank"]))
+                )
                 return WorkloadState(
                     job_id,
                     Phase.FAILED,
-                    failure_line(worker["reason"], tail),
+                    line,
                     worker["exit_code"],
-                    log_excerpt=tail,
+                    log_excerpt=excerpt,
                     workers=tuple(workers),
                 )
         if all(worker["phase"] == "succeeded" for worker in workers):
@@ -282,16 +305,32 @@ class LocalExecutor(Executor):
 
     # --- nodes ---------------------------------------------------------------------------
     def nodes(self) -> Sequence[NodeInfo]:
-        device_type, count = detect_devices()
-        return [
+        """This machine, or with JINGTIAO_LOCAL_NODES=n, n nodes that share out its CPUs,
+        memory and devices, so that multi-node launches run on one machine."""
+        return [node for node, _first_device in local_nodes()]
+
+
+def local_nodes() -> list[tuple[NodeInfo, int]]:
+    """Each node this machine presents, with the index of its first device."""
+    device_type, count = detect_devices()
+    parts = settings.JINGTIAO_LOCAL_NODES
+    base = settings.JINGTIAO_LOCAL_NODE_NAME or socket.gethostname()
+    cpu_millis = (os.cpu_count() or 1) * 1000 // parts
+    memory_mib = psutil.virtual_memory().total // MIB // parts
+    devices = count // parts
+    return [
+        (
             NodeInfo(
-                name=settings.JINGTIAO_LOCAL_NODE_NAME or socket.gethostname(),
-                cpu_millis=(os.cpu_count() or 1) * 1000,
-                memory_mib=psutil.virtual_memory().total // MIB,
-                device_type=device_type,
-                device_count=count,
-            )
-        ]
+                name=base if parts == 1 else f"{base}-{index}",
+                cpu_millis=cpu_millis,
+                memory_mib=memory_mib,
+                device_type=device_type if devices else "none",
+                device_count=devices,
+            ),
+            index * devices,
+        )
+        for index in range(parts)
+    ]
 
 
 def detect_devices() -> tuple[str, int]:
@@ -315,16 +354,19 @@ def _tool_count(command: list[str], pattern: str) -> int:
     return len(re.findall(pattern, result.stdout, flags=re.MULTILINE))
 
 
-def _worker_env(request: LaunchRequest, rank: int, master_port: int) -> dict[str, str]:
+def _worker_env(
+    request: LaunchRequest, rank: int, master_port: int, first_device: dict[str, int]
+) -> dict[str, str]:
+    """The environment of node `rank`'s process (torchrun adds each trainer's RANK,
+    LOCAL_RANK and WORLD_SIZE; a job of one process has none of them). `first_device`:
+    the index of each local node's first device (local_nodes)."""
     placement = request.placement
     env = {
-        "RANK": str(rank),
         "NODE_RANK": str(rank),
-        "LOCAL_RANK": "0",
-        "WORLD_SIZE": str(placement.node_count),
         "NNODES": str(placement.node_count),
-        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_ADDR": LOOPBACK,
         "MASTER_PORT": str(master_port),
+        "OMP_NUM_THREADS": str(commands.threads_per_process(placement)),
         "JINGTIAO_JOB_ID": str(request.job_id),
         "JINGTIAO_WORKER_ID": f"local-{request.job_id}-{rank}",
         "PYTHONUNBUFFERED": "1",
@@ -334,7 +376,9 @@ def _worker_env(request: LaunchRequest, rank: int, master_port: int) -> dict[str
             filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")])
         ),
     }
-    devices = ",".join(map(str, placement.device_ids.get(placement.nodes[rank], ())))
+    node = placement.nodes[rank]
+    first = first_device.get(node, 0)
+    devices = ",".join(str(first + index) for index in placement.device_ids.get(node, ()))
     # Only the devices the planner gave this job are visible; a CPU-only job sees none.
     # Cambricon's runtime reads CAMBRICON_VISIBLE_DEVICES (its device plugin sets the same
     # in a pod); MLU_VISIBLE_DEVICES is the older name some builds of torch_mlu still read.
@@ -483,7 +527,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _tail(path: Path) -> str:
-    """The last lines of a log, reading at most TAIL_BYTES from its end."""
+    """The end of a log, reading at most TAIL_BYTES from its end."""
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -494,7 +538,7 @@ def _tail(path: Path) -> str:
     lines = data.decode("utf-8", "replace").splitlines()
     if size > TAIL_BYTES:
         lines = lines[1:]  # the first line was cut by the seek
-    return "\n".join(lines[-TAIL_LINES:])
+    return "\n".join(lines)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler.executors import commands
 from scheduler.executors.base import LaunchRequest
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -27,8 +28,9 @@ TOKEN_ENV = "JINGTIAO_REPORT_TOKEN"
 
 # The ConfigMap holds the spec without the secret token; the token comes from
 # the Secret through the environment. This shim, run by the trainer image's
-# python, joins them into a private file and then becomes the trainer, so the
-# token never sits in a ConfigMap and the trainer still reads one spec file.
+# python, joins them into a private file and then becomes the node's command (its
+# arguments, with the pod's variables such as $NODE_RANK filled in), so the token
+# never sits in a ConfigMap and the trainer still reads one spec file.
 SPEC_SHIM = (
     "import json, os, sys\n"
     f"spec = json.load(open('{SPEC_MOUNT}/spec.json'))\n"
@@ -36,10 +38,13 @@ SPEC_SHIM = (
     f"fd = os.open('{RUN_DIR}/spec.json', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)\n"
     "with os.fdopen(fd, 'w') as handle:\n"
     "    json.dump(spec, handle)\n"
-    "os.execvp(sys.executable, [sys.executable, '-m', 'trainer', 'run', "
-    f"'--spec', '{RUN_DIR}/spec.json'])\n"
+    "command = [os.path.expandvars(word) for word in sys.argv[1:]]\n"
+    "os.execvp(command[0], command)\n"
 )
-RUN_COMMAND = f"python -m trainer run --spec {RUN_DIR}/spec.json"
+TRAINER = ["python", "-m", "trainer", "run", "--spec", f"{RUN_DIR}/spec.json"]
+# A failed rank writes why here (trainer/runner.py); the kubelet then makes it the
+# container's termination message instead of the log's last lines.
+TERMINATION_LOG = "/dev/termination-log"
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,9 @@ def device_resource(device_type: str, config: ManifestConfig) -> str | None:
 def _resources(request: LaunchRequest, config: ManifestConfig) -> dict[str, dict[str, str]]:
     placement = request.placement
     amounts = {"cpu": f"{placement.cpu_millis}m", "memory": f"{placement.memory_mib}Mi"}
-    resource = device_resource(placement.device_type, config)
+    # The spec's own name (cambricon.com/mlu370 with the plugin's device types on), else
+    # the type's default.
+    resource = placement.device_resource or device_resource(placement.device_type, config)
     if resource and placement.devices_per_node:
         amounts[resource] = str(placement.devices_per_node)
     # Requests equal limits: the planner counted exactly this much, so the pod
@@ -165,21 +172,39 @@ def _resources(request: LaunchRequest, config: ManifestConfig) -> dict[str, dict
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(request: LaunchRequest) -> list[dict[str, Any]]:
-    job_id, nodes = request.job_id, request.placement.node_count
+def master_address(job_id: int, nodes: int) -> str:
+    """Node 0, where the others meet: its pod's name under the headless Service."""
     name = workload_name(job_id)
-    master = f"{name}-0.{name}" if nodes > 1 else "127.0.0.1"
+    return f"{name}-0.{name}" if nodes > 1 else "127.0.0.1"
+
+
+def node_command(request: LaunchRequest) -> list[str]:
+    """What every pod runs after the shim: the trainer, or torchrun in front of it."""
+    placement = request.placement
+    return commands.node_command(
+        placement,
+        TRAINER,
+        python="python",
+        node_rank="$NODE_RANK",
+        master_addr=master_address(request.job_id, placement.node_count),
+        master_port=str(MASTER_PORT),
+    )
+
+
+def _env(request: LaunchRequest) -> list[dict[str, Any]]:
+    job_id, placement = request.job_id, request.placement
+    name = workload_name(job_id)
     index = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}
     return [
+        # torchrun gives each process its RANK, LOCAL_RANK and WORLD_SIZE.
         {"name": "NODE_RANK", "valueFrom": index},
-        {"name": "RANK", "valueFrom": index},
-        {"name": "LOCAL_RANK", "value": "0"},
-        {"name": "WORLD_SIZE", "value": str(nodes)},
-        {"name": "NNODES", "value": str(nodes)},
-        {"name": "MASTER_ADDR", "value": master},
+        {"name": "NNODES", "value": str(placement.node_count)},
+        {"name": "MASTER_ADDR", "value": master_address(job_id, placement.node_count)},
         {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
+        {"name": "OMP_NUM_THREADS", "value": str(commands.threads_per_process(placement))},
         {"name": "JINGTIAO_JOB_ID", "value": str(job_id)},
         {"name": "JINGTIAO_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "JINGTIAO_TERMINATION_LOG", "value": TERMINATION_LOG},
         {
             "name": TOKEN_ENV,
             "valueFrom": {"secretKeyRef": {"name": name, "key": "report-token"}},
@@ -226,12 +251,13 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
                 "name": CONTAINER,
                 "image": config.image,
                 "imagePullPolicy": config.image_pull_policy,
-                "command": ["python", "-c", SPEC_SHIM],
+                "command": ["python", "-c", SPEC_SHIM, *node_command(request)],
                 "env": _env(request),
                 "resources": _resources(request, config),
                 "ports": [{"name": "rendezvous", "containerPort": MASTER_PORT}],
                 # The last log lines become the termination message of a failed
                 # worker: the reason a job failed, in words, without a log call.
+                "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "securityContext": {
                     "allowPrivilegeEscalation": False,

@@ -14,7 +14,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from scheduler.executors import manifests
-from scheduler.executors.base import Phase, WorkloadState, failure_line
+from scheduler.executors.base import Phase, WorkloadState, failure_detail
 
 # The kubelet gives up retrying these; the pod will never start.
 IMAGE_ERRORS = {"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
@@ -206,7 +206,8 @@ def pod_failure(pod: dict) -> tuple[str, int | None, str] | None:
             "reason": status.get("reason") or "",
             "message": status.get("message") or "",
         }
-    return failure_line(text, message), code, message
+    line, excerpt = failure_detail(text, message)
+    return line, code, excerpt
 
 
 def _unschedulable_since(pod: dict) -> datetime | None:

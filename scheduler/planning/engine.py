@@ -78,7 +78,8 @@ class Engine:
         self.now = now
         self.pools = {p.name: p for p in pools}
         self.states = sorted((n for n in nodes if n.schedulable), key=lambda n: n.name)
-        self.demand_ids: dict[tuple[str, Demand], int] = {}
+        # (device type, model or None) and the amounts -> demand id
+        self.demand_ids: dict[tuple[tuple[str, str | None], Demand], int] = {}
         demands: list[Demand] = []
         min_hole: list[int] = []
         # per job: its duration in microseconds and its specs with their demand ids
@@ -87,7 +88,10 @@ class Engine:
             d = max(1, micros(job.duration))
             specs = []
             for spec in job.specs:
-                key = (spec.device_type, (spec.cpu_millis, spec.memory_bytes, spec.devices))
+                key = (
+                    (spec.device_type, (spec.device_model or "").casefold() or None),
+                    (spec.cpu_millis, spec.memory_bytes, spec.devices),
+                )
                 d_id = self.demand_ids.get(key)
                 if d_id is None:
                     d_id = self.demand_ids[key] = len(demands)
@@ -109,12 +113,17 @@ class Engine:
                 state.cpu_millis,
                 state.memory_bytes,
                 state.devices,
+                (state.device_model or "").casefold() or None,
             )
             group = groups.get(gkey)
             if group is None:
                 group = groups[gkey] = NodeGroup(*gkey)
-                for (dtype, demand), d_id in self.demand_ids.items():
-                    if dtype == group.device_type and group.holds(demand):
+                for ((dtype, model), demand), d_id in self.demand_ids.items():
+                    if (
+                        dtype == group.device_type
+                        and (model is None or model == group.device_model)
+                        and group.holds(demand)
+                    ):
                         group.tails[d_id] = []
                         group.holes[d_id] = HoleIndex(min_hole[d_id])
             node = NodeTimeline(len(self.timelines), state.name, group)

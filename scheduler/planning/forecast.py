@@ -24,6 +24,7 @@ from scheduler.planning.state import (
     QueuedJob,
     RunningJob,
     SpecRequest,
+    device_matches,
     queue_key,
 )
 from scheduler.planning.timeline import INF, NodeTimeline
@@ -96,7 +97,7 @@ def _earliest(
     holes: list[tuple[int, int, int]] = []
     for node in nodes:
         g = node.group
-        if g.device_type != spec.device_type or not g.holds(demand):
+        if not device_matches(spec, g.device_type, g.device_model) or not g.holds(demand):
             continue
         for p, q in node.fit_runs(demand, 0, INF):
             if q == INF:

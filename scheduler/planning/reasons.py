@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from scheduler.planning.state import NodeState, Pool, QueuedJob, SpecRequest
+from scheduler.planning.state import NodeState, Pool, QueuedJob, SpecRequest, device_matches
 
 GIB = 1 << 30
 
@@ -50,9 +50,10 @@ def _spec_reason(job: QueuedJob, spec: SpecRequest, nodes: list[NodeState]) -> t
     where = _where(job)
     if not nodes:
         return "no_nodes", f"no schedulable node {where}"
-    typed = [n for n in nodes if n.device_type == spec.device_type]
+    typed = [n for n in nodes if device_matches(spec, n.device_type, n.device_model)]
     if not typed:
-        return "no_device_type", f"no {spec.device_type} node {where}"
+        kind = f"{spec.device_type} {spec.device_model}" if spec.device_model else spec.device_type
+        return "no_device_type", f"no {kind} node {where}"
     roomy = [
         n
         for n in typed

@@ -23,6 +23,7 @@ class NodeState:
     memory_bytes: int
     devices: int
     schedulable: bool = True
+    device_model: str | None = None  # the device plugin's Model label, e.g. "MLU370-X8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,14 @@ class SpecRequest:
     memory_bytes: int
     device_type: str
     devices: int
+    device_model: str | None = None  # only nodes of this model (case aside) when set
+
+
+def device_matches(spec: SpecRequest, device_type: str, device_model: str | None) -> bool:
+    """Whether a node of this device type and model can hold the spec's devices."""
+    if spec.device_type != device_type:
+        return False
+    return not spec.device_model or (device_model or "").casefold() == spec.device_model.casefold()
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ class NodeGroup:
     __slots__ = (
         "cpu",
         "cut_by",
+        "device_model",
         "device_type",
         "devices",
         "driver_version",
@@ -89,8 +90,10 @@ class NodeGroup:
         cpu: int,
         memory: int,
         devices: int,
+        device_model: str | None = None,
     ) -> None:
         self.pool = pool
+        self.device_model = device_model
         self.driver_version = driver_version
         self.device_type = device_type
         self.cpu = cpu

@@ -104,6 +104,36 @@ def test_a_node_spec_has_devices_exactly_when_it_has_a_device_type():
         name="mlu-8", cpu_millis=64000, memory_mib=524288, device_type="mlu", device_count=8
     )
     assert spec.summary == "64 CPU · 512 GiB · 8 MLU"
+    spec.device_model, spec.device_memory_gib = "MLU370-X8", 48
+    assert spec.summary == "64 CPU · 512 GiB · 8 MLU370-X8 (48 GiB)"
+    assert spec.processes_per_node == 8 and spec.memory_per_process_gib == 48
+
+
+def test_a_node_specs_process_count_model_and_resource_name_are_checked():
+    from django.core.exceptions import ValidationError
+
+    def errors(**fields):
+        values = {"name": "s", "cpu_millis": 1000, "memory_mib": 4096, "device_type": "mlu"}
+        spec = NodeSpec(**{**values, "device_count": 1, **fields})
+        with pytest.raises(ValidationError) as caught:
+            spec.clean()
+        return caught.value.message_dict
+
+    assert "cpu_processes" in errors(cpu_processes=2)  # devices: one process each
+    assert "device_model" in errors(device_type="none", device_count=0, device_model="H100")
+    assert "device_resource" in errors(device_resource="mlu370")
+    NodeSpec(
+        name="ok",
+        cpu_millis=1,
+        memory_mib=1,
+        device_type="mlu",
+        device_count=1,
+        device_resource="cambricon.com/mlu370",
+    ).clean()
+    cpu = NodeSpec(
+        name="cpu", cpu_millis=2000, memory_mib=4096, device_type="none", cpu_processes=2
+    )
+    assert cpu.processes_per_node == 2 and cpu.memory_per_process_gib == 2
 
 
 def test_data_set_names_are_unique_within_a_project(project, other_project, alice):

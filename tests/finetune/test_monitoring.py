@@ -96,6 +96,9 @@ def test_resources_come_per_worker_with_network_as_a_rate(running):
     [
         ("local-12-3", "worker 3"),
         ("jingtiao-job-12-1-x7k2p", "worker 1"),
+        # one process per device: the node's worker and the process's local rank
+        ("local-12-1:3", "worker 1 · device 3"),
+        ("jingtiao-job-12-0-x7k2p:7", "worker 0 · device 7"),
         ("my-laptop", "my-laptop"),
     ],
 )

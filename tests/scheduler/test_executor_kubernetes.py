@@ -8,8 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from scheduler import inventory
 from scheduler.executors import get_executor, manifests
 from scheduler.executors.base import ExecutorError, LaunchRequest, Phase
+from scheduler.models import Node
 from tests.scheduler.conftest import NAMESPACE, placement
 
 JOBS = "batch/v1/jobs"
@@ -364,6 +366,26 @@ def test_nodes_report_allocatable_devices_driver_and_pool(kube, settings):
     assert (node.name, node.cpu_millis, node.memory_mib) == ("mlu-01", 63500, 257 * 1024)
     assert (node.device_type, node.device_count) == ("mlu", 8)
     assert (node.driver_version, node.pool, node.schedulable) == ("5.10.22", "train", False)
+
+
+@pytest.mark.django_db
+def test_nodes_carry_cambricons_model_label_and_per_model_resource(kube):
+    """Issue 13, item 6: the device plugin's DriverVersion and Model labels, and with its
+    device types on, a resource named after the model."""
+    labelled = {"DriverVersion": "5.10.29", "Model": "MLU370-X8"}
+    typed = {"cpu": "64", "memory": "256Gi", "cambricon.com/mlu370": "8"}
+    for name, labels in (("mlu-a", labelled), ("mlu-b", {})):
+        body = {"metadata": {"name": name, "labels": labels}, "status": {"allocatable": typed}}
+        kube.put("v1/nodes", name, body, namespace=None)
+
+    nodes = {node.name: node for node in get_executor().nodes()}
+
+    a, b = nodes["mlu-a"], nodes["mlu-b"]
+    assert (a.device_type, a.device_count, a.device_model) == ("mlu", 8, "MLU370-X8")
+    assert a.driver_version == "5.10.29"
+    assert (b.device_type, b.device_count, b.device_model) == ("mlu", 8, "MLU370")
+    inventory.sync_nodes(list(nodes.values()))
+    assert Node.objects.get(name="mlu-a").device_model == "MLU370-X8"
 
 
 def test_node_sync_counts_what_other_tenants_pods_hold_on_each_node(kube):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from finetune.models import JobEvent, JobStatus
 from finetune.storage import job_dir, resolve
-from scheduler.executors.base import Phase
+from scheduler.executors.base import LaunchRequest, Phase
 from scheduler.executors.local import LocalExecutor, detect_devices
 from scheduler.launching import launch_job
 from scheduler.tasks import observe_running_jobs
@@ -243,9 +244,45 @@ def test_events_say_when_workers_started_and_how_they_ended(fake_trainer, runnin
 
 
 def test_the_run_command_is_the_trainer_on_the_job_spec(local_backend):
-    command = LocalExecutor().run_command(7)
+    def command(**fields):
+        request = LaunchRequest(7, placement(**fields), {}, "token")
+        return LocalExecutor().run_command(request)
 
-    assert command.endswith(f"-m trainer run --spec {job_dir(7) / 'spec.json'}")
+    # one process: the trainer itself
+    assert command(devices_per_node=1).endswith(f"-m trainer run --spec {job_dir(7) / 'spec.json'}")
+    assert "torch.distributed.run" not in command(devices_per_node=1)
+    # two nodes of two processes: torchrun on each, node rank and port from its environment
+    two = command(nodes=("a", "b"), processes_per_node=2)
+    assert "-m torch.distributed.run --nnodes=2 --node-rank=$NODE_RANK --nproc-per-node=2" in two
+    assert "--master-addr=127.0.0.1 --master-port=$MASTER_PORT" in two
+    assert two.endswith(
+        f"--no-python {sys.executable} -m trainer run --spec {job_dir(7)}/spec.json"
+    )
+
+
+def test_this_machine_can_be_presented_as_several_nodes(local_backend, settings, monkeypatch):
+    """JINGTIAO_LOCAL_NODES=2: two nodes sharing out the CPUs, memory and devices, each
+    rank seeing the devices of its own half of the machine."""
+    from scheduler.executors import local
+
+    settings.JINGTIAO_LOCAL_NODE_NAME = "box"
+    settings.JINGTIAO_LOCAL_NODES = 2
+    monkeypatch.setattr(local, "detect_devices", lambda: ("gpu", 8))
+
+    nodes = LocalExecutor().nodes()
+
+    assert [node.name for node in nodes] == ["box-0", "box-1"]
+    assert {node.cpu_millis for node in nodes} == {os.cpu_count() * 1000 // 2}
+    assert {(node.device_type, node.device_count) for node in nodes} == {("gpu", 4)}
+    ids = {"box-0": (1, 2), "box-1": (0, 3)}
+    two = LaunchRequest(
+        7, placement(("box-0", "box-1"), device_type="gpu", device_ids=ids), {}, "token"
+    )
+    first = {node.name: first for node, first in local.local_nodes()}
+    assert first == {"box-0": 0, "box-1": 4}
+    assert local._worker_env(two, 0, 29500, first)["CUDA_VISIBLE_DEVICES"] == "1,2"
+    assert local._worker_env(two, 1, 29500, first)["CUDA_VISIBLE_DEVICES"] == "4,7"
+    assert local._worker_env(two, 1, 29500, first)["NODE_RANK"] == "1"
 
 
 def test_the_one_node_is_this_machine(local_backend, settings):
@@ -477,7 +514,10 @@ def test_a_failure_reason_is_one_line_whatever_the_log(client, running_job, fake
     wide. The status says what failed in one line; the log's last lines are folded."""
     from django.urls import reverse
 
-    from scheduler.executors.base import failure_line
+    from scheduler.executors.base import failure_detail
+
+    def failure_line(reason, log):
+        return failure_detail(reason, log)[0]
 
     traceback = "\n".join(["Traceback (most recent call last):", *(["  x" * 400] * 30)])
     line = failure_line("worker 0 exited with code 1", traceback + "\njingtiao: failed: boom")
@@ -489,6 +529,17 @@ def test_a_failure_reason_is_one_line_whatever_the_log(client, running_job, fake
     assert failure_line("worker 0 was killed by signal SIGKILL", killed) == (
         "worker 0 was killed by signal SIGKILL"
     )
+    # several ranks on a node: the one that failed by itself, not the ones torchrun ended
+    # after it, and not torchrun's report of them that follows
+    torchrun = [
+        "[rank 1] jingtiao: failed: ValueError: bad row",
+        "[rank 0] jingtiao: failed: terminated by SIGTERM",
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+        *(["  exitcode  : 1 (pid: 5565)"] * 30),
+    ]
+    line, excerpt = failure_detail("worker 0 exited with code 1", "\n".join(torchrun))
+    assert line == "worker 0 exited with code 1: rank 1: ValueError: bad row"
+    assert excerpt == "[rank 1] jingtiao: failed: ValueError: bad row"
 
     job = running_job(parameters={"behaviour": "fail"})
     launch_job(job, placement(device_type="none", devices_per_node=0))

@@ -13,6 +13,7 @@ import yaml
 
 from scheduler.executors import manifests
 from scheduler.executors.base import LaunchRequest
+from scheduler.executors.kubernetes import KubernetesExecutor
 from tests.scheduler.conftest import placement
 
 KUBERNETES_VERSION = "1.33.0"
@@ -28,17 +29,28 @@ CONFIG = manifests.ManifestConfig(
 
 
 def launch_request(
-    nodes: tuple[str, ...], device_type: str = "mlu", taint: str = ""
+    nodes: tuple[str, ...], device_type: str = "mlu", taint: str = "", **fields
 ) -> LaunchRequest:
+    devices = 0 if device_type == "none" else 4
+    values = {"device_type": device_type, "devices_per_node": devices, "processes_per_node": 1}
     return LaunchRequest(
         job_id=42,
-        placement=placement(
-            nodes=nodes, device_type=device_type, devices_per_node=0 if device_type == "none" else 4
-        ),
+        placement=placement(nodes=nodes, **{**values, **fields}),
         trainer_spec={"job_id": 42, "report": {"url": "http://web/report", "token": "t"}},
         report_token="t",
         pool_taint=taint,
     )
+
+
+# Two nodes of eight MLU370 each, the resource named as Cambricon's plugin names it with
+# its device types on.
+EIGHT_MLU_TWICE = launch_request(
+    ("mlu-a", "mlu-b"),
+    devices_per_node=8,
+    processes_per_node=8,
+    cpu_millis=64_000,
+    device_resource="cambricon.com/mlu370",
+)
 
 
 def backend_manifests() -> list[dict]:
@@ -47,6 +59,7 @@ def backend_manifests() -> list[dict]:
         launch_request(("a",)),
         launch_request(("a", "b", "c"), "gpu", "dedicated=team-a:NoSchedule"),
         launch_request(("a",), "none", "cpu-only:NoExecute"),
+        EIGHT_MLU_TWICE,
     ):
         owner = manifests.owner_reference("jingtiao-job-42", "0b7e6a4c-1111-2222-3333-444455556666")
         found += [
@@ -121,6 +134,49 @@ def test_each_rank_of_a_gang_gets_a_node_of_its_own():
     assert "podAntiAffinity" not in one["affinity"]  # one rank: nothing to keep apart
 
 
+def test_two_nodes_of_eight_mlu_run_eight_processes_each_under_torchrun():
+    """Issue 13, item 1: one process per device, 2 x 8 = 16 ranks, on the spec's resource."""
+    job = manifests.job(EIGHT_MLU_TWICE, CONFIG, "k")
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    command = container["command"]
+
+    assert command[:3] == ["python", "-c", manifests.SPEC_SHIM]
+    assert command[3:] == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--node-rank=$NODE_RANK",  # the shim fills in the pod's completion index
+        "--nproc-per-node=8",
+        "--master-addr=jingtiao-job-42-0.jingtiao-job-42",
+        "--master-port=29500",
+        "--max-restarts=0",
+        "--no-python",
+        *manifests.TRAINER,
+    ]
+    resources = container["resources"]
+    assert resources["requests"]["cambricon.com/mlu370"] == "8"
+    assert resources["limits"]["cambricon.com/mlu370"] == "8"
+    assert "cambricon.com/mlu" not in resources["requests"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OMP_NUM_THREADS"] == "8"  # 64 CPUs shared by 8 processes
+    assert "WORLD_SIZE" not in env and "LOCAL_RANK" not in env  # torchrun's to give
+    assert pod["subdomain"] == "jingtiao-job-42"
+    assert "podAntiAffinity" in pod["affinity"]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+    # the run command shown on the job's page is this one
+    shown = KubernetesExecutor.run_command(None, EIGHT_MLU_TWICE)
+    assert shown == " ".join(command[3:])
+
+
+def test_a_job_of_one_process_runs_the_trainer_itself():
+    [container] = manifests.job(launch_request(("a",), devices_per_node=1), CONFIG, "k")["spec"][
+        "template"
+    ]["spec"]["containers"]
+    assert container["command"][3:] == manifests.TRAINER
+
+
 def test_the_node_rank_comes_from_the_completion_index():
     job = manifests.job(launch_request(("a", "b")), CONFIG, "k")
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -170,9 +226,10 @@ def test_the_spec_shim_puts_the_token_into_a_private_spec_and_runs_the_trainer(t
     (tmp_path / "in" / "spec.json").write_text('{"job_id": 1, "report": {"url": "u"}}')
     # Stop before exec: the trainer itself is not what this test is about.
     shim = shim.replace("os.execvp(", "print(")
+    two_nodes = LaunchRequest(42, placement(("n1", "n2"), processes_per_node=8), {}, "t")
     result = subprocess.run(
-        [sys.executable, "-c", shim],
-        env={manifests.TOKEN_ENV: "tok"},
+        [sys.executable, "-c", shim, *manifests.node_command(two_nodes)],
+        env={manifests.TOKEN_ENV: "tok", "NODE_RANK": "1"},
         capture_output=True,
         text=True,
         check=True,
@@ -181,4 +238,6 @@ def test_the_spec_shim_puts_the_token_into_a_private_spec_and_runs_the_trainer(t
     written = tmp_path / "run" / "spec.json"
     assert yaml.safe_load(written.read_text())["report"] == {"url": "u", "token": "tok"}
     assert oct(written.stat().st_mode & 0o777) == "0o600"
-    assert "'trainer', 'run', '--spec'" in result.stdout
+    # the pod's own node rank filled in, then torchrun in front of the trainer
+    assert "'--node-rank=1', '--nproc-per-node=8'" in result.stdout
+    assert "'--no-python', 'python', '-m', 'trainer', 'run', '--spec'" in result.stdout

@@ -222,6 +222,27 @@ def test_a_job_with_a_driver_version_uses_only_matching_nodes() -> None:
     assert result[2].nodes == ("new",) and result[2].start == NOW + hours(1)
 
 
+def test_a_spec_with_a_device_model_uses_only_nodes_of_that_model() -> None:
+    """Issue 13, item 6: a spec names its device model (MLU370-X8); nodes carry it in
+    the device plugin's Model label. Case aside; a spec without a model takes any."""
+    from dataclasses import replace
+
+    nodes = [
+        replace(node("x8"), device_model="MLU370-X8"),
+        replace(node("590"), device_model="MLU590"),
+    ]
+    x8 = replace(spec(1, 8), device_model="mlu370-x8")
+    result = plan(nodes, [], [], [job(1, x8), job(2, x8), job(3, spec(2, 8))], NOW)
+    assert result[1].nodes == ("x8",)
+    assert result[2].nodes == ("x8",) and result[2].start == NOW + hours(1)
+    assert result[3].nodes == ("590",) and result[3].start == NOW
+    none = plan(nodes, [], [], [job(1, replace(spec(1, 8), device_model="MLU290"))], NOW)
+    assert none[1].start is None
+    assert none[1].reason == "no_device_type: no mlu MLU290 node in the shared pools"
+    forecast = predict(nodes, [], [], [], job(4, x8), NOW)
+    assert forecast.nodes == ("x8",)
+
+
 def test_unschedulable_nodes_are_never_used() -> None:
     nodes = [node("gone", schedulable=False), node("here")]
     result = plan(nodes, [], [], [job(1, WHOLE), job(2, WHOLE)], NOW)

@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from trainer import memory, sharding
 from trainer.context import RunContext, TrainResult
 from trainer.datavalidation import FORMATS, data_files, detect_format, read_rows
 from trainer.devices import supports_bf16
@@ -134,7 +135,9 @@ def training_kwargs(
         "save_strategy": strategy if has_validation else "no",
         "save_steps": p["eval_steps"],
         "save_total_limit": 1,
-        "save_only_model": True,
+        # A sharded run keeps its optimiser state with each checkpoint: transformers loads
+        # the best one back only from a whole checkpoint then.
+        "save_only_model": not sharded(ctx),
         "load_best_model_at_end": has_validation,
         "metric_for_best_model": f"eval_{VALIDATION}_{metric}" if has_validation else None,
         "greater_is_better": greater_is_better if has_validation else None,
@@ -147,15 +150,68 @@ def training_kwargs(
     }
     if ctx.dist.is_distributed:
         kwargs["ddp_backend"] = ctx.device.backend
-    if _wrapped_in_ddp(ctx):
+    if _wrapped_in_ddp(ctx) and not sharded(ctx):
         # Every trained parameter takes part in every step: no search for unused ones.
         kwargs["ddp_find_unused_parameters"] = False
+    kwargs.update(
+        sharding.training_arguments(
+            sharding_of(ctx),
+            world_size=ctx.dist.world_size,
+            device_kind=ctx.device.kind,
+            backend=ctx.device.backend,
+            folder=ctx.checkpoints,
+            base_model=ctx.spec.base_model,
+            checkpointing=p["gradient_checkpointing"],
+            is_main=ctx.dist.is_main,
+        )
+    )
     return kwargs
+
+
+def sharding_of(ctx: RunContext) -> str:
+    """The job's sharding, `auto` decided by the memory estimate; one process: ddp."""
+    chosen = ctx.params.get("sharding", "ddp")
+    if ctx.dist.world_size == 1:
+        return "ddp"
+    if chosen == "auto":
+        if ctx.resolved_sharding is None:
+            ctx.resolved_sharding = _auto_sharding(ctx)
+            log.info("sharding auto: %s", ctx.resolved_sharding)
+        return ctx.resolved_sharding
+    return chosen
+
+
+def workload(ctx: RunContext) -> memory.Workload:
+    """What this run asks of each device, for the memory estimate; ShapeError where the
+    base model is not a language model the estimate knows."""
+    return memory.workload(
+        ctx.spec,
+        world_size=ctx.dist.world_size,
+        processes_per_node=int(os.environ.get("LOCAL_WORLD_SIZE") or 1),
+        device_kind=ctx.device.kind,
+    )
+
+
+def _auto_sharding(ctx: RunContext) -> str:
+    try:
+        work = workload(ctx)
+    except memory.ShapeError as exc:
+        log.info("sharding auto: no memory estimate (%s), so ddp", exc)
+        return "ddp"
+    return memory.choose_sharding(
+        work,
+        capacity=memory.device_capacity(ctx.device.kind, ctx.dist),
+        available=sharding.available(ctx.device.kind),
+    )
+
+
+def sharded(ctx: RunContext) -> bool:
+    return sharding_of(ctx) != "ddp"
 
 
 def _wrapped_in_ddp(ctx: RunContext) -> bool:
     """transformers wraps the model in DDP whenever a launcher set LOCAL_RANK, even for
-    one process (the executors always launch that way)."""
+    one process (torchrun does; the executors start a job of one process without it)."""
     return ctx.dist.is_distributed or "LOCAL_RANK" in os.environ
 
 
@@ -176,10 +232,32 @@ class ReportingCallback(TrainerCallback):
             )
 
 
+class PeakMemoryCallback(TrainerCallback):
+    """This process's memory peak over the training loop, the model loaded and sharded:
+    what the memory estimate predicts (loading and saving happen on the host)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        memory.reset_peak(self.ctx.device.kind, self.ctx.dist.local_rank)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # Every rank says it got through its first step (only rank 0 logs the others):
+        # a rank that hangs in its first collective shows as the one missing.
+        if state.global_step == 1 and self.ctx.dist.is_distributed:
+            log.info("first step done on rank %d of %d", self.ctx.dist.rank, args.world_size)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.ctx.training_peak = memory.measured_peak(
+            self.ctx.device.kind, self.ctx.dist.local_rank
+        )
+
+
 def callbacks(ctx: RunContext, tracker: ProgressTracker, evals: dict[str, Any]) -> list[Any]:
     from transformers import EarlyStoppingCallback
 
-    result: list[Any] = [ReportingCallback(tracker)]
+    result: list[Any] = [ReportingCallback(tracker), PeakMemoryCallback(ctx)]
     patience = ctx.params.get("early_stopping_patience", 0)
     if patience and VALIDATION in evals:
         result.append(EarlyStoppingCallback(early_stopping_patience=patience))
@@ -254,9 +332,9 @@ def train_and_save(
     final: dict[str, Any] = {}
     if trainer.eval_dataset:
         final = trainer.evaluate()
-    artifacts: dict[str, str] = {}
-    if ctx.dist.is_main:
-        artifacts = save_model(ctx, trainer, tokenizer, adapter=adapter, merge=merge)
+    # Every rank takes part in saving a sharded model (the weights are gathered to rank 0,
+    # which alone writes); the other ranks' artifacts are not published.
+    artifacts = save_model(ctx, trainer, tokenizer, adapter=adapter, merge=merge)
     return TrainResult(
         artifacts=artifacts,
         metrics=summarize(trainer, outcome, final),
@@ -269,15 +347,29 @@ def save_model(
 ) -> dict[str, str]:
     role = "adapter" if adapter else "model"
     target = ctx.staging / role
-    trainer.save_model(str(target))
+    if sharded(ctx) or ctx.dist.is_main:
+        trainer.save_model(str(target))
+    if not ctx.dist.is_main:
+        return {}
     tokenizer.save_pretrained(str(target))
     artifacts = {role: role, "tokenizer": role}
     if adapter and merge:
-        merged = trainer.model.merge_and_unload()
+        merged = _merged(ctx, trainer, target)
         merged.save_pretrained(str(ctx.staging / "merged"))
         tokenizer.save_pretrained(str(ctx.staging / "merged"))
         artifacts["merged"] = "merged"
     return artifacts
+
+
+def _merged(ctx: RunContext, trainer: Any, adapter: Path) -> Any:
+    """The base model with the adapter folded in. A sharded run holds only its shard of
+    the base weights, so the merge starts from the saved adapter on the host instead."""
+    if not sharded(ctx):
+        return trainer.model.merge_and_unload()
+    from peft import PeftModel
+
+    base = load_causal_lm(ctx)
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
 def summarize(trainer: Any, outcome: Any, final: dict[str, Any]) -> dict[str, Any]:

@@ -45,12 +45,28 @@ USERS = [
 ]
 
 SPECS = [
-    # name, CPU millicores, memory MiB, device type, devices
-    ("cpu-2c4g", 2000, 4096, DeviceType.NONE, 0),
-    ("cpu-1c2g", 1000, 2048, DeviceType.NONE, 0),
-    ("mlu370-x1", 16000, 65536, DeviceType.MLU, 1),
-    ("mlu370-x4", 64000, 262144, DeviceType.MLU, 4),
-    ("gpu-x1", 16000, 65536, DeviceType.GPU, 1),
+    # name, CPU millicores, memory MiB, device type, devices, and its extras
+    ("cpu-2c4g", 2000, 4096, DeviceType.NONE, 0, {}),
+    ("cpu-1c2g", 1000, 2048, DeviceType.NONE, 0, {}),
+    # two training processes on the CPUs: a distributed run on one machine
+    ("cpu-2c4g-2p", 2000, 4096, DeviceType.NONE, 0, {"cpu_processes": 2}),
+    (
+        "mlu370-x1",
+        16000,
+        65536,
+        DeviceType.MLU,
+        1,
+        {"device_model": "MLU370-X8", "device_memory_gib": 48},
+    ),
+    (
+        "mlu370-x8",
+        128000,
+        524288,
+        DeviceType.MLU,
+        8,
+        {"device_model": "MLU370-X8", "device_memory_gib": 48},
+    ),
+    ("gpu-x1", 16000, 65536, DeviceType.GPU, 1, {"device_memory_gib": 80}),
 ]
 
 # (data set name, scenario, sample kind, rows, seed)
@@ -139,7 +155,7 @@ class Command(BaseCommand):
         return users
 
     def _specs(self) -> None:
-        for order, (name, cpu, memory, device_type, devices) in enumerate(SPECS):
+        for order, (name, cpu, memory, device_type, devices, extras) in enumerate(SPECS):
             NodeSpec.objects.get_or_create(
                 name=name,
                 defaults={
@@ -148,6 +164,7 @@ class Command(BaseCommand):
                     "device_type": device_type,
                     "device_count": devices,
                     "sort_order": order,
+                    **extras,
                 },
             )
 
