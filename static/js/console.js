@@ -22,3 +22,73 @@ document.addEventListener("htmx:confirm", (event) => {
     event.preventDefault();
   }
 });
+
+// The create form's cascading selects re-render its fields (task type -> scenario ->
+// algorithm, the data and save-model choices). What the user types or picks while
+// that refresh is in flight must not be lost: the values each refresh sent are
+// recorded, and when its answer lands, every field the user changed since keeps the
+// user's value in the new fields, wherever the field is still there. A cascading
+// select changed meanwhile sends a refresh of its own (hx-sync replace), so those
+// are left to it.
+const FORM_FIELDS = "job-form-fields";
+const sentValues = new WeakMap();
+const typedValues = new WeakMap();
+
+function fieldValues(container) {
+  const values = {};
+  for (const element of container.querySelectorAll("input[name], select[name], textarea[name]")) {
+    if (element.type === "hidden" || element.hasAttribute("data-cascade")) continue;
+    const list = (values[element.name] ||= []);
+    if (element.type === "checkbox" || element.type === "radio") {
+      if (element.checked) list.push(element.value);
+    } else if (element.multiple) {
+      for (const option of element.selectedOptions) list.push(option.value);
+    } else {
+      list.push(element.value);
+    }
+  }
+  return values;
+}
+
+function setValues(container, name, values) {
+  // Several fields may share a name (the node specs' ordered selects): the n-th
+  // gets the n-th value.
+  let index = 0;
+  for (const element of container.querySelectorAll(`[name="${CSS.escape(name)}"]`)) {
+    if (element.type === "checkbox" || element.type === "radio") {
+      element.checked = values.includes(element.value);
+    } else if (element.multiple) {
+      for (const option of element.options) option.selected = values.includes(option.value);
+    } else {
+      element.value = index < values.length ? values[index] : "";
+      index += 1;
+    }
+  }
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const target = event.detail.target;
+  if (target && target.id === FORM_FIELDS) sentValues.set(event.detail.xhr, fieldValues(target));
+});
+
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  const sent = sentValues.get(event.detail.xhr);
+  if (!target || target.id !== FORM_FIELDS || !sent) return;
+  const now = fieldValues(target);
+  const typed = {};
+  for (const [name, values] of Object.entries(now)) {
+    if (JSON.stringify(values) !== JSON.stringify(sent[name] || [])) typed[name] = values;
+  }
+  typedValues.set(event.detail.xhr, typed);
+});
+
+document.addEventListener("htmx:afterSwap", (event) => {
+  const typed = typedValues.get(event.detail.xhr);
+  const fields = document.getElementById(FORM_FIELDS);
+  if (!typed || !fields || !Object.keys(typed).length) return;
+  for (const [name, values] of Object.entries(typed)) setValues(fields, name, values);
+  // The queue prediction follows the form's changes: tell it about the kept values.
+  const first = fields.querySelector(`[name="${CSS.escape(Object.keys(typed)[0])}"]`);
+  if (first) first.dispatchEvent(new Event("change", { bubbles: true }));
+});

@@ -9,8 +9,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from finetune.models import Job, JobStatus
-from scheduler.models import ResourcePool
+from finetune.models import Dataset, Job, JobStatus
+from scheduler.models import NodeSpec, ResourcePool
 from tests import factories
 from tests.e2e.conftest import log_in
 from tests.finetune import pages_support as support
@@ -175,3 +175,58 @@ def test_bad_inputs_show_their_messages_in_the_page(page, prepared, project, ali
         "Node names cannot be combined with a dedicated resource pool"
     )
     assert not Job.objects.exists()
+
+
+def test_what_is_typed_while_the_choices_refresh_is_kept(page, prepared, project, alice):
+    """Issue 19, item 1: a data set chosen re-renders the form's fields; what the user
+    typed meanwhile (name, steps, duration, node spec) survives the refresh's answer."""
+    support.good_dataset(project, alice, name="chat-2")
+    factories.node_spec("mlu-4", devices=4)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    page.goto("/jobs/new/")
+    page.select_option("#id_scenario", label="LLM fine-tuning")
+    expect(page.locator("#id_train_dataset")).to_contain_text("chat-2")
+    page.wait_for_load_state("networkidle")
+
+    held = []
+
+    def hold_refreshes(route):
+        body = route.request.post_data or ""
+        if "_refresh=1" in body:
+            held.append(route)  # answered once the user has typed
+        else:
+            route.continue_()
+
+    page.locator("#id_name").evaluate("e => { e.dataset.old = '1'; }")  # gone once swapped
+    page.route("**/jobs/new/", hold_refreshes)
+    page.select_option("#id_train_dataset", label="chat-2")
+    page.fill("#id_name", "typed-while-refreshing")
+    page.fill("input[name='param-max_steps']", "37")
+    page.select_option("#id_duration_preset", "48")
+    second = str(NodeSpec.objects.get(name="mlu-4").pk)
+    page.locator("select[name=node_specs]").first.select_option(second)
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the refresh was never sent"
+    with page.expect_response(lambda r: "_refresh=1" in (r.request.post_data or "")):
+        held[0].continue_()
+    page.unroute("**/jobs/new/")
+    page.wait_for_load_state("networkidle")
+    # the fields were replaced: the refresh's answer landed
+    page.wait_for_function("() => !document.querySelector('#id_name').dataset.old")
+
+    expect(page.locator("#id_train_dataset")).to_have_value(
+        str(Dataset.objects.get(name="chat-2").pk)
+    )
+    expect(page.locator("#id_name")).to_have_value("typed-while-refreshing")
+    expect(page.locator("input[name='param-max_steps']")).to_have_value("37")
+    expect(page.locator("#id_duration_preset")).to_have_value("48")
+    expect(page.locator("select[name=node_specs]").first).to_have_value(second)
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+    job = Job.objects.get(name="typed-while-refreshing")
+    assert job.parameters["max_steps"] == 37 and job.duration.total_seconds() == 48 * 3600
+    assert job.ordered_node_specs()[0].name == "mlu-4"
