@@ -26,13 +26,20 @@ SORTS = {
 DEFAULT_SORT = "-created"
 
 
+class SpecChoiceField(forms.ModelChoiceField):
+    """A spec by its name: its resources would make the search bar wider than the page."""
+
+    def label_from_instance(self, obj: NodeSpec) -> str:
+        return obj.name
+
+
 class JobFilterForm(forms.Form):
     q = forms.CharField(label=_("Search"), required=False, max_length=128)
     status = forms.ChoiceField(
         label=_("Status"), required=False, choices=[("", _("All statuses")), *JobStatus.choices]
     )
     creator = forms.CharField(label=_("Creator"), required=False, max_length=150)
-    spec = forms.ModelChoiceField(
+    spec = SpecChoiceField(
         label=_("Node spec"),
         required=False,
         queryset=NodeSpec.objects.all(),

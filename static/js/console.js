@@ -92,3 +92,17 @@ document.addEventListener("htmx:afterSwap", (event) => {
   const first = fields.querySelector(`[name="${CSS.escape(Object.keys(typed)[0])}"]`);
   if (first) first.dispatchEvent(new Event("change", { bubbles: true }));
 });
+
+// An open operations menu closes when another opens, on a click elsewhere and on
+// Escape, so it never stays over the next row's button.
+function closeMenus(except) {
+  for (const menu of document.querySelectorAll("details.dropdown[open]")) {
+    if (menu !== except) menu.removeAttribute("open");
+  }
+}
+document.addEventListener("click", (event) => {
+  closeMenus(event.target.closest("details.dropdown"));
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closeMenus(null);
+});

@@ -230,3 +230,29 @@ def test_what_is_typed_while_the_choices_refresh_is_kept(page, prepared, project
     job = Job.objects.get(name="typed-while-refreshing")
     assert job.parameters["max_steps"] == 37 and job.duration.total_seconds() == 48 * 3600
     assert job.ordered_node_specs()[0].name == "mlu-4"
+
+
+def test_the_list_fits_1280_px_and_one_operations_menu_is_open_at_a_time(
+    page, prepared, project, alice
+):
+    """Issue 19, item 5: at 1280 px the list was 1,794 px wide, and an open 操作 menu
+    stayed open over the next row's button."""
+    long_names = ["a-rather-long-job-name-for-the-list", "second-job-with-a-long-name"]
+    for name in long_names:
+        factories.job(project, alice, name=name)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    menus = page.get_by_test_id("job-table").get_by_test_id("operations")
+    expect(menus).to_have_count(2)
+    menus.nth(0).locator("summary").click()
+    expect(menus.nth(0)).to_have_attribute("open", "")
+    menus.nth(1).locator("summary").click()
+    expect(menus.nth(1)).to_have_attribute("open", "")
+    expect(menus.nth(0)).not_to_have_attribute("open", "")
+    page.locator("h1").click()
+    expect(menus.nth(1)).not_to_have_attribute("open", "")
