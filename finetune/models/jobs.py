@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Access, Project
 from finetune.models.catalog import Algorithm, PretrainedModel, Scenario
@@ -205,7 +206,7 @@ class JobEvent(models.Model):
         CLUSTER = "cluster", _("Cluster")
 
     class Kind(models.TextChoices):
-        CREATED = "created", _("Created")
+        CREATED = "created", pgettext_lazy("job event", "Created")
         STATUS = "status", _("Status changed")
         DURATION = "duration", _("Duration changed")
         PRIORITY = "priority", _("Priority changed")

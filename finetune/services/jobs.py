@@ -267,7 +267,7 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
             message=(
                 _("Cloned from job %(id)s") % {"id": draft.cloned_from.pk}
                 if draft.cloned_from
-                else _("Created")
+                else _("Job created")
             ),
         )
         _notify(job.pk, "created")

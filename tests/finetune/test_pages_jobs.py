@@ -246,3 +246,19 @@ def test_the_detail_page_shows_specs_events_and_its_tabs(client, project, alice)
     monitoring = client.get(url, {"tab": "monitoring"}).content.decode()
     assert 'data-chart="loss"' in monitoring and 'id="monitor-config"' in monitoring
     assert "vendor/uPlot.iife.min.js" in monitoring and "vendor/uPlot" not in page
+
+
+def test_the_creation_event_is_not_called_a_creation_time_in_chinese(client, alice, ready):
+    """Issue 19, item 10: the event and the list's column shared one msgid, so the
+    creation event read 创建时间 / 创建时间."""
+    from django.utils import translation
+
+    client.force_login(alice)
+    client.post(reverse(CREATE), support.job_post(*ready))
+    job = Job.objects.get()
+    client.cookies["django_language"] = "zh-hans"
+    with translation.override("zh-hans"):
+        page = client.get(reverse("finetune:job_detail", args=[job.pk])).content.decode()
+        assert str(JobEvent.Kind.CREATED.label) == "创建"
+    assert "<td>创建</td>" in page or ">创建<" in page
+    assert JobEvent.objects.get(job=job).message == "Job created"
