@@ -28,6 +28,25 @@
     }
     return `${value.toFixed(value >= 100 || unit === 0 ? 0 : 1)} ${units[unit]}`;
   }
+  // Byte ticks with as many decimals as it takes to tell them apart ("576.2 MiB" and
+  // "576.4 MiB", never "576 MiB" twice).
+  function byteTicks(ticks) {
+    for (let digits = 1; digits <= 4; digits += 1) {
+      const shown = ticks.map((value) => bytesWith(value, digits));
+      if (new Set(shown).size === shown.length) return shown;
+    }
+    return ticks.map((value) => bytesWith(value, 4));
+  }
+  function bytesWith(value, digits) {
+    if (value == null) return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let unit = 0;
+    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return `${Number(value.toFixed(unit === 0 ? 0 : digits))} ${units[unit]}`;
+  }
   const number = (value) => (value == null ? "—" : Number(value.toPrecision(4)).toString());
   const percent = (value) => (value == null ? "—" : `${value.toFixed(0)}%`);
   const perSecond = (value) => (value == null ? "—" : `${bytes(value)}/s`);
@@ -74,9 +93,13 @@
     learning_rate: { build: (d) => training(d, [["learning_rate", words.learning_rate]]), format: number },
     throughput: { build: (d) => training(d, [["tokens_per_second", words.tokens_per_second]]), format: number },
     cpu: { build: (d) => perWorker(d, [["cpu_percent", ""]]), format: percent },
-    memory: { build: (d) => perWorker(d, [["memory_bytes", ""]]), format: bytes },
+    memory: { build: (d) => perWorker(d, [["memory_bytes", ""]]), format: bytes, ticks: byteTicks },
     device_util: { build: (d) => perWorker(d, [["device_util", ""]]), format: percent },
-    device_memory: { build: (d) => perWorker(d, [["device_memory_bytes", ""]]), format: bytes },
+    device_memory: {
+      build: (d) => perWorker(d, [["device_memory_bytes", ""]]),
+      format: bytes,
+      ticks: byteTicks,
+    },
     network: {
       build: (d) =>
         perWorker(d, [
@@ -84,25 +107,69 @@
           ["net_tx_per_s", words.sent],
         ]),
       format: perSecond,
+      ticks: (ticks) => byteTicks(ticks).map((shown) => `${shown}/s`),
     },
   };
 
   // --- drawing ---------------------------------------------------------------------------
   // A scale around a single value (one sample, a constant) gets `pad` on each side,
-  // instead of uPlot's guess (years around one timestamp).
-  const widen = (pad, nice = false) => (u, min, max) => {
+  // instead of uPlot's guess (years around one timestamp). Values (`relative`) widen
+  // by a tenth of themselves; steps and times by `pad` alone: a tenth of a timestamp
+  // is five years.
+  const widen = (pad, { nice = false, relative = false } = {}) => (u, min, max) => {
     if (min == null || max == null) return [0, 1];
     if (min !== max) return nice ? uPlot.rangeNum(min, max, 0.1, true) : [min, max];
-    const around = Math.abs(min) * 0.1 || pad;
+    const around = (relative && Math.abs(min) * 0.1) || pad;
     return [min - around, max + around];
   };
-  function options(figure, built, format) {
+  // The x scale from the data itself: uPlot widens a single moment by a year or more
+  // before it asks, so that case is taken from the data, `pad` on each side.
+  const widenX = (pad) => (u, min, max) => {
+    const xs = u.data[0] || [];
+    if (xs.length && xs[0] === xs[xs.length - 1]) return [xs[0] - pad, xs[0] + pad];
+    return widen(pad)(u, min, max);
+  };
+  // Times on the axis in the page's language: the hour and minute, with the day when
+  // the chart spans more than one.
+  const language = document.documentElement.lang || undefined;
+  const clock = new Intl.DateTimeFormat(language, { hour: "2-digit", minute: "2-digit" });
+  const dated = new Intl.DateTimeFormat(language, {
+    month: "numeric",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+  function timeTicks(u, ticks) {
+    const span = (u.scales.x.max || 0) - (u.scales.x.min || 0);
+    const format = span > 86400 ? dated : clock;
+    return ticks.map((tick) => format.format(new Date(tick * 1000)));
+  }
+  // Steps are whole numbers: no tick at 1.2 or 1.4.
+  const STEP_INCREMENTS = [];
+  for (let decade = 1; decade <= 1e9; decade *= 10) STEP_INCREMENTS.push(decade, 2 * decade, 5 * decade);
+  function options(figure, built, spec) {
+    const format = spec.format;
     const width = Math.max(240, figure.querySelector(".plot").clientWidth || 480);
     const byStep = built.x === "step";
+    // What each axis shows is also kept on the figure (data-x-ticks, data-y-ticks):
+    // uPlot draws it on a canvas, where no reader or test can see it.
+    const shown = (axis, labels) => {
+      figure.dataset[axis] = labels.join("|");
+      return labels;
+    };
+    const xAxis = byStep
+      ? {
+          incrs: STEP_INCREMENTS,
+          values: (u, ticks) => shown("xTicks", ticks.map(String)),
+        }
+      : { values: (u, ticks) => shown("xTicks", timeTicks(u, ticks)) };
     return {
       width,
       height: 200,
-      scales: { x: { time: !byStep, range: widen(byStep ? 1 : 60) }, y: { range: widen(1, true) } },
+      scales: {
+        x: { time: !byStep, range: widenX(byStep ? 1 : 60) },
+        y: { range: widen(1, { nice: true, relative: true }) },
+      },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       series: [
@@ -116,13 +183,20 @@
           value: (u, v) => format(v),
         })),
       ],
-      axes: [{}, { size: 84, values: (u, ticks) => ticks.map(format) }],
+      axes: [
+        xAxis,
+        {
+          size: 84,
+          values: (u, ticks) => shown("yTicks", spec.ticks ? spec.ticks(ticks) : ticks.map(format)),
+        },
+      ],
     };
   }
 
   function draw(name, data) {
     const spec = CHARTS[name];
     const figure = root.querySelector(`[data-chart="${name}"]`);
+    if (!figure) return; // not shown for this job (tokens/s of an image model)
     const built = spec.build(data);
     const empty = !built.series.length || !built.data[0].length;
     const held = charts[name];
@@ -141,7 +215,7 @@
       return;
     }
     if (held) held.plot.destroy();
-    const plot = new uPlot(options(figure, built, spec.format), built.data, figure.querySelector(".plot"));
+    const plot = new uPlot(options(figure, built, spec), built.data, figure.querySelector(".plot"));
     charts[name] = { plot, shape };
   }
 

@@ -150,3 +150,42 @@ def test_a_running_job_is_watched_live_and_its_record_stays_after_it_ended(
     expect(monitoring).to_have_attribute("data-state", "ended")
     assert "验证损失" in (page.get_by_test_id("chart-loss").get_attribute("data-series") or "")
     page.screenshot(path=str(tmp_path / "monitoring-zh.png"), full_page=True)
+
+
+def test_the_charts_axes_read_as_a_person_would_write_them(page, project, alice):
+    """Issue 19, item 9: one resource sample gave a time axis from 2027 to 2029, steps
+    had ticks at 1.2 and 1.4, one memory axis said "576 MiB" twice, and the axes' times
+    were in English whatever the page's language."""
+    from django.utils import timezone
+
+    from finetune.models import MetricPoint, ResourceSample
+    from finetune.states import transition
+    from tests import factories
+
+    job = factories.job(project, alice, name="charted")
+    transition(job, JobStatus.RUNNING)
+    now = timezone.now()
+    for step in range(1, 4):
+        MetricPoint.objects.create(
+            job=job, worker="local-1-0", time=now, step=step, loss=3.0 / step
+        )
+    # one moment sampled, on two workers whose memory differs by a fraction of a MiB
+    for worker, used in (("local-1-0", 604_000_000), ("local-1-1", 604_300_000)):
+        ResourceSample.objects.create(job=job, worker=worker, time=now, memory_bytes=used)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    page.goto(f"/jobs/{job.pk}/?tab=monitoring")
+
+    loss = page.get_by_test_id("chart-loss")
+    expect(loss).to_have_attribute("data-x-ticks", re.compile(r"\d"))
+    steps = loss.get_attribute("data-x-ticks").split("|")
+    assert steps and all(re.fullmatch(r"\d+", tick) for tick in steps), steps
+    memory = page.get_by_test_id("chart-memory")
+    expect(memory).to_have_attribute("data-y-ticks", re.compile("MiB"))
+    labels = memory.get_attribute("data-y-ticks").split("|")
+    assert len(labels) == len(set(labels)), labels
+    times = memory.get_attribute("data-x-ticks").split("|")
+    # the hour and minute of today, not a span of years nor "7:52am"
+    assert all(re.fullmatch(r"\d{2}:\d{2}", tick) for tick in times), times
