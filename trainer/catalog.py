@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.parameters import llm_sequence, lora, object_schema, prop, sharding, training_loop
+from trainer.parameters import (
+    choices,
+    llm_sequence,
+    lora,
+    object_schema,
+    prop,
+    sharding,
+    training_loop,
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,13 @@ _DPO = {
         "损失函数",
         "DPO loss variant.",
         "DPO 损失的变体。",
-        enum=["sigmoid", "ipo", "hinge"],
+        **choices(
+            {
+                "sigmoid": ("Sigmoid (standard DPO)", "Sigmoid（标准 DPO）"),
+                "ipo": ("IPO", "IPO"),
+                "hinge": ("Hinge", "Hinge"),
+            }
+        ),
     ),
 }
 
@@ -158,7 +172,14 @@ _GRPO = {
         "length; reward_model: a reward model trained on the platform.",
         "exact_match：与 answer 字段一致；regex：匹配正则；length：接近目标长度；"
         "reward_model：平台上训练的奖励模型打分。",
-        enum=["exact_match", "regex", "length", "reward_model"],
+        **choices(
+            {
+                "exact_match": ("Exact match with the answer", "与答案完全一致"),
+                "regex": ("Matches the regex", "匹配正则"),
+                "length": ("Close to the target length", "接近目标长度"),
+                "reward_model": ("Scored by a reward model", "奖励模型打分"),
+            }
+        ),
     ),
     "reward_pattern": prop(
         "string",

@@ -33,6 +33,12 @@ def prop(
     }
 
 
+def choices(labels: dict[str, tuple[str, str]]) -> Schema:
+    """`enum` and its labels in both languages (`x-enum-labels`: value -> [English,
+    Chinese]), for a choice the form and the job's page show in words."""
+    return {"enum": list(labels), "x-enum-labels": {k: list(v) for k, v in labels.items()}}
+
+
 def object_schema(title: str, properties: dict[str, Schema]) -> Schema:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -85,7 +91,14 @@ def training_loop(
             "学习率调度",
             "How the learning rate changes after warm-up.",
             "预热之后学习率的变化方式。",
-            enum=["linear", "cosine", "constant", "constant_with_warmup"],
+            **choices(
+                {
+                    "linear": ("Linear decay", "线性衰减"),
+                    "cosine": ("Cosine decay", "余弦衰减"),
+                    "constant": ("Constant", "恒定"),
+                    "constant_with_warmup": ("Constant after warm-up", "预热后恒定"),
+                }
+            ),
         ),
         "warmup_ratio": prop(
             "number",
@@ -154,7 +167,14 @@ def training_loop(
             "计算精度",
             "auto: bf16 on devices that support it, else fp32.",
             "auto：设备支持时使用 bf16，否则使用 fp32。",
-            enum=["auto", "fp32", "bf16", "fp16"],
+            **choices(
+                {
+                    "auto": ("Automatic", "自动"),
+                    "fp32": ("FP32", "FP32"),
+                    "bf16": ("BF16", "BF16"),
+                    "fp16": ("FP16", "FP16"),
+                }
+            ),
         ),
         "eval_strategy": prop(
             "string",
@@ -163,7 +183,7 @@ def training_loop(
             "评估时机",
             "Evaluate the validation and test sets after every epoch or every N steps.",
             "每个训练轮次结束后或每 N 步评估验证集和测试集。",
-            enum=["epoch", "steps"],
+            **choices({"epoch": ("Every epoch", "每轮"), "steps": ("Every N steps", "每 N 步")}),
         ),
         "eval_steps": prop(
             "integer",
@@ -253,13 +273,12 @@ def sharding() -> dict[str, Schema]:
             "sharding that fits, by the memory estimate. A run of one process never shards.",
             "权重、梯度与优化器状态在各设备间的分布方式。auto：单设备放得下完整模型时用数据并行，"
             "否则按显存估算选择放得下的最轻切分。单进程任务不切分。",
-            enum=list(SHARDING),
-            **{
-                "x-enum-labels": {
-                    code: [f"{name}: {what}", f"{name_zh}：{what_zh}"]
+            **choices(
+                {
+                    code: (f"{name}: {what}", f"{name_zh}：{what_zh}")
                     for code, (name, name_zh, what, what_zh) in SHARDING.items()
                 }
-            },
+            ),
         ),
     }
 

@@ -27,7 +27,8 @@ PREFIX = "param"
 MAX_INTEGER = 2**53
 
 
-def _localized(schema: dict, key: str) -> str:
+def localized(schema: dict, key: str) -> str:
+    """The schema's `key` (title, description) in the page's language."""
     if (get_language() or "en").lower().startswith("zh") and schema.get(f"{key}_zh"):
         return schema[f"{key}_zh"]
     return schema.get(key, "")
@@ -66,14 +67,26 @@ def _regex(value):
 def _choice_label(labels: list[str] | None, value: Any) -> str:
     if not labels:
         return str(value)
-    return labels[1] if get_language().lower().startswith("zh") and len(labels) > 1 else labels[0]
+    chinese = (get_language() or "en").lower().startswith("zh")
+    return labels[1] if chinese and len(labels) > 1 else labels[0]
+
+
+def value_label(schema: dict, value: Any) -> Any:
+    """A parameter's value as the job's page shows it: a choice by its label, a switch
+    as yes or no, in the page's language; anything else as it is."""
+    labels = (schema.get("x-enum-labels") or {}).get(value) if isinstance(value, str) else None
+    if labels:
+        return _choice_label(labels, value)
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    return value
 
 
 def field_for(schema: dict) -> forms.Field:
     kind = schema.get("type")
     common: dict[str, Any] = {
-        "label": _localized(schema, "title"),
-        "help_text": _localized(schema, "description"),
+        "label": localized(schema, "title"),
+        "help_text": localized(schema, "description"),
         "initial": schema.get("default"),
     }
     validators = []
@@ -150,7 +163,7 @@ class ParametersForm(forms.Form):
                 self.fields[name] = ModelVersionField(
                     queryset=versions if versions is not None else _no_versions(),
                     required=False,
-                    label=_localized(prop, "title"),
+                    label=localized(prop, "title"),
                     help_text=_("A model version of this project that you may view."),
                 )
                 self.initial[name] = version_ref(initial.get(name))

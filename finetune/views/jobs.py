@@ -29,6 +29,7 @@ from finetune.forms.jobs import (
     initial_from_draft,
     refreshed_initial,
 )
+from finetune.forms.parameters import localized, value_label
 from finetune.inputs import whole_number
 from finetune.models import Job, JobStatus, Priority
 from finetune.prediction import predict_for_draft
@@ -137,8 +138,6 @@ def _failure_log(job: Job) -> str:
 
 def _parameter_rows(job: Job) -> list[tuple[str, str, object]]:
     """(name, title in the page's language, value) of the job's parameters, schema order."""
-    from finetune.forms.parameters import _localized
-
     schema = job.algorithm.parameters_schema or {}
     props = schema.get("properties") or {}
     values = dict(job.parameters)
@@ -148,7 +147,10 @@ def _parameter_rows(job: Job) -> list[tuple[str, str, object]]:
         if ref is not None:
             version = versions.get(ref)
             values[name] = f"{version.repo.name} v{version.number}" if version else ref
-    rows = [(name, _localized(props[name], "title"), values.get(name)) for name in props]
+    rows = [
+        (name, localized(props[name], "title"), value_label(props[name], values.get(name)))
+        for name in props
+    ]
     rows += [(k, k, v) for k, v in values.items() if k not in props]
     return rows
 

@@ -262,3 +262,23 @@ def test_the_creation_event_is_not_called_a_creation_time_in_chinese(client, ali
         assert str(JobEvent.Kind.CREATED.label) == "创建"
     assert "<td>创建</td>" in page or ">创建<" in page
     assert JobEvent.objects.get(job=job).message == "Job created"
+
+
+def test_parameter_values_read_in_the_pages_language(client, alice, ready):
+    """Issue 19, item 8: True/False and cosine/epoch/auto reached the Chinese page."""
+    from django.utils import translation
+
+    client.force_login(alice)
+    client.post(reverse(CREATE), support.job_post(*ready))
+    job = Job.objects.get()
+    client.cookies["django_language"] = "zh-hans"
+    with translation.override("zh-hans"):
+        page = client.get(reverse("finetune:job_detail", args=[job.pk])).content.decode()
+        form = client.post(
+            reverse(CREATE), {**support.job_post(*ready), "_refresh": "1"}
+        ).content.decode()
+    for shown in ("<dd>余弦衰减</dd>", "<dd>每轮</dd>", "<dd>自动</dd>", "<dd>是</dd>"):
+        assert shown in page, shown
+    for raw in ("<dd>cosine</dd>", "<dd>True</dd>", "<dd>epoch</dd>"):
+        assert raw not in page, raw
+    assert ">余弦衰减</option>" in form
