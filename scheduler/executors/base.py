@@ -95,7 +95,8 @@ EXCERPT_LINES = 20
 
 def failure_detail(reason: str, log: str) -> tuple[str, str]:
     """A failure's reason in one line of at most 300 characters, and the log lines that
-    show it (at most EXCERPT_LINES).
+    show it (at most EXCERPT_LINES). What torchrun adds once its ranks failed (its own
+    traceback and its report of them) is not read: the ranks' lines are.
 
     The reason gains what the log says of the failure: the trainer's "jingtiao: failed:
     <why>" (with several ranks, the first that failed by itself: the ones their launcher
@@ -103,7 +104,7 @@ def failure_detail(reason: str, log: str) -> tuple[str, str]:
     end. The excerpt ends on that line, so a launcher's report after it (torchrun's
     summary of the failed ranks) does not push it out. A log that ends on anything else
     (a worker killed mid-step ends on whatever it logged last) adds nothing."""
-    lines = log.splitlines()
+    lines = _before_launcher_report(log.splitlines())
     outcomes = [
         (index, found) for index, line in enumerate(lines) if (found := OUTCOME.match(line.strip()))
     ]
@@ -125,6 +126,24 @@ def failure_detail(reason: str, log: str) -> tuple[str, str]:
     text = " ".join((f"{reason}: {why}" if why else reason).split())
     line = text if len(text) <= 300 else text[:299] + "…"
     return line, "\n".join(lines[max(0, end - EXCERPT_LINES) : end])
+
+
+# torchrun's lines: its warnings and errors ("W1201 12:00:01.000000 55 torch/...") and,
+# once a rank failed, its own traceback ending on ChildFailedError.
+LAUNCHER_LINE = re.compile(r"^[WEI]\d{4} [\d:.]+ \d+ \S*torch/distributed/")
+LAUNCHER_FAILED = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"
+
+
+def _before_launcher_report(lines: list[str]) -> list[str]:
+    """The lines before torchrun's report of its failed ranks, without its own lines."""
+    report = next((i for i in range(len(lines) - 1, -1, -1) if LAUNCHER_FAILED in lines[i]), None)
+    if report is not None:
+        start = next(
+            (i for i in range(report, -1, -1) if lines[i].startswith("Traceback (most recent")),
+            report,
+        )
+        lines = lines[:start]
+    return [line for line in lines if not LAUNCHER_LINE.match(line)]
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,41 @@ def test_a_stopped_job_has_its_process_group_terminated(fake_trainer, running_jo
     LocalExecutor().stop(job.pk)  # a second stop is harmless
 
 
+def _fake_ranks(script: Path) -> list[psutil.Process]:
+    """The live processes that run the fake trainer script (one per rank)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        command = process.info["cmdline"] or []
+        ours = command[1:2] == [str(script)]  # the rank itself, not its launcher
+        if ours and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+def test_a_job_of_two_processes_stops_with_every_rank_and_fails_on_the_first(
+    fake_trainer, running_job
+):
+    """Under torchrun: a stop ends the launcher and both ranks, none left behind; a
+    failure reads the ranks' own lines, not torchrun's report after them."""
+    two = placement(device_type="none", devices_per_node=0, processes_per_node=2)
+    job = running_job(parameters={"behaviour": "wait"})
+    launch_job(job, two)
+    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+    wait_for_output(job.pk, "rank 1 of 2")
+    assert len(_fake_ranks(fake_trainer)) == 2
+
+    LocalExecutor().stop(job.pk)
+
+    assert _fake_ranks(fake_trainer) == []
+    assert job.pk not in LocalExecutor().managed_job_ids()
+
+    failing = running_job(parameters={"behaviour": "fail"})
+    launch_job(failing, two)
+    state = wait_for(failing.pk, {Phase.FAILED})
+    assert state.reason.endswith(": RuntimeError: CUDA out of memory"), state.reason
+    assert "ChildFailedError" not in state.log_excerpt
+
+
 def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(
     fake_trainer, running_job, settings
 ):
