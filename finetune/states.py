@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from finetune import texts
 from finetune.models import Job, JobEvent, JobStatus
 
 Q, R = JobStatus.QUEUED, JobStatus.RUNNING
@@ -54,7 +55,7 @@ def transition(
     target: str,
     *,
     actor=None,
-    reason: str = "",
+    reason: str | texts.Said = "",
     source: str = JobEvent.Source.PLATFORM,
     changes: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
@@ -67,7 +68,9 @@ def transition(
     """
     target = JobStatus(target)
     now = timezone.now()
+    reason, said = texts.split(reason)
     fields = _fields_for(job, target, now, reason)
+    fields["status_said"] = said
     fields.update(changes or {})
 
     with transaction.atomic():
@@ -95,6 +98,7 @@ def transition(
             from_status=current,
             to_status=target,
             message=reason or TRANSITIONS[(current, target)],
+            said=said,
             data=data or {},
         )
     job.status = target

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from finetune import states
 from finetune.models import Job, JobStatus
+from finetune.texts import say
 from scheduler import planner, prediction, snapshot
 from scheduler.executors.base import ExecutorError, Placement
 from scheduler.models import Node, NodeSpec
@@ -109,7 +110,7 @@ def admit(now=None) -> list[Admitted]:
             moved = states.transition(
                 job,
                 JobStatus.RUNNING,
-                reason=_("admitted on %(nodes)s") % {"nodes": ", ".join(decision.nodes)},
+                reason=say(gettext_noop("admitted on %(nodes)s"), nodes=", ".join(decision.nodes)),
                 changes={
                     "placement": workers,
                     "spec_in_use_id": decision.spec_id,
@@ -138,12 +139,16 @@ def launch(admitted: Admitted) -> bool:
                 states.transition(
                     job,
                     JobStatus.QUEUED,
-                    reason=_("launch failed, will retry: %(error)s") % {"error": exc},
+                    reason=say(
+                        gettext_noop("launch failed, will retry: %(error)s"), error=str(exc)
+                    ),
                 )
             else:
                 logger.error("launch of job %s failed: %s", job.pk, exc)
                 states.transition(
-                    job, JobStatus.FAILED, reason=_("cannot launch: %(error)s") % {"error": exc}
+                    job,
+                    JobStatus.FAILED,
+                    reason=say(gettext_noop("cannot launch: %(error)s"), error=str(exc)),
                 )
         except states.TransitionError:
             pass  # stopped or deleted meanwhile: the other jobs of the pass still launch

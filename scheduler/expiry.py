@@ -9,11 +9,12 @@ from __future__ import annotations
 from django.db import models, transaction
 from django.db.models import ExpressionWrapper, F
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from finetune import states
 from finetune.models import Job, JobStatus
 from finetune.signals import job_changed
+from finetune.texts import duration, say
 
 
 def expired_jobs(now):
@@ -36,7 +37,10 @@ def expire_jobs(now=None) -> list[int]:
             moved = states.transition(
                 job,
                 JobStatus.EXPIRED,
-                reason=_("ran past its duration of %(duration)s") % {"duration": job.duration},
+                reason=say(
+                    gettext_noop("ran past its duration of %(duration)s"),
+                    duration=duration(job.duration),
+                ),
             )
         except states.TransitionError:
             continue  # it ended on its own meanwhile

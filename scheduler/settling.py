@@ -20,12 +20,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from finetune import states
 from finetune.models import Job, JobEvent, JobStatus, ModelRepo, ModelVersion
 from finetune.signals import job_changed
 from finetune.storage import job_output, resolve
+from finetune.texts import Said, say
 from scheduler.executors.base import Executor, ExecutorError, Phase, WorkloadState
 
 logger = logging.getLogger(__name__)
@@ -87,16 +88,19 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
         timeout = timedelta(seconds=settings.JINGTIAO_UNSCHEDULABLE_TIMEOUT_SECONDS)
         if state.since is None or now - state.since < timeout:
             return None
-        cause = _("The cluster could not place its workers for %(minutes)d minutes: %(reason)s") % {
-            "minutes": timeout.total_seconds() // 60,
-            "reason": state.reason,
-        }
+        cause = say(
+            gettext_noop(
+                "The cluster could not place its workers for %(minutes)d minutes: %(reason)s"
+            ),
+            minutes=int(timeout.total_seconds() // 60),
+            reason=state.reason,
+        )
         return requeue(job, cause, executor, data)
     if state.phase == Phase.LOST:
         grace = timedelta(seconds=settings.JINGTIAO_LOST_GRACE_SECONDS)
         if state.since is not None and now - state.since < grace:
             return None
-        cause = _("Its workers were lost (%(reason)s)") % {"reason": state.reason}
+        cause = say(gettext_noop("Its workers were lost (%(reason)s)"), reason=state.reason)
         return requeue(job, cause, executor, data)
     if state.phase == Phase.MISSING:
         # Measured from the launcher's last beat: while it launches, it beats; once it
@@ -110,14 +114,17 @@ def settle(job: Job, state: WorkloadState, executor: Executor, now: datetime) ->
             # recorded, so the job goes back to its place in the queue, after whatever
             # that launch may have started unrecorded is ended.
             executor.stop(job.pk)
-            reason = _("It was admitted but never launched; back in the queue at its place.")
+            reason = say(
+                gettext_noop("It was admitted but never launched; back in the queue at its place.")
+            )
             moved = states.transition(
                 job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data
             )
             return JobStatus.QUEUED if moved else None
-        reason = _("Its workload disappeared from the %(executor)s backend.") % {
-            "executor": executor.name
-        }
+        reason = say(
+            gettext_noop("Its workload disappeared from the %(executor)s backend."),
+            executor=executor.name,
+        )
         moved = states.transition(job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data)
         return JobStatus.FAILED if moved else None
     return None
@@ -127,7 +134,9 @@ def requeue_as_asked(job: Job, executor: Executor) -> str | None:
     """An operator asked to put the job back in the queue (finetune.services.requeue_job):
     its workload torn down first, then back at its place; an admission pass follows."""
     executor.stop(job.pk)
-    moved = states.transition(job, JobStatus.QUEUED, reason=_("requeued by an operator"))
+    moved = states.transition(
+        job, JobStatus.QUEUED, reason=say(gettext_noop("requeued by an operator"))
+    )
     if moved:
         transaction.on_commit(
             lambda: job_changed.send(sender=Job, job_id=job.pk, change="requeued")
@@ -135,7 +144,7 @@ def requeue_as_asked(job: Job, executor: Executor) -> str | None:
     return JobStatus.QUEUED if moved else None
 
 
-def requeue(job: Job, cause: str, executor: Executor, data: dict) -> str | None:
+def requeue(job: Job, cause: Said, executor: Executor, data: dict) -> str | None:
     """Back in the queue at its place, its workload torn down first, never after (a
     later teardown could hit the workload of its next launch). A lost node cannot hand
     over its logs: then the teardown goes on without them. A job the cluster already
@@ -147,13 +156,17 @@ def requeue(job: Job, cause: str, executor: Executor, data: dict) -> str | None:
         executor.stop(job.pk, keep_logs=False)
     earlier = job.events.filter(source=CLUSTER, to_status=JobStatus.QUEUED).count()
     if earlier >= settings.JINGTIAO_MAX_REQUEUES:
-        reason = _(
-            "%(cause)s. The cluster gave it back %(count)d times already, so it fails "
-            "rather than go round again."
-        ) % {"cause": cause, "count": earlier}
+        reason = say(
+            gettext_noop(
+                "%(cause)s. The cluster gave it back %(count)d times already, so it fails "
+                "rather than go round again."
+            ),
+            cause=cause,
+            count=earlier,
+        )
         moved = states.transition(job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data)
         return JobStatus.FAILED if moved else None
-    reason = _("%(cause)s; back in the queue at its place.") % {"cause": cause}
+    reason = say(gettext_noop("%(cause)s; back in the queue at its place."), cause=cause)
     moved = states.transition(job, JobStatus.QUEUED, reason=reason, source=CLUSTER, data=data)
     return JobStatus.QUEUED if moved else None
 
@@ -168,10 +181,13 @@ def succeed(job: Job, data: dict) -> str | None:
         if not Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.RUNNING):
             return None
         if not (folder / "manifest.json").is_file():
-            reason = _(
-                "All workers exited with code 0, but no model was found at %(path)s: is the "
-                "data volume mounted where the workers write?"
-            ) % {"path": location}
+            reason = say(
+                gettext_noop(
+                    "All workers exited with code 0, but no model was found at %(path)s: is "
+                    "the data volume mounted where the workers write?"
+                ),
+                path=location,
+            )
             moved = states.transition(
                 job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data
             )
@@ -193,9 +209,10 @@ def succeed(job: Job, data: dict) -> str | None:
             manifest=manifest,
             metrics=manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {},
         )
-        reason = _("All workers exited with code 0; the model is version %(number)d.") % {
-            "number": number
-        }
+        reason = say(
+            gettext_noop("All workers exited with code 0; the model is version %(number)d."),
+            number=number,
+        )
         moved = states.transition(
             job,
             JobStatus.SUCCEEDED,

@@ -12,6 +12,7 @@ from django.utils.translation import pgettext_lazy
 from accounts.models import Access, Project
 from finetune.models.catalog import Algorithm, PretrainedModel, Scenario
 from finetune.models.data import Dataset, ModelRepo, ModelVersion, access_field
+from finetune.texts import render
 
 
 class JobStatus(models.TextChoices):
@@ -99,6 +100,8 @@ class Job(models.Model):
         _("status"), max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED
     )
     status_reason = models.TextField(_("reason"), blank=True)
+    # What the reason says, to say it in each reader's language (finetune/texts.py).
+    status_said = models.JSONField(_("reason, as said"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
@@ -166,6 +169,11 @@ class Job(models.Model):
         return self.name
 
     @property
+    def reason_text(self) -> str:
+        """The status reason in the reader's language."""
+        return render(self.status_said, self.status_reason)
+
+    @property
     def deadline(self) -> datetime | None:
         """When a running job expires (F5); changing the duration moves it (F8.1)."""
         if self.started_at is None:
@@ -231,6 +239,8 @@ class JobEvent(models.Model):
     from_status = models.CharField(_("from"), max_length=12, blank=True)
     to_status = models.CharField(_("to"), max_length=12, blank=True)
     message = models.TextField(_("message"), blank=True)
+    # What the message says, to say it in each reader's language (finetune/texts.py).
+    said = models.JSONField(_("message, as said"), null=True, blank=True)
     data = models.JSONField(_("details"), default=dict, blank=True)
 
     class Meta:
@@ -241,3 +251,8 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.kind} {self.message}"[:120]
+
+    @property
+    def text(self) -> str:
+        """The message in the reader's language."""
+        return render(self.said, self.message)

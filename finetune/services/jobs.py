@@ -14,9 +14,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.models import Access, Project
-from finetune import access, storage
+from finetune import access, storage, texts
 from finetune import memory as fit
 from finetune.models import (
     Algorithm,
@@ -41,6 +42,7 @@ from finetune.services.data import (
 )
 from finetune.signals import job_changed
 from finetune.states import TransitionError, transition
+from finetune.texts import Said, say
 from scheduler.models import NodeSpec, ResourcePool
 
 
@@ -259,16 +261,18 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
             JobNodeSpec(job=job, spec=spec, rank=rank) for rank, spec in enumerate(draft.node_specs)
         )
         access.share_new(job, draft.access)
+        created = (
+            say(gettext_noop("Cloned from job %(id)s"), id=draft.cloned_from.pk)
+            if draft.cloned_from
+            else say(gettext_noop("Job created"))
+        )
         JobEvent.objects.create(
             job=job,
             kind=JobEvent.Kind.CREATED,
             actor=user,
             to_status=JobStatus.QUEUED,
-            message=(
-                _("Cloned from job %(id)s") % {"id": draft.cloned_from.pk}
-                if draft.cloned_from
-                else _("Job created")
-            ),
+            message=str(created),
+            said=created.data(),
         )
         _notify(job.pk, "created")
     return job
@@ -308,7 +312,7 @@ def _require(user, action: str, job: Job, as_operator: bool = False) -> None:
 
 
 def _change_active(
-    user, job: Job, field: str, value, *, refused: str, kind: str, message: str, data: dict
+    user, job: Job, field: str, value, *, refused: str, kind: str, message: Said, data: dict
 ) -> None:
     """Set `field` of a queued or running job, with its event and its signal."""
     with transaction.atomic():
@@ -317,7 +321,9 @@ def _change_active(
         if not changed:
             raise ValidationError(refused)
         setattr(job, field, value)
-        JobEvent.objects.create(job=job, kind=kind, actor=user, message=message, data=data)
+        JobEvent.objects.create(
+            job=job, kind=kind, actor=user, message=str(message), said=message.data(), data=data
+        )
         _notify(job.pk, field)
 
 
@@ -335,7 +341,11 @@ def change_duration(user, job: Job, duration: timedelta, *, as_operator: bool = 
         duration,
         refused=_("Only a queued or running job's duration can be changed."),
         kind=JobEvent.Kind.DURATION,
-        message=_("Duration changed from %(old)s to %(new)s") % {"old": old, "new": duration},
+        message=say(
+            gettext_noop("Duration changed from %(old)s to %(new)s"),
+            old=texts.duration(old),
+            new=texts.duration(duration),
+        ),
         data={"from_seconds": old.total_seconds(), "to_seconds": duration.total_seconds()},
     )
 
@@ -352,8 +362,11 @@ def change_priority(user, job: Job, priority: int, *, as_operator: bool = False)
         priority,
         refused=_("Only a queued or running job's priority can be changed."),
         kind=JobEvent.Kind.PRIORITY,
-        message=_("Priority changed from %(old)s to %(new)s")
-        % {"old": Priority(old).label, "new": priority.label},
+        message=say(
+            gettext_noop("Priority changed from %(old)s to %(new)s"),
+            old=texts.Choice("priority", int(old)),
+            new=texts.Choice("priority", int(priority)),
+        ),
         data={"from": old, "to": int(priority)},
     )
 
@@ -362,9 +375,9 @@ def stop_job(user, job: Job, *, as_operator: bool = False) -> bool:
     """F8.2: stop through the state machine; False if the job had already stopped."""
     _require(user, "stop", job, as_operator)
     reason = (
-        _("stopped by an operator")
+        say(gettext_noop("stopped by an operator"))
         if as_operator
-        else _("Stopped by %(user)s") % {"user": user.get_username()}
+        else say(gettext_noop("Stopped by %(user)s"), user=user.get_username())
     )
     try:
         with transaction.atomic():
@@ -392,13 +405,13 @@ def requeue_job(user, job: Job) -> bool:
             if job.status != JobStatus.RUNNING:
                 raise ValidationError(_("Only a running job can be put back in the queue."))
             return False
-        JobEvent.objects.create(
-            job=job,
-            kind=JobEvent.Kind.NOTE,
-            actor=user,
-            message=_(
+        note = say(
+            gettext_noop(
                 "An operator asked to put it back in the queue; its workload is torn down first."
-            ),
+            )
+        )
+        JobEvent.objects.create(
+            job=job, kind=JobEvent.Kind.NOTE, actor=user, message=str(note), said=note.data()
         )
         _notify(job.pk, "requeue")
     return True
@@ -410,7 +423,7 @@ def delete_job(user, job: Job) -> None:
     with transaction.atomic():
         if job.status in ACTIVE_STATUSES:
             try:
-                transition(job, JobStatus.STOPPED, actor=user, reason=_("Deleted"))
+                transition(job, JobStatus.STOPPED, actor=user, reason=say(gettext_noop("Deleted")))
             except TransitionError:
                 job.refresh_from_db(fields=["status"])  # it ended meanwhile: delete it as is
         job_id = job.pk

@@ -158,7 +158,7 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
             event.get_source_display(),
             _event_kind(event),
             event.actor.get_username() if event.actor else event.get_source_display(),
-            event.message,
+            event.text,
         )
         for event in job.events.select_related("actor")[:200]
     ]

@@ -41,6 +41,9 @@ def local_nodes(settings):
         settings.JINGTIAO_EXECUTOR = "local"
         settings.JINGTIAO_STOP_GRACE_SECONDS = 2
         settings.JINGTIAO_LOCAL_NODES = count
+        # Nothing listens there: the trainers' reports fail softly. A platform that
+        # happens to run on this machine's usual port would refuse them and stop them.
+        settings.JINGTIAO_REPORT_URL = "http://127.0.0.1:9"
         get_executor.cache_clear()
         return get_executor()
 

@@ -1,0 +1,137 @@
+"""What the platform writes down for later readers, said in each reader's language.
+
+A status reason or an event is written once, often by a worker that serves no one
+(a Celery task, in the server's language), and read later by people in theirs. So the
+platform keeps, beside the English text (for logs, the admin's search, scripts),
+what to say and with what: the message id and its parameters (`Said.data()`, in a
+JSON field). A page shows `render(data, text)`: the message in the page's language,
+or the text as written where there is no message (a trainer's own words, rows
+written before).
+
+    said = say(gettext_noop("admitted on %(nodes)s"), nodes="node-1, node-2")
+    str(said)            # "admitted on node-1, node-2", always English
+    render(said.data())  # "已调度到 node-1, node-2" on a Chinese page
+
+A parameter may itself be a `Said` (said in the same language), a `Duration`
+(written in the reader's words: "2 days", "2天") or a `Choice` (a priority or a
+status, by its label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.utils import translation
+from django.utils.translation import gettext
+
+
+@dataclass(frozen=True)
+class Duration:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A value of one of the jobs' choices ("priority", "status"), said by its label."""
+
+    kind: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Said:
+    msgid: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self) -> str:
+        """In the active language."""
+        values = {name: _value(value) for name, value in self.params.items()}
+        try:
+            return gettext(self.msgid) % values if values else gettext(self.msgid)
+        except (KeyError, TypeError, ValueError):  # a translation that lost a parameter
+            return self.msgid % values if values else self.msgid
+
+    def __str__(self) -> str:
+        with translation.override("en"):
+            return self.render()
+
+    def data(self) -> dict[str, Any]:
+        return {"msgid": self.msgid, "params": {k: _encode(v) for k, v in self.params.items()}}
+
+
+def say(msgid: str, **params: Any) -> Said:
+    """`msgid` is marked for translation where it is written (gettext_noop)."""
+    return Said(msgid, params)
+
+
+def duration(delta: timedelta) -> Duration:
+    return Duration(delta.total_seconds())
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Said):
+        return {"said": value.data()}
+    if isinstance(value, Duration):
+        return {"seconds": value.seconds}
+    if isinstance(value, Choice):
+        return {"choice": value.kind, "value": value.value}
+    if isinstance(value, timedelta):
+        return {"seconds": value.total_seconds()}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "said" in value:
+        return from_data(value["said"]) or ""
+    if isinstance(value, dict) and "seconds" in value:
+        return Duration(float(value["seconds"]))
+    if isinstance(value, dict) and "choice" in value:
+        return Choice(str(value["choice"]), value.get("value"))
+    return value
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Said):
+        return value.render()
+    if isinstance(value, Duration):
+        # the pages' one way of wording a duration; imported here, as it imports the
+        # pages' helpers, which import the state machine, which imports this module
+        from finetune.templatetags.console import span
+
+        return span(timedelta(seconds=value.seconds))
+    if isinstance(value, Choice):
+        from finetune.models import JobStatus, Priority  # the models import this module
+
+        kinds = {"priority": Priority, "status": JobStatus}
+        try:
+            return kinds[value.kind](value.value).label
+        except (KeyError, ValueError):
+            return str(value.value)
+    return value
+
+
+def from_data(data: Any) -> Said | None:
+    if not isinstance(data, dict) or not isinstance(data.get("msgid"), str):
+        return None
+    params = data.get("params") or {}
+    if not isinstance(params, dict):
+        return None
+    return Said(data["msgid"], {k: _decode(v) for k, v in params.items()})
+
+
+def render(data: Any, text: str = "") -> str:
+    """The message of `data` in the page's language, else `text` as written."""
+    said = from_data(data)
+    return said.render() if said is not None else text
+
+
+def split(value: str | Said | None) -> tuple[str, dict[str, Any] | None]:
+    """(English text, data or None) of what a caller gave: a Said, or plain words."""
+    if isinstance(value, Said):
+        return str(value), value.data()
+    return str(value or ""), None
