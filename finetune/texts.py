@@ -20,7 +20,7 @@ status, by its label).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -41,25 +41,36 @@ class Choice:
     value: Any
 
 
-@dataclass(frozen=True)
-class Said:
+class Said(str):
+    """Words to say later: a `str` of their English text (so whatever treats a reason
+    as text goes on working), with the message id and parameters to say them in
+    another language (`render`)."""
+
     msgid: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any]
+
+    def __new__(cls, msgid: str, params: Mapping[str, Any] | None = None) -> Said:
+        params = dict(params or {})
+        with translation.override("en"):
+            text = _format(msgid, params)
+        said = super().__new__(cls, text)
+        said.msgid, said.params = msgid, params
+        return said
 
     def render(self) -> str:
         """In the active language."""
-        values = {name: _value(value) for name, value in self.params.items()}
-        try:
-            return gettext(self.msgid) % values if values else gettext(self.msgid)
-        except (KeyError, TypeError, ValueError):  # a translation that lost a parameter
-            return self.msgid % values if values else self.msgid
-
-    def __str__(self) -> str:
-        with translation.override("en"):
-            return self.render()
+        return _format(self.msgid, self.params)
 
     def data(self) -> dict[str, Any]:
         return {"msgid": self.msgid, "params": {k: _encode(v) for k, v in self.params.items()}}
+
+
+def _format(msgid: str, params: Mapping[str, Any]) -> str:
+    values = {name: _value(value) for name, value in params.items()}
+    try:
+        return gettext(msgid) % values if values else gettext(msgid)
+    except (KeyError, TypeError, ValueError):  # a translation that lost a parameter
+        return msgid % values if values else msgid
 
 
 def say(msgid: str, **params: Any) -> Said:
@@ -133,5 +144,15 @@ def render(data: Any, text: str = "") -> str:
 def split(value: str | Said | None) -> tuple[str, dict[str, Any] | None]:
     """(English text, data or None) of what a caller gave: a Said, or plain words."""
     if isinstance(value, Said):
-        return str(value), value.data()
+        return str.__str__(value), value.data()
     return str(value or ""), None
+
+
+def said(msgid: str, values: Mapping[str, Any]) -> Said:
+    """`say` with the parameters as a mapping, as `gettext(msgid) % values` takes them."""
+    return Said(msgid, values)
+
+
+def shown(value: Any) -> Any:
+    """A value in the active language where it is a Said, else as it is."""
+    return value.render() if isinstance(value, Said) else value

@@ -4,13 +4,17 @@ executor's node in the inventory. Used by the tests that train for real."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+import pytest
+
 from accounts.models import Access
-from finetune.models import Dataset, Job, PretrainedModel
+from finetune.models import Dataset, Job, JobStatus, PretrainedModel
 from finetune.storage import resolve
 from scheduler import inventory
 from scheduler.models import DeviceType, NodeSpec
+from scheduler.settling import settle_running_jobs
 from tests import factories
 
 
@@ -63,3 +67,16 @@ def queued_sft_job(
     job.spec_choices.create(spec=cpu, rank=0)
     Job.objects.filter(pk=job.pk).update(queued_at=job.created_at)
     return job
+
+
+def settled(executor, job: Job, timeout: float = 300) -> Job:
+    """Settle the job as the observe task does, every second, until it has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        settle_running_jobs(executor, on_ended=executor.stop)
+        job.refresh_from_db()
+        if job.status != JobStatus.RUNNING:
+            return job
+        time.sleep(1)
+    executor.stop(job.pk)
+    pytest.fail(f"job {job.pk} still running after {timeout} s")

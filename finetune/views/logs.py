@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.views import View
 
+from finetune import texts
 from finetune.inputs import whole_number
 from finetune.models import Job, JobEvent, JobStatus
 from finetune.views.base import ObjectMixin
@@ -177,7 +178,11 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
             )
             rows.append(
                 EventRow(
-                    event.time, _("Cluster"), f"{event.kind} {event.reason}", worker, event.message
+                    event.time,
+                    _("Cluster"),
+                    f"{event.kind} {event.reason}",
+                    worker,
+                    texts.shown(event.message),
                 )
             )
     oldest = datetime.min.replace(tzinfo=UTC)

@@ -19,6 +19,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
+from finetune.texts import said
+
 
 class Phase(StrEnum):
     PENDING = "pending"  # accepted, not yet running (pulling images, waiting for a slot)
@@ -91,9 +95,10 @@ EXCEPTION = re.compile(r"^(?P<why>[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit
 # What a rank says when its launcher ended it because another rank failed first.
 ENDED_BY_OTHERS = ("terminated by SIGTERM", "interrupted")
 EXCERPT_LINES = 20
+MAX_REASON = 300  # characters of a failure's reason, in English
 
 
-def failure_detail(reason: str, log: str) -> tuple[str, str]:
+def failure_detail(reason: str, log: str) -> tuple[str, str]:  # (Said or str, excerpt)
     """A failure's reason in one line of at most 300 characters, and the log lines that
     show it (at most EXCERPT_LINES). What torchrun adds once its ranks failed (its own
     traceback and its report of them) is not read: the ranks' lines are.
@@ -123,9 +128,17 @@ def failure_detail(reason: str, log: str) -> tuple[str, str]:
             if found := EXCEPTION.match(line):
                 end, why = index + 1, found.group("why")
                 break
-    text = " ".join((f"{reason}: {why}" if why else reason).split())
-    line = text if len(text) <= 300 else text[:299] + "…"
-    return line, "\n".join(lines[max(0, end - EXCERPT_LINES) : end])
+    excerpt = "\n".join(lines[max(0, end - EXCERPT_LINES) : end])
+    if len(reason) > MAX_REASON:  # a cluster's message of its own length
+        return " ".join(reason.split())[: MAX_REASON - 1] + "…", excerpt
+    why = " ".join(why.split())
+    if not why:
+        return reason, excerpt
+    room = MAX_REASON - len(reason) - 2
+    if len(why) > room:
+        why = why[: max(0, room - 1)] + "…"
+    # said in each reader's language, the log's own words as they are
+    return said(gettext_noop("%(reason)s: %(why)s"), {"reason": reason, "why": why}), excerpt
 
 
 # torchrun's lines: its warnings and errors ("W1201 12:00:01.000000 55 torch/...") and,

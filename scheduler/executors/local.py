@@ -41,9 +41,10 @@ from typing import Any
 
 import psutil
 from django.conf import settings
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from finetune.storage import job_dir, jobs_root
+from finetune.texts import said
 from scheduler import failpoints
 from scheduler.executors import commands, logfiles, processes
 from scheduler.executors.base import (
@@ -286,10 +287,13 @@ class LocalExecutor(Executor):
         for worker in _workers(folder):
             rank = worker["rank"]
             started = datetime.fromisoformat(worker["started_at"])
-            message = _("worker %(rank)d started as process %(pid)d") % {
-                "rank": rank,
-                "pid": worker["pid"],
-            }
+            message = said(
+                gettext_noop("worker %(rank)d started as process %(pid)d"),
+                {
+                    "rank": rank,
+                    "pid": worker["pid"],
+                },
+            )
             found.append(ClusterEvent(started, "Normal", "Started", message, rank))
             if worker["phase"] in ("succeeded", "failed"):
                 exit_path = _exit_path(folder, rank)
@@ -489,18 +493,27 @@ def _workers(folder: Path) -> list[dict[str, Any]]:
 
 def _exit_reason(rank: int, code: int | None) -> str:
     if code is None:
-        return _(
-            "worker %(rank)d ended without an exit code (its process was killed from outside)"
-        ) % {"rank": rank}
+        return said(
+            gettext_noop(
+                "worker %(rank)d ended without an exit code (its process was killed from outside)"
+            ),
+            {"rank": rank},
+        )
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        hint = _(" (possibly out of memory)") if -code == signal.SIGKILL else ""
-        return _("worker %(rank)d was killed by signal %(signal)s%(hint)s") % {
-            "rank": rank,
-            "signal": name,
-            "hint": hint,
-        }
-    return _("worker %(rank)d exited with code %(code)d") % {"rank": rank, "code": code}
+        killed = -code == signal.SIGKILL
+        hint = said(gettext_noop(" (possibly out of memory)"), {}) if killed else ""
+        return said(
+            gettext_noop("worker %(rank)d was killed by signal %(signal)s%(hint)s"),
+            {
+                "rank": rank,
+                "signal": name,
+                "hint": hint,
+            },
+        )
+    return said(
+        gettext_noop("worker %(rank)d exited with code %(code)d"), {"rank": rank, "code": code}
+    )
 
 
 def _read_int(path: Path) -> int | None:

@@ -11,8 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
+from finetune.texts import said
 from scheduler.executors import manifests
 from scheduler.executors.base import Phase, WorkloadState, failure_detail
 
@@ -136,16 +137,22 @@ def pod_lost(pod: dict) -> tuple[str, datetime | None] | None:
         # Set by the control plane as it ends a pod for a disruption (preemption, a
         # taint, an API eviction, the kubelet's node shutdown): its exit is no failure.
         if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
-            return _("worker %(rank)d was ended by the cluster (%(reason)s): %(message)s") % {
-                "rank": rank,
-                "reason": condition.get("reason") or "",
-                "message": condition.get("message") or "",
-            }, None
+            return said(
+                gettext_noop("worker %(rank)d was ended by the cluster (%(reason)s): %(message)s"),
+                {
+                    "rank": rank,
+                    "reason": condition.get("reason") or "",
+                    "message": condition.get("message") or "",
+                },
+            ), None
     if status.get("reason") == "Evicted":
-        return _("worker %(rank)d was evicted: %(message)s") % {
-            "rank": rank,
-            "message": status.get("message") or "",
-        }, None
+        return said(
+            gettext_noop("worker %(rank)d was evicted: %(message)s"),
+            {
+                "rank": rank,
+                "message": status.get("message") or "",
+            },
+        ), None
     if status.get("phase") == "Unknown":
         moments = [
             parse_time(condition.get("lastTransitionTime"))
@@ -154,10 +161,13 @@ def pod_lost(pod: dict) -> tuple[str, datetime | None] | None:
         moments = [moment for moment in moments if moment is not None]
         since = max(moments) if moments else parse_time(pod["metadata"].get("creationTimestamp"))
         node = (pod.get("spec") or {}).get("nodeName") or "?"
-        return _("worker %(rank)d is lost: its node %(node)s stopped answering") % {
-            "rank": rank,
-            "node": node,
-        }, since
+        return said(
+            gettext_noop("worker %(rank)d is lost: its node %(node)s stopped answering"),
+            {
+                "rank": rank,
+                "node": node,
+            },
+        ), since
     return None
 
 
@@ -174,38 +184,38 @@ def pod_failure(pod: dict) -> tuple[str, int | None, str] | None:
     waiting_reason = waiting.get("reason")
     if waiting_reason in IMAGE_ERRORS or waiting_reason in CONFIG_ERRORS:
         template = (
-            _("worker %(rank)d: image pull error (%(reason)s): %(message)s")
+            gettext_noop("worker %(rank)d: image pull error (%(reason)s): %(message)s")
             if waiting_reason in IMAGE_ERRORS
-            else _("worker %(rank)d cannot start (%(reason)s): %(message)s")
+            else gettext_noop("worker %(rank)d cannot start (%(reason)s): %(message)s")
         )
-        return (
-            template
-            % {
-                "rank": rank,
-                "reason": waiting_reason,
-                "message": waiting.get("message") or "",
-            },
-            None,
-            "",
-        )
+        values = {"rank": rank, "reason": waiting_reason, "message": waiting.get("message") or ""}
+        return said(template, values), None, ""
     terminated = state.get("terminated") or {}
     if status.get("phase") != "Failed" and not (terminated and terminated.get("exitCode")):
         return None
     code = terminated.get("exitCode")
     message = (terminated.get("message") or "").strip()
     if terminated.get("reason") == "OOMKilled":
-        text = _("worker %(rank)d was OOMKilled (out of memory, exit code %(code)s)") % {
-            "rank": rank,
-            "code": code,
-        }
+        text = said(
+            gettext_noop("worker %(rank)d was OOMKilled (out of memory, exit code %(code)s)"),
+            {
+                "rank": rank,
+                "code": code,
+            },
+        )
     elif code is not None:
-        text = _("worker %(rank)d exited with code %(code)s") % {"rank": rank, "code": code}
+        text = said(
+            gettext_noop("worker %(rank)d exited with code %(code)s"), {"rank": rank, "code": code}
+        )
     else:
-        text = _("worker %(rank)d failed: %(reason)s %(message)s") % {
-            "rank": rank,
-            "reason": status.get("reason") or "",
-            "message": status.get("message") or "",
-        }
+        text = said(
+            gettext_noop("worker %(rank)d failed: %(reason)s %(message)s"),
+            {
+                "rank": rank,
+                "reason": status.get("reason") or "",
+                "message": status.get("message") or "",
+            },
+        )
     line, excerpt = failure_detail(text, message)
     return line, code, excerpt
 
@@ -261,14 +271,17 @@ def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
             return WorkloadState(job_id, Phase.LOST, reason, since=moment, workers=workers)
     if not pods and since is not None:
         # Pods come a moment after their Job; a Job without any for long never gets one.
-        reason = _("the Kubernetes Job has no pods")
+        reason = said(gettext_noop("the Kubernetes Job has no pods"), {})
         return WorkloadState(job_id, Phase.LOST, reason, since=since, workers=workers)
     failed = _condition(job, "Failed")
     if failed:
-        reason = _("the Kubernetes Job failed (%(reason)s): %(message)s") % {
-            "reason": failed.get("reason") or "",
-            "message": failed.get("message") or "",
-        }
+        reason = said(
+            gettext_noop("the Kubernetes Job failed (%(reason)s): %(message)s"),
+            {
+                "reason": failed.get("reason") or "",
+                "message": failed.get("message") or "",
+            },
+        )
         return WorkloadState(job_id, Phase.FAILED, reason, workers=workers)
     blocked = [moment for moment in map(_unschedulable_since, pods) if moment is not None]
     if blocked:
@@ -278,9 +291,10 @@ def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
             for condition in (pod.get("status") or {}).get("conditions") or []
             if condition.get("reason") == "Unschedulable"
         }
-        reason = _("the cluster cannot place the workers: %(message)s") % {
-            "message": "; ".join(sorted(messages))
-        }
+        reason = said(
+            gettext_noop("the cluster cannot place the workers: %(message)s"),
+            {"message": "; ".join(sorted(messages))},
+        )
         return WorkloadState(
             job_id, Phase.UNSCHEDULABLE, reason, since=min(blocked), workers=workers
         )

@@ -18,15 +18,20 @@
   const say = (template, values) =>
     template.replace(/%\((\w+)\)s/g, (match, name) => (name in values ? values[name] : match));
 
-  function bytes(value) {
-    if (value == null) return "—";
+  // A number of bytes as [value, unit]: 604000000 -> [576.0..., "MiB"].
+  function inUnits(value) {
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let unit = 0;
     while (Math.abs(value) >= 1024 && unit < units.length - 1) {
       value /= 1024;
       unit += 1;
     }
-    return `${value.toFixed(value >= 100 || unit === 0 ? 0 : 1)} ${units[unit]}`;
+    return [value, units[unit]];
+  }
+  function bytes(value) {
+    if (value == null) return "—";
+    const [scaled, unit] = inUnits(value);
+    return `${scaled.toFixed(scaled >= 100 || unit === "B" ? 0 : 1)} ${unit}`;
   }
   // Byte ticks with as many decimals as it takes to tell them apart ("576.2 MiB" and
   // "576.4 MiB", never "576 MiB" twice).
@@ -39,13 +44,8 @@
   }
   function bytesWith(value, digits) {
     if (value == null) return "—";
-    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let unit = 0;
-    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-      value /= 1024;
-      unit += 1;
-    }
-    return `${Number(value.toFixed(unit === 0 ? 0 : digits))} ${units[unit]}`;
+    const [scaled, unit] = inUnits(value);
+    return `${Number(scaled.toFixed(unit === "B" ? 0 : digits))} ${unit}`;
   }
   const number = (value) => (value == null ? "—" : Number(value.toPrecision(4)).toString());
   const percent = (value) => (value == null ? "—" : `${value.toFixed(0)}%`);

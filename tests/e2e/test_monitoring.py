@@ -47,7 +47,7 @@ def launched(project, alice, executor):
         repo="watched",
         name="watched-run",
         parameters={
-            "max_steps": 40,
+            "max_steps": 160,  # long enough to be watched growing on a fast machine
             "batch_size": 4,
             "max_length": 128,
             "logging_steps": 1,

@@ -74,3 +74,14 @@ def test_the_job_page_says_the_reason_and_events_in_the_readers_language(client,
     assert "已调度到 node-1" in page
     assert "admitted on" not in page
     assert "Duration changed" not in page and "Priority changed" not in page
+
+
+def test_a_workers_failure_is_said_in_the_readers_words_with_the_logs_own():
+    from scheduler.executors.base import failure_detail
+    from scheduler.executors.local import _exit_reason
+
+    reason, _excerpt = failure_detail(_exit_reason(1, 3), "jingtiao: failed: ValueError: bad row")
+    assert reason == "worker 1 exited with code 3: ValueError: bad row"  # as stored
+    with translation.override("zh-hans"):
+        chinese = texts.render(reason.data())
+    assert chinese.endswith("ValueError: bad row") and "exited with code" not in chinese

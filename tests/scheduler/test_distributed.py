@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
@@ -18,8 +17,7 @@ from finetune.models import Job, JobStatus, ModelVersion
 from finetune.storage import job_dir, resolve
 from scheduler import admission
 from scheduler.executors import get_executor
-from scheduler.settling import settle_running_jobs
-from tests.realjobs import queued_sft_job
+from tests.realjobs import queued_sft_job, settled
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -49,18 +47,6 @@ def local_nodes(settings):
 
     yield configure
     get_executor.cache_clear()
-
-
-def _settled(executor, job: Job, timeout: float = 300) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        settle_running_jobs(executor, on_ended=executor.stop)
-        job.refresh_from_db()
-        if job.status != JobStatus.RUNNING:
-            return job
-        time.sleep(1)
-    executor.stop(job.pk)
-    pytest.fail(f"job {job.pk} still running after {timeout} s")
 
 
 def _ranks(job: Job, node: int) -> dict[int, int]:
@@ -102,7 +88,7 @@ def test_one_node_of_two_processes_trains_with_two_ranks_and_zero2(project, alic
     assert "-m torch.distributed.run --nnodes=1 --node-rank=$NODE_RANK" in job.run_command
     assert "--nproc-per-node=2" in job.run_command
 
-    job = _settled(executor, job)
+    job = settled(executor, job)
     assert job.status == JobStatus.SUCCEEDED, job.status_reason
     assert _ranks(job, 0) == {0: 2, 1: 2}
     trained = _trained(job)
@@ -136,7 +122,7 @@ def test_two_nodes_of_two_processes_meet_at_node_zero_with_zero3(project, alice,
     assert sorted(entry["node"] for entry in job.placement) == sorted(nodes)
     assert "--nnodes=2" in job.run_command and "--nproc-per-node=2" in job.run_command
 
-    job = _settled(executor, job)
+    job = settled(executor, job)
     assert job.status == JobStatus.SUCCEEDED, job.status_reason
     # node 0 started global ranks 0 and 1, node 1 ranks 2 and 3, of a world of four
     assert _ranks(job, 0) == {0: 4, 1: 4}

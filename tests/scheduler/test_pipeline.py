@@ -4,16 +4,14 @@ executor, trained on a tiny model, observed, succeeded, and its model stored as
 the repo's next version."""
 
 import json
-import time
 
 import pytest
 
-from finetune.models import Job, JobEvent, JobStatus, ModelVersion
+from finetune.models import JobEvent, JobStatus, ModelVersion
 from finetune.storage import resolve
 from scheduler import admission
 from scheduler.executors import get_executor
-from scheduler.settling import settle_running_jobs
-from tests.realjobs import queued_sft_job
+from tests.realjobs import queued_sft_job, settled
 
 pytestmark = pytest.mark.django_db
 
@@ -27,18 +25,6 @@ def local_executor(settings):
     get_executor.cache_clear()
     yield get_executor()
     get_executor.cache_clear()
-
-
-def _wait_until_settled(executor, job: Job, timeout: float = 300) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        settle_running_jobs(executor, on_ended=executor.stop)
-        job.refresh_from_db()
-        if job.status != JobStatus.RUNNING:
-            return job
-        time.sleep(1)
-    executor.stop(job.pk)
-    pytest.fail(f"job {job.pk} still running after {timeout} s")
 
 
 def test_a_queued_sft_job_trains_on_this_machine_and_stores_its_model(
@@ -57,7 +43,7 @@ def test_a_queued_sft_job_trains_on_this_machine_and_stores_its_model(
     assert job.status == JobStatus.RUNNING
     assert "trainer run --spec" in job.run_command
 
-    job = _wait_until_settled(local_executor, job)
+    job = settled(local_executor, job)
     assert job.status == JobStatus.SUCCEEDED, job.status_reason
     version = ModelVersion.objects.get(repo=repo)
     assert job.output_version == version and version.number == 1
