@@ -8,16 +8,20 @@ parameters, L layers, hidden size H, MLP size I, A attention heads, vocabulary V
 trained on B sequences of S tokens per device by N processes:
 
     weights      P * w                     w = 2 bytes when loaded in bf16, else 4
-    gradients    T * w                     T = trained parameters (P, or LoRA's)
-    optimiser    T * o                     AdamW's two moments: o = 2 * w; DeepSpeed keeps
-                                           fp32 moments and, for 16-bit weights, an fp32
-                                           master copy: o = 8, or 12
+    gradients    T * w                     T = trained parameters (P, or LoRA's); twice
+                                           that under DDP of several ranks (its buckets)
+    optimiser    T * o                     AdamW's two moments: o = 2 * w; DeepSpeed's
+                                           ZeRO keeps an fp32 master copy, two fp32
+                                           moments and an fp32 gradient partition: o = 16
     reference    P * w                     a frozen copy (DPO without LoRA, GRPO with KL)
     activations  B*S*H*a * L               each layer's input, kept by checkpointing,
                  + B*S*(8H + 4I)*a         plus one layer recomputed (all L without it)
                  + 2*B*A*S^2*a             its attention scores, where no fused kernel
-                                           (CPU, eager attention) avoids them
+                                           avoids them (eager attention; SDPA has one on
+                                           devices and CPUs alike)
     logits       B*S*V * (a + 8)           the logits, and their fp32 copy and gradient
+    buckets      7.6 * H^2 bytes           DeepSpeed's reduce and prefetch buckets
+    (all of the above, plus 10 % for what the allocators keep)
     runtime      a constant per device     CUDA/CNRT context and allocator reserve; on a
                                            CPU the interpreter, torch and its libraries
 
