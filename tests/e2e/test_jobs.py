@@ -256,3 +256,26 @@ def test_the_list_fits_1280_px_and_one_operations_menu_is_open_at_a_time(
     expect(menus.nth(0)).not_to_have_attribute("open", "")
     page.locator("h1").click()
     expect(menus.nth(1)).not_to_have_attribute("open", "")
+
+
+def test_a_running_jobs_duration_takes_a_custom_three_and_a_half_hours(
+    page, prepared, project, alice
+):
+    """Issue 19, item 2: the custom duration field had step=0.5 min=0.1, so the browser
+    refused 3 and 3.5 ("the two nearest valid values are 3.1 and 3.6")."""
+    from finetune.states import transition
+
+    job = factories.job(project, alice, name="long-run")
+    transition(job, JobStatus.RUNNING)
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    page.goto(f"/jobs/{job.pk}/duration/")
+    page.select_option("#id_duration_preset", "custom")
+    page.fill("#id_duration_custom_hours", "3.5")
+    assert page.locator("#id_duration_custom_hours").evaluate("e => e.checkValidity()")
+    page.get_by_role("button", name="确认调整").click()
+    page.wait_for_url(re.compile(rf"/jobs/{job.pk}/$"))
+    job.refresh_from_db()
+    assert job.duration.total_seconds() == 3.5 * 3600
