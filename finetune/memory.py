@@ -142,7 +142,26 @@ def for_specs(
 
 
 def check(draft) -> None:
-    """Refuse a job that does not fit one of its node specs, saying what would."""
+    """Refuse a job that does not fit one of its node specs, saying what would; and
+    FSDP2 on a CPU spec of several processes, where it would not shard (accelerate
+    applies FSDP to accelerator processes only: trainer/sharding.py)."""
+    if (draft.parameters or {}).get("sharding") == "fsdp2":
+        for spec in draft.node_specs:
+            if (
+                spec.device_type == DeviceType.NONE
+                and spec.processes_per_node * draft.node_count > 1
+            ):
+                raise ValidationError(
+                    {
+                        "sharding": [
+                            _(
+                                "FSDP2 shards only on accelerators; on the CPU spec “%(spec)s” "
+                                "choose ZeRO-2 or ZeRO-3."
+                            )
+                            % {"spec": spec.name}
+                        ]
+                    }
+                )
     for item in for_specs(
         draft.algorithm,
         draft.pretrained_model,

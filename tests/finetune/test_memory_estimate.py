@@ -125,3 +125,23 @@ def test_the_sharding_choice_is_offered_in_the_pages_language(client, alice, rea
         ).content.decode()
     assert 'name="param-sharding"' in page
     assert "ZeRO-3：同时切分权重" in page and "自动：按显存估算选择" in page
+
+
+def test_fsdp2_is_refused_on_a_cpu_spec_where_it_would_not_shard(client, alice, ready, qwen7b):
+    """accelerate applies FSDP to accelerator processes only: on CPUs it trains unsharded."""
+    two = NodeSpec.objects.create(
+        name="cpu-two",
+        cpu_millis=2000,
+        memory_mib=65536,
+        device_type=DeviceType.NONE,
+        cpu_processes=2,
+    )
+    from scheduler.models import Node
+
+    Node.objects.create(
+        name="cpu-node", cpu_millis=8000, memory_mib=131072, device_type=DeviceType.NONE
+    )
+    client.force_login(alice)
+    post = _post(ready, PretrainedModel.objects.get(name="tiny-llama"), two, sharding="fsdp2")
+    page = client.post(reverse(CREATE), post).content.decode()
+    assert "FSDP2 shards only on accelerators" in page and not Job.objects.exists()
