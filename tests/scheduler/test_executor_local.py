@@ -125,11 +125,12 @@ def test_a_job_of_two_processes_stops_with_every_rank_and_fails_on_the_first(
     two = placement(device_type="none", devices_per_node=0, processes_per_node=2)
     job = running_job(parameters={"behaviour": "wait"})
     launch_job(job, two)
-    assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
-    wait_for_output(job.pk, "rank 1 of 2")
-    assert len(_fake_ranks(fake_trainer)) == 2
-
-    LocalExecutor().stop(job.pk)
+    try:
+        assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
+        wait_for_output(job.pk, "rank 1 of 2")
+        assert len(_fake_ranks(fake_trainer)) == 2
+    finally:
+        LocalExecutor().stop(job.pk)  # whatever failed above: nothing left running
 
     assert _fake_ranks(fake_trainer) == []
     assert job.pk not in LocalExecutor().managed_job_ids()
