@@ -29,9 +29,9 @@ from finetune.forms.jobs import (
     initial_from_draft,
     refreshed_initial,
 )
-from finetune.forms.parameters import localized, value_label
+from finetune.forms.parameters import ParametersForm, localized, value_label
 from finetune.inputs import whole_number
-from finetune.models import Job, JobStatus, Priority
+from finetune.models import Algorithm, Job, JobStatus, PretrainedModel, Priority
 from finetune.prediction import predict_for_draft
 from finetune.services.data import referenced_versions, version_parameters, version_ref
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
@@ -261,22 +261,42 @@ def _predict(form: JobForm, project: Project):
     prediction = prediction_for(
         project, spec_ids, count, pool_id, names or "", driver, priority, _draft_duration(data)
     )
-    return _with_memory(prediction, form)
+    return _with_memory(prediction, form.shown_algorithm, form.shown_model, form.parameters)
 
 
-def _with_memory(prediction, form: JobForm):
-    """The memory estimate of what the form shows, on each spec of the prediction."""
+def _with_memory(prediction, algorithm, model, parameters: ParametersForm):
+    """The memory estimate of the draft's model and parameters on each spec of the
+    prediction; the parameters read so far count (the rest keep their defaults)."""
     if prediction.verdict == "incomplete":
         return prediction
-    parameters = form.parameters.cleaned_data if form.parameters.is_valid() else {}
+    read: dict = {}
+    if parameters.is_bound:
+        parameters.is_valid()  # cleans what it can: the valid fields are in cleaned_data
+        read = parameters.cleaned_data
     prediction.memory = fit.for_specs(
-        form.shown_algorithm,
-        form.shown_model,
-        parameters,
+        algorithm,
+        model,
+        read,
         [spec for spec, _total in prediction.totals],
         prediction.node_count,
     )
     return prediction
+
+
+def _posted_model(data) -> tuple[Algorithm | None, PretrainedModel | None, ParametersForm]:
+    """The algorithm, base model and parameters a posted draft names, for its memory
+    estimate: two lookups, where the whole create form would run its every cascade."""
+    algorithm = (
+        Algorithm.objects.select_related("scenario")
+        .filter(enabled=True, pk=whole_number(data.get("algorithm")))
+        .first()
+    )
+    model = PretrainedModel.objects.filter(
+        enabled=True, pk=whole_number(data.get("pretrained_model"))
+    ).first()
+    if algorithm is None or model is None or model.task_type != algorithm.scenario.task_type:
+        return None, None, ParametersForm({}, data)
+    return algorithm, model, ParametersForm(algorithm.parameters_schema, data)
 
 
 def _draft_duration(data) -> timedelta | None:
@@ -333,7 +353,5 @@ class JobPredictionView(LoginRequiredMixin, View):
             data.get("priority"),
             _draft_duration(data),
         )
-        # The form offers only what this user may use in this project: its choices
-        # are what the estimate reads (the base model, the algorithm's parameters).
-        prediction = _with_memory(prediction, JobForm(data, user=request.user, project=project))
+        prediction = _with_memory(prediction, *_posted_model(data))
         return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})

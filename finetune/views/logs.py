@@ -23,6 +23,7 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views import View
 
 from finetune import texts
@@ -150,6 +151,18 @@ def _event_kind(event: JobEvent) -> str:
     }
 
 
+def _event_word(word: str) -> str:
+    """An event's type, or a reason the platform's own executor gives, in the page's
+    language; a cluster's own reasons (FailedScheduling, Pulled) are names, kept."""
+    words = {
+        "Normal": pgettext("cluster event", "Normal"),
+        "Warning": pgettext("cluster event", "Warning"),
+        "Started": pgettext("cluster event", "Started"),
+        "Exited": pgettext("cluster event", "Exited"),
+    }
+    return words.get(word, word)
+
+
 def event_rows(job: Job) -> tuple[list[EventRow], str]:
     """Platform and cluster events of a job, newest first, and an error if the
     backend could not be asked (the platform's events are shown all the same)."""
@@ -180,7 +193,7 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
                 EventRow(
                     event.time,
                     _("Cluster"),
-                    f"{event.kind} {event.reason}",
+                    f"{_event_word(event.kind)} {_event_word(event.reason)}",
                     worker,
                     texts.shown(event.message),
                 )

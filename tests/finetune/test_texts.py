@@ -85,3 +85,18 @@ def test_a_workers_failure_is_said_in_the_readers_words_with_the_logs_own():
     with translation.override("zh-hans"):
         chinese = texts.render(reason.data())
     assert chinese.endswith("ValueError: bad row") and "exited with code" not in chinese
+
+
+def test_the_local_executors_events_read_in_the_readers_language():
+    """The events tab said "Normal Started" / "Warning Exited" on Chinese pages; a
+    cluster's own reasons (FailedScheduling) are names, kept as they are."""
+    from finetune.views.logs import _event_word
+
+    with translation.override("zh-hans"):
+        assert [_event_word(w) for w in ("Normal", "Started", "Warning", "Exited")] == [
+            "正常",
+            "已启动",
+            "警告",
+            "已退出",
+        ]
+        assert _event_word("FailedScheduling") == "FailedScheduling"
