@@ -145,7 +145,8 @@ def check(draft) -> None:
     """Refuse a job that does not fit one of its node specs, saying what would; and
     FSDP2 on a CPU spec of several processes, where it would not shard (accelerate
     applies FSDP to accelerator processes only: trainer/sharding.py)."""
-    if (draft.parameters or {}).get("sharding") == "fsdp2":
+    chosen = (draft.parameters or {}).get("sharding", "auto")
+    if chosen not in ("auto", *CPU_STRATEGIES):  # FSDP2: accelerators only
         for spec in draft.node_specs:
             if (
                 spec.device_type == DeviceType.NONE

@@ -15,10 +15,9 @@ trained on B sequences of S tokens per device by N processes:
                                            moments and an fp32 gradient partition: o = 16
     reference    P * w                     a frozen copy (DPO without LoRA, GRPO with KL)
     activations  B*S*H*a * L               each layer's input, kept by checkpointing,
-                 + B*S*(8H + 4I)*a         plus one layer recomputed (all L without it)
-                 + 2*B*A*S^2*a             its attention scores, where no fused kernel
-                                           avoids them (eager attention; SDPA has one on
-                                           devices and CPUs alike)
+                 + B*S*(8H + 4I)*a         plus one layer recomputed (all L without it);
+                                           no S x S attention scores: SDPA's fused kernels
+                                           keep none, on devices and CPUs alike
     logits       B*S*V * (a + 8)           the logits, and their fp32 copy and gradient
     buckets      7.6 * H^2 bytes           DeepSpeed's reduce and prefetch buckets
     (all of the above, plus 10 % for what the allocators keep)
@@ -36,6 +35,7 @@ every process works on its own batch. The estimate was checked against measured 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,7 +48,7 @@ RUNTIME_BYTES = {"cpu": int(0.5 * GIB), "cuda": int(1.0 * GIB), "mlu": int(1.0 *
 FRAGMENTATION = 1.10
 #: The order "auto" tries strategies in: the least sharding that fits, for speed.
 LEAST_SHARDING_FIRST = ("ddp", "zero2", "fsdp2", "zero3", "zero3_offload")
-LORA_ALGORITHMS = {"sft_lora", "t2i_lora"}
+LORA_ALGORITHMS = {"sft_lora"}  # always LoRA; DPO and GRPO say so in use_lora
 
 
 class ShapeError(ValueError):
@@ -86,7 +86,6 @@ class Workload:
     world_size: int
     processes_per_node: int = 1
     device_kind: str = "cuda"
-    fused_attention: bool = True
     sharding: str = "ddp"
 
 
@@ -189,8 +188,6 @@ def estimate(work: Workload) -> Estimate:
         gradients //= n
     b, s, h = work.batch, work.sequence, shape.hidden
     layer = b * s * (8 * h + 4 * shape.intermediate) * a
-    if not work.fused_attention:
-        layer += 2 * b * shape.heads * s * s * a
     kept = b * s * h * a * shape.layers + layer if work.checkpointing else layer * shape.layers
     logits = b * s * shape.vocab * (a + 8)
     parts = {
@@ -215,8 +212,8 @@ def choose_sharding(
     work: Workload, *, capacity: int | None, available: tuple[str, ...] = LEAST_SHARDING_FIRST
 ) -> str:
     """Sharding "auto": the least sharding that fits `capacity` bytes per device (of those
-    `available` here); the most sharding there is when none fits or the capacity is
-    unknown and the model is large."""
+    `available` here), the most there is when none fits; ddp for one process or where
+    the capacity is not known."""
     candidates = [name for name in LEAST_SHARDING_FIRST if name in available] or ["ddp"]
     if work.world_size <= 1:
         return "ddp"
@@ -329,9 +326,6 @@ def workload(
         world_size=world_size,
         processes_per_node=processes_per_node,
         device_kind=device_kind,
-        # SDPA's kernels (flash and memory-efficient on devices, flash on CPUs) keep no
-        # S x S scores; only eager attention would.
-        fused_attention=True,
         sharding=p.get("sharding", "auto") or "auto",
     )
 
@@ -339,17 +333,12 @@ def workload(
 def device_capacity(device_kind: str, dist: Any) -> int | None:
     """Bytes one process may use here: its device's memory, or on a CPU its share of
     the memory this machine (or container) has."""
-    if device_kind == "cuda":
+    if device_kind in ("cuda", "mlu"):
         import torch
 
-        return int(torch.cuda.get_device_properties(dist.local_rank).total_memory)
-    if device_kind == "mlu":
-        import torch
-
-        return int(torch.mlu.get_device_properties(dist.local_rank).total_memory)
-    import os
-
-    import psutil
+        backend = getattr(torch, device_kind)
+        return int(backend.get_device_properties(dist.local_rank).total_memory)
+    import psutil  # the trainer's; this module stays importable without it
 
     processes = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
     return int(psutil.virtual_memory().total // max(1, processes))

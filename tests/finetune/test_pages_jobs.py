@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from accounts.models import Access
 from finetune.models import Job, JobEvent, JobStatus, TaskType
@@ -248,17 +249,22 @@ def test_the_detail_page_shows_specs_events_and_its_tabs(client, project, alice)
     assert "vendor/uPlot.iife.min.js" in monitoring and "vendor/uPlot" not in page
 
 
-def test_the_creation_event_is_not_called_a_creation_time_in_chinese(client, alice, ready):
-    """Issue 19, item 10: the event and the list's column shared one msgid, so the
-    creation event read 创建时间 / 创建时间."""
-    from django.utils import translation
-
+def _created_in_chinese(client, alice, ready) -> tuple[Job, str]:
+    """A job created from the form, and its page as a Chinese reader gets it."""
     client.force_login(alice)
     client.post(reverse(CREATE), support.job_post(*ready))
     job = Job.objects.get()
     client.cookies["django_language"] = "zh-hans"
     with translation.override("zh-hans"):
         page = client.get(reverse("finetune:job_detail", args=[job.pk])).content.decode()
+    return job, page
+
+
+def test_the_creation_event_is_not_called_a_creation_time_in_chinese(client, alice, ready):
+    """Issue 19, item 10: the event and the list's column shared one msgid, so the
+    creation event read 创建时间 / 创建时间."""
+    job, page = _created_in_chinese(client, alice, ready)
+    with translation.override("zh-hans"):
         assert str(JobEvent.Kind.CREATED.label) == "创建"
     assert "<td>创建</td>" in page or ">创建<" in page
     assert JobEvent.objects.get(job=job).message == "Job created"
@@ -266,14 +272,8 @@ def test_the_creation_event_is_not_called_a_creation_time_in_chinese(client, ali
 
 def test_parameter_values_read_in_the_pages_language(client, alice, ready):
     """Issue 19, item 8: True/False and cosine/epoch/auto reached the Chinese page."""
-    from django.utils import translation
-
-    client.force_login(alice)
-    client.post(reverse(CREATE), support.job_post(*ready))
-    job = Job.objects.get()
-    client.cookies["django_language"] = "zh-hans"
+    _job, page = _created_in_chinese(client, alice, ready)
     with translation.override("zh-hans"):
-        page = client.get(reverse("finetune:job_detail", args=[job.pk])).content.decode()
         form = client.post(
             reverse(CREATE), {**support.job_post(*ready), "_refresh": "1"}
         ).content.decode()
