@@ -311,7 +311,7 @@ def lora(*, rank: int = 8, alpha: int = 16, merge: bool = True) -> dict[str, Sch
             "LoRA dropout",
             "LoRA 丢弃率",
             "Dropout on the LoRA input.",
-            "LoRA 输入上的 dropout 比例。",
+            "LoRA 输入上的丢弃比例。",
             minimum=0,
             maximum=0.9,
         ),

@@ -130,9 +130,14 @@
     return widen(pad)(u, min, max);
   };
   // Times on the axis in the page's language: the hour and minute, with the day when
-  // the chart spans more than one.
+  // the chart spans more than one, with the second when it spans a few minutes.
   const language = document.documentElement.lang || undefined;
   const clock = new Intl.DateTimeFormat(language, { hour: "2-digit", minute: "2-digit" });
+  const seconds = new Intl.DateTimeFormat(language, {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
   const dated = new Intl.DateTimeFormat(language, {
     month: "numeric",
     day: "numeric",
@@ -141,7 +146,8 @@
   });
   function timeTicks(u, ticks) {
     const span = (u.scales.x.max || 0) - (u.scales.x.min || 0);
-    const format = span > 86400 ? dated : clock;
+    // a chart of a few minutes would repeat its minute on every tick: seconds then
+    const format = span > 86400 ? dated : span > 600 ? clock : seconds;
     return ticks.map((tick) => format.format(new Date(tick * 1000)));
   }
   // Steps are whole numbers: no tick at 1.2 or 1.4.

@@ -187,5 +187,6 @@ def test_the_charts_axes_read_as_a_person_would_write_them(page, project, alice)
     labels = memory.get_attribute("data-y-ticks").split("|")
     assert len(labels) == len(set(labels)), labels
     times = memory.get_attribute("data-x-ticks").split("|")
-    # the hour and minute of today, not a span of years nor "7:52am"
-    assert all(re.fullmatch(r"\d{2}:\d{2}", tick) for tick in times), times
+    # the time of today, not a span of years nor "7:52am"; two minutes: to the second
+    assert all(re.fullmatch(r"\d{2}:\d{2}:\d{2}", tick) for tick in times), times
+    assert len(times) == len(set(times)), times
