@@ -6,6 +6,7 @@ a job list by permission is one indexed EXISTS per row (DESIGN.md "Access").
 """
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from finetune.models.data import Dataset, ModelRepo
@@ -17,6 +18,8 @@ class JobUserObjectPermission(UserObjectPermissionBase):
 
     class Meta(UserObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["content_object", "user"], name="job_uperm_object")]
+        verbose_name = _("user permission on a job")
+        verbose_name_plural = _("user permissions on jobs")
 
 
 class JobGroupObjectPermission(GroupObjectPermissionBase):
@@ -24,6 +27,8 @@ class JobGroupObjectPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["content_object", "group"], name="job_gperm_object")]
+        verbose_name = _("group permission on a job")
+        verbose_name_plural = _("group permissions on jobs")
 
 
 class DatasetUserObjectPermission(UserObjectPermissionBase):
@@ -31,6 +36,8 @@ class DatasetUserObjectPermission(UserObjectPermissionBase):
 
     class Meta(UserObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["content_object", "user"], name="dataset_uperm_object")]
+        verbose_name = _("user permission on a data set")
+        verbose_name_plural = _("user permissions on data sets")
 
 
 class DatasetGroupObjectPermission(GroupObjectPermissionBase):
@@ -38,6 +45,8 @@ class DatasetGroupObjectPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["content_object", "group"], name="dataset_gperm_object")]
+        verbose_name = _("group permission on a data set")
+        verbose_name_plural = _("group permissions on data sets")
 
 
 class ModelRepoUserObjectPermission(UserObjectPermissionBase):
@@ -45,6 +54,8 @@ class ModelRepoUserObjectPermission(UserObjectPermissionBase):
 
     class Meta(UserObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["content_object", "user"], name="repo_uperm_object")]
+        verbose_name = _("user permission on a model repo")
+        verbose_name_plural = _("user permissions on model repos")
 
 
 class ModelRepoGroupObjectPermission(GroupObjectPermissionBase):
@@ -52,3 +63,5 @@ class ModelRepoGroupObjectPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["content_object", "group"], name="repo_gperm_object")]
+        verbose_name = _("group permission on a model repo")
+        verbose_name_plural = _("group permissions on model repos")
