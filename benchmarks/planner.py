@@ -182,6 +182,156 @@ def build_queue(rng: random.Random, nodes: list[NodeState], count: int) -> list[
     return queue
 
 
+# The heterogeneous shape: nodes bought over years from several vendors, so about 200
+# groups of distinct capacity and labels; 20 specs, some naming a device model; three
+# queued jobs in ten gangs of 2 to 32 nodes.
+MODELS = {"mlu": ["MLU370-X8", "MLU590", None], "gpu": ["A800", "H800", "L40S"], "none": [None]}
+DRIVERS = {"mlu": ["5.10", "6.2", "6.4"], "gpu": ["535", "550", "560"], "none": [None]}
+HET_POOLS = ["mlu-shared", "gpu-shared", "mlu-team-a", "gpu-team-b", "mixed-c", None]
+
+
+def heterogeneous_specs(rng: random.Random) -> list[SpecRequest]:
+    specs = []
+    for spec_id in range(1, 21):
+        dtype = rng.choices(["mlu", "gpu", "none"], [6, 3, 1])[0]
+        devices = 0 if dtype == "none" else rng.choice([1, 2, 4, 8, 8])
+        per = max(devices, 1)
+        model = rng.choice(MODELS[dtype]) if rng.random() < 0.3 else None
+        specs.append(
+            SpecRequest(
+                spec_id,
+                per * rng.choice([4, 8, 12]) * 1000,
+                per * rng.choice([32, 64, 96]) * GIB,
+                dtype,
+                devices,
+                model,
+            )
+        )
+    return specs
+
+
+def build_heterogeneous_cluster(
+    rng: random.Random, count: int = 1000, groups: int = 200
+) -> tuple[list[NodeState], list[Pool]]:
+    pools = [
+        Pool("mlu-shared"),
+        Pool("gpu-shared"),
+        Pool("mlu-team-a", frozenset({1, 2})),
+        Pool("gpu-team-b", frozenset({3})),
+        Pool("mixed-c", frozenset({4, 5})),
+    ]
+    kinds: set[tuple] = set()
+    while len(kinds) < groups:
+        dtype = rng.choices(["mlu", "gpu", "none"], [6, 3, 1])[0]
+        kinds.add(
+            (
+                rng.choice(HET_POOLS),
+                rng.choice(DRIVERS[dtype]),
+                dtype,
+                rng.choice([32, 64, 96, 128, 192]) * 1000,
+                rng.choice([256, 512, 768, 1024, 1536]) * GIB,
+                0 if dtype == "none" else rng.choice([4, 8, 8, 16]),
+                rng.choice(MODELS[dtype]),
+            )
+        )
+    ordered = sorted(kinds, key=repr)
+    weights = [rng.paretovariate(1.2) for _ in ordered]  # a few big groups, many small
+    nodes = []
+    for i in range(count):
+        pool, driver, dtype, cpu, mem, devices, model = (
+            ordered[i] if i < len(ordered) else rng.choices(ordered, weights)[0]
+        )
+        nodes.append(
+            NodeState(
+                f"{dtype}-{i:04d}",
+                pool,
+                driver,
+                dtype,
+                cpu,
+                mem,
+                devices,
+                schedulable=rng.random() > 0.02,
+                device_model=model,
+            )
+        )
+    return nodes, pools
+
+
+def build_heterogeneous(
+    rng: random.Random, nodes_count: int = 1000, running_count: int = 2000, jobs: int = 10_000
+) -> tuple[list[NodeState], list[Pool], list[RunningJob], list[QueuedJob]]:
+    nodes, pools = build_heterogeneous_cluster(rng, nodes_count, min(200, max(3, nodes_count // 3)))
+    specs = heterogeneous_specs(rng)
+    by_type: dict[str, list[SpecRequest]] = {}
+    for spec in specs:
+        by_type.setdefault(spec.device_type, []).append(spec)
+    # running jobs: first-fit on a sample of nodes, never over capacity
+    free = {n.name: [n.cpu_millis, n.memory_bytes, n.devices] for n in nodes if n.schedulable}
+    live = [n for n in nodes if n.schedulable]
+    running = []
+    tries = 0
+    while len(running) < running_count and tries < running_count * 20:
+        tries += 1
+        spec = rng.choice(specs)
+        fits = [
+            n.name
+            for n in rng.sample(live, min(30, len(live)))
+            if n.device_type == spec.device_type
+            and (not spec.device_model or spec.device_model == n.device_model)
+            and free[n.name][0] >= spec.cpu_millis
+            and free[n.name][1] >= spec.memory_bytes
+            and free[n.name][2] >= spec.devices
+        ]
+        if not fits:
+            continue
+        names = fits[: rng.choice([1, 1, 1, 2, 4])]
+        for name in names:
+            f = free[name]
+            f[0] -= spec.cpu_millis
+            f[1] -= spec.memory_bytes
+            f[2] -= spec.devices
+        deadline = NOW + timedelta(minutes=rng.randint(5, 48 * 60))
+        running.append(RunningJob(2_000_000 + len(running), spec, tuple(names), deadline))
+    names_all = [n.name for n in nodes]
+    queue = []
+    for job_id in range(1, jobs + 1):
+        gang = rng.random() < 0.3
+        k = rng.choice([2, 2, 4, 4, 8, 16, 32]) if gang else 1
+        dtype = rng.choices(["mlu", "gpu", "none"], [6, 3, 1])[0]
+        options = by_type.get(dtype) or specs
+        chosen = rng.sample(options, min(len(options), rng.choice([1, 1, 2, 3])))
+        pool = driver = None
+        node_names: tuple[str, ...] = ()
+        project = rng.randint(1, 6)
+        if rng.random() < 0.2:
+            kind = rng.choice(["pool", "driver", "names"])
+            if kind == "pool":
+                pool = rng.choice(HET_POOLS[:5])
+                project = {"mlu-team-a": 1, "gpu-team-b": 3, "mixed-c": 4}.get(pool, project)
+            elif kind == "driver":
+                driver = rng.choice(DRIVERS[chosen[0].device_type])
+            else:
+                node_names = tuple(
+                    rng.sample(names_all, min(len(names_all), k + rng.randint(2, 40)))
+                )
+        hours = rng.choice([1, 2, 4, 8, 12, 24, 48, 72])
+        queue.append(
+            QueuedJob(
+                job_id=job_id,
+                project_id=project,
+                priority=rng.choices([0, 1, 2, 5], [70, 15, 10, 5])[0],
+                queued_at=NOW - timedelta(seconds=rng.randint(0, 7 * 86_400)),
+                node_count=k,
+                specs=tuple(chosen),
+                node_names=node_names,
+                pool=pool,
+                driver_version=driver,
+                duration=timedelta(minutes=max(30, int(hours * 60 * rng.uniform(0.5, 1.0)))),
+            )
+        )
+    return nodes, pools, running, queue
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
