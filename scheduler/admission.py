@@ -99,7 +99,6 @@ def admit(now=None) -> list[Admitted]:
         if not state.queue:
             return []
         plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
-        prediction.remember_plan(plan, {job.job_id: job.pool for job in state.queue})
         starting = plan.starts_now()
         jobs = Job.objects.in_bulk([decision.job_id for decision in starting])
         specs = NodeSpec.objects.in_bulk([decision.spec_id for decision in starting])
@@ -119,6 +118,10 @@ def admit(now=None) -> list[Admitted]:
             )
             if moved:
                 admitted.append(Admitted(job.pk, placement))
+    # the list's view of the queue, the expected starts planned outside the lock
+    running, queue = state.expected()
+    expected = planner.plan(state.nodes, state.pools, running, queue, now)
+    prediction.remember_plan(plan, {job.job_id: job.pool for job in state.queue}, expected)
     return admitted
 
 

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from scheduler.planning.engine import Engine, no_cyclic_gc, predict_in_order
 from scheduler.planning.forecast import Forecast
+from scheduler.planning.reasons import Reason, Words
 from scheduler.planning.state import (
     Decision,
     NodeState,
@@ -39,8 +40,10 @@ __all__ = [
     "Plan",
     "Pool",
     "QueuedJob",
+    "Reason",
     "RunningJob",
     "SpecRequest",
+    "Words",
     "plan",
     "predict",
     "queue_key",

@@ -1,8 +1,11 @@
-"""Queue prediction (F1.17): will a job start now, and if not, by when?
+"""Queue prediction (F1.17): will a job start now, and if not, when?
 
 The same planner as admission, with the draft inserted where it would stand in
 the queue, so the answer is the start it gets once created if nothing else
-changes. Starts are upper bounds: running jobs may end before their deadline.
+changes. Each answer has two starts: the latest, an upper bound from every
+running job using its whole duration, and the expected one, from the same plan
+over when jobs will likely end (their trainers' ETAs, and the share of their
+duration jobs typically run: planning/expected.py).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from finetune.models import Job, JobEvent
+from finetune.texts import Said, from_data, said
 from scheduler import planner, snapshot
 from scheduler.models import Node, NodeSpec, ResourcePool
+from scheduler.planning.expected import expected_job
 
 logger = logging.getLogger(__name__)
 
@@ -29,19 +34,29 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Prediction:
     starts_now: bool
-    start: datetime | None  # None: can never run
+    start: datetime | None  # the latest start; None: can never run
     position: int
     pool: str | None
     spec_id: int | None
-    reason: str | None  # "<code>: <text>" when it can never run
+    reason: Said | None  # why it can never run, in words to say in the reader's language
+    expected_start: datetime | None = None  # the likely start, at or before ``start``
 
     @property
     def can_run(self) -> bool:
         return self.start is not None
 
     @property
+    def expects_earlier(self) -> bool:
+        """Whether the expected start says more than the latest one."""
+        return (
+            self.start is not None
+            and self.expected_start is not None
+            and self.expected_start < self.start
+        )
+
+    @property
     def reason_text(self) -> str:
-        return (self.reason or "").split(": ", 1)[-1]
+        return self.reason.render() if self.reason is not None else ""
 
     def message(self) -> str:
         if not self.can_run:
@@ -54,20 +69,50 @@ class Prediction:
             if self.pool
             else _("position %(position)d in the queue") % {"position": self.position}
         )
+        latest = _moment(self.start)
+        if self.expects_earlier:
+            return _(
+                "Queued: %(where)s; expected to start %(expected)s, at the latest %(start)s"
+            ) % {"where": where, "expected": _moment(self.expected_start), "start": latest}
         return _("Queued: %(where)s, expected to start by %(start)s") % {
             "where": where,
-            "start": formats.date_format(timezone.localtime(self.start), "SHORT_DATETIME_FORMAT"),
+            "start": latest,
         }
 
 
-def _prediction(decision: planner.Decision, now: datetime, pool: str | None) -> Prediction:
+def _moment(when: datetime | None) -> str:
+    return formats.date_format(timezone.localtime(when), "SHORT_DATETIME_FORMAT") if when else ""
+
+
+def said_of(words: planner.Words) -> Said:
+    """The planner's words (no Django there) as words to say in a reader's language."""
+    return said(
+        words.msgid,
+        {
+            name: said_of(value) if isinstance(value, planner.Words) else value
+            for name, value in words.params
+        },
+    )
+
+
+def _prediction(
+    decision: planner.Decision,
+    now: datetime,
+    pool: str | None,
+    expected: planner.Decision | None = None,
+) -> Prediction:
+    start = decision.start
+    likely = expected.start if expected is not None else None
     return Prediction(
-        starts_now=decision.start is not None and decision.start <= now,
-        start=decision.start,
+        starts_now=start is not None and start <= now,
+        start=start,
         position=decision.position,
         pool=pool,
         spec_id=decision.spec_id,
-        reason=decision.reason,
+        reason=said_of(decision.reason.words) if decision.reason is not None else None,
+        # planning shorter jobs can, rarely, place one later than the bound (backfill is
+        # not monotone): the bound holds, so the expected start never passes it
+        expected_start=min(likely, start) if likely is not None and start is not None else start,
     )
 
 
@@ -77,12 +122,27 @@ def _prediction(decision: planner.Decision, now: datetime, pool: str | None) -> 
 # each process keeps the last one while the state it was built from holds.
 FORECAST_MAX_AGE_SECONDS = 30
 _forecast_lock = threading.Lock()
-_forecast: tuple[tuple, float, planner.Forecast, int] | None = None
+
+
+@dataclass(frozen=True)
+class _Forecasts:
+    """One state planned twice: over deadlines (latest starts) and over expected ends."""
+
+    version: tuple
+    built: float  # time.monotonic()
+    latest: planner.Forecast
+    expected: planner.Forecast
+    share: float
+    next_id: int
+
+
+_forecast: _Forecasts | None = None
 
 
 def state_version() -> tuple:
     """Changes whenever anything the planner reads changes (or nearly: an edit in
-    the admin that writes no event is caught by the forecast's maximum age)."""
+    the admin that writes no event, or a trainer's new ETA, is caught by the
+    forecast's maximum age)."""
     jobs = Job.objects.aggregate(latest=Max("pk"))
     events = JobEvent.objects.aggregate(latest=Max("pk"))
     nodes = Node.objects.aggregate(
@@ -100,22 +160,29 @@ def state_version() -> tuple:
     return (jobs["latest"], events["latest"], *nodes.values(), *pools.values())
 
 
-def _current_forecast() -> tuple[planner.Forecast, int]:
-    """The Forecast of the state now, and the id the next job will get."""
+def _current_forecasts() -> _Forecasts:
+    """The Forecasts of the state now, and the id the next job will get."""
     global _forecast
     version = state_version()
     with _forecast_lock:
         cached = _forecast
         if (
             cached is not None
-            and cached[0] == version
-            and time.monotonic() - cached[1] < FORECAST_MAX_AGE_SECONDS
+            and cached.version == version
+            and time.monotonic() - cached.built < FORECAST_MAX_AGE_SECONDS
         ):
-            return cached[2], cached[3]
+            return cached
         state = snapshot.take(timezone.now())
-        forecast = planner.Forecast(state.nodes, state.pools, state.running, state.queue, state.now)
-        _forecast = (version, time.monotonic(), forecast, (version[0] or 0) + 1)
-        return forecast, _forecast[3]
+        running, queue = state.expected()
+        _forecast = _Forecasts(
+            version,
+            time.monotonic(),
+            planner.Forecast(state.nodes, state.pools, state.running, state.queue, state.now),
+            planner.Forecast(state.nodes, state.pools, running, queue, state.now),
+            state.share,
+            (version[0] or 0) + 1,
+        )
+        return _forecast
 
 
 def predict_draft(
@@ -130,10 +197,10 @@ def predict_draft(
     driver_version: str = "",
 ) -> Prediction:
     """The prediction for a job not yet created."""
-    forecast, next_id = _current_forecast()
-    now = forecast.plan.now
+    forecasts = _current_forecasts()
+    now = forecasts.latest.plan.now
     draft = planner.QueuedJob(
-        job_id=next_id,
+        job_id=forecasts.next_id,
         project_id=project_id,
         priority=priority,
         queued_at=now,
@@ -144,35 +211,55 @@ def predict_draft(
         driver_version=driver_version or None,
         duration=duration,
     )
-    return _prediction(forecast.predict(draft), now, draft.pool)
+    decision = forecasts.latest.predict(draft)
+    expected = None
+    if decision.start is not None and decision.start > now:
+        expected = forecasts.expected.predict(expected_job(draft, forecasts.share))
+    return _prediction(decision, now, draft.pool, expected)
+
+
+def _plans(state: snapshot.Snapshot) -> tuple[planner.Plan, planner.Plan]:
+    """The state's plan over deadlines and its plan over expected ends."""
+    running, queue = state.expected()
+    return (
+        planner.plan(state.nodes, state.pools, state.running, state.queue, state.now),
+        planner.plan(state.nodes, state.pools, running, queue, state.now),
+    )
 
 
 def predict_queued(jobs: Sequence[Job], now: datetime | None = None) -> dict[int, Prediction]:
     """Where each of these queued jobs stands in the current plan."""
-    now = now or timezone.now()
-    state = snapshot.take(now)
+    state = snapshot.take(now or timezone.now())
     wanted = {job.pk for job in jobs}
-    plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
+    latest, expected = _plans(state)
     pools = {job.job_id: job.pool for job in state.queue}
     return {
-        job_id: _prediction(plan[job_id], now, pools[job_id]) for job_id in wanted if job_id in plan
+        job_id: _prediction(latest[job_id], state.now, pools[job_id], expected.get(job_id))
+        for job_id in wanted
+        if job_id in latest
     }
 
 
 def predict_job(job: Job, now: datetime | None = None) -> Prediction:
-    """A queued job's place and expected start, planning only the jobs ahead of it."""
-    now = now or timezone.now()
-    state = snapshot.take(now)
+    """A queued job's place and starts, planning only the jobs ahead of it."""
+    state = snapshot.take(now or timezone.now())
     mine = next((queued for queued in state.queue if queued.job_id == job.pk), None)
     if mine is None:
         raise ValueError(f"job {job.pk} is not queued")
-    decision = planner.predict(state.nodes, state.pools, state.running, state.queue, mine, now)
-    return _prediction(decision, now, mine.pool)
+    nodes, pools, now = state.nodes, state.pools, state.now
+    decision = planner.predict(nodes, pools, state.running, state.queue, mine, now)
+    expected = None
+    if decision.start is not None and decision.start > state.now:
+        running, queue = state.expected()
+        expected = planner.predict(
+            state.nodes, state.pools, running, queue, expected_job(mine, state.share), state.now
+        )
+    return _prediction(decision, state.now, mine.pool, expected)
 
 
 # The list shows every queued job's place (F1.17). Planning the whole queue per
 # page view would cost what admission already computes every pass, so each
-# admission pass leaves its plan in the cache, in buckets of job ids: a page of
+# admission pass leaves its plans in the cache, in buckets of job ids: a page of
 # twenty jobs reads a bucket or two, not the whole queue.
 PLAN_CACHE_KEY = "jingtiao:queue-plan"
 PLAN_CACHE_SECONDS = 600
@@ -183,10 +270,12 @@ def _bucket_key(job_id: int) -> str:
     return f"{PLAN_CACHE_KEY}:{job_id // PLAN_BUCKET}"
 
 
-def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> dict[str, dict]:
-    """Leave the plan in the cache for the list; the buckets are returned as well, so
+def remember_plan(
+    plan: planner.Plan, pools: dict[int, str | None], expected: planner.Plan | None = None
+) -> dict[str, dict]:
+    """Leave the plans in the cache for the list; the buckets are returned as well, so
     that a cache that is down costs the list its shortcut, never its answer."""
-    buckets = _buckets(plan, pools)
+    buckets = _buckets(plan, pools, expected)
     try:
         cache.set_many(buckets, PLAN_CACHE_SECONDS)
     except Exception as exc:  # any backend's connection error: the plan is only a shortcut
@@ -194,7 +283,13 @@ def remember_plan(plan: planner.Plan, pools: dict[int, str | None]) -> dict[str,
     return buckets
 
 
-def _buckets(plan: planner.Plan, pools: dict[int, str | None]) -> dict[str, dict]:
+def _stamp(when: datetime | None) -> float | None:
+    return when.timestamp() if when is not None else None
+
+
+def _buckets(
+    plan: planner.Plan, pools: dict[int, str | None], expected: planner.Plan | None
+) -> dict[str, dict]:
     # The jobs this pass starts leave the queue, so the others' places are
     # counted without them: the list shows the place a job has once they run.
     starting = {decision.job_id for decision in plan.starts_now()}
@@ -204,14 +299,20 @@ def _buckets(plan: planner.Plan, pools: dict[int, str | None]) -> dict[str, dict
         if job_id not in starting:
             place += 1
         bucket = buckets.setdefault(_bucket_key(job_id), {"now": plan.now.timestamp()})
+        likely = expected.get(job_id) if expected is not None else None
         bucket[job_id] = (
             decision.position if job_id in starting else place,
-            decision.start.timestamp() if decision.start else None,
-            decision.reason,
+            _stamp(decision.start),
+            said_of(decision.reason.words).data() if decision.reason is not None else None,
             pools.get(job_id),
             decision.spec_id,
+            _stamp(likely.start) if likely is not None else None,
         )
     return buckets
+
+
+def _moment_of(stamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(stamp, tz=UTC) if stamp is not None else None
 
 
 def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
@@ -225,26 +326,27 @@ def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
         logger.warning("the queue plan could not be read from the cache: %s", exc)
         stored = {}
     if len(stored) < len(keys):
-        now = timezone.now()
-        state = snapshot.take(now)
-        plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
-        buckets = remember_plan(plan, {job.job_id: job.pool for job in state.queue})
+        state = snapshot.take(timezone.now())
+        latest, expected = _plans(state)
+        buckets = remember_plan(latest, {job.job_id: job.pool for job in state.queue}, expected)
         stored = {key: buckets[key] for key in keys if key in buckets}
     forecasts = {}
     for job_id in job_ids:
         bucket = stored.get(_bucket_key(job_id)) or {}
         entry = bucket.get(job_id)
-        if entry is None:
-            continue  # queued after the last pass: the next one places it
+        if entry is None or len(entry) != 6:
+            continue  # queued after the last pass (or kept by an older release): the next one
         planned_at = datetime.fromtimestamp(bucket["now"], tz=UTC)
-        position, start, reason, pool, spec_id = entry
-        start_at = datetime.fromtimestamp(start, tz=UTC) if start is not None else None
+        position, start, reason, pool, spec_id, likely = entry
+        start_at = _moment_of(start)
+        expected_at = _moment_of(likely)
         forecasts[job_id] = Prediction(
             starts_now=start_at is not None and start_at <= planned_at,
             start=start_at,
             position=position,
             pool=pool,
             spec_id=spec_id,
-            reason=reason,
+            reason=from_data(reason),
+            expected_start=min(expected_at, start_at) if expected_at and start_at else start_at,
         )
     return forecasts

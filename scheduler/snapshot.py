@@ -7,12 +7,17 @@ queue prediction stay cheap; the planner itself does no I/O.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from finetune.models import Job, JobNodeSpec, JobStatus
+from finetune.models.jobs import TERMINAL_STATUSES
 from scheduler.models import MIB, Node, NodeSpec, ResourcePool
 from scheduler.planner import NodeState, Pool, QueuedJob, RunningJob, SpecRequest
+from scheduler.planning.expected import Progress, expected_inputs, typical_share
+
+# How many of the latest settled jobs tell how much of its duration a job runs.
+SHARE_SAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,14 @@ class Snapshot:
     running: list[RunningJob]
     queue: list[QueuedJob]
     now: datetime
+    # what each running job reported of its end, and the share of its duration a job
+    # typically runs: the inputs of the expected plan (planning/expected.py)
+    progress: dict[int, Progress] = field(default_factory=dict)
+    share: float = 1.0
+
+    def expected(self) -> tuple[list[RunningJob], list[QueuedJob]]:
+        """The running and queued jobs as they will likely run, to plan expected starts."""
+        return expected_inputs(self.running, self.queue, self.progress, self.now, self.share)
 
 
 def spec_request(spec: NodeSpec) -> SpecRequest:
@@ -32,6 +45,7 @@ def spec_request(spec: NodeSpec) -> SpecRequest:
         device_type=spec.device_type,
         devices=spec.device_count,
         device_model=spec.device_model or None,
+        name=spec.name,
     )
 
 
@@ -90,26 +104,13 @@ def take(now: datetime) -> Snapshot:
     nodes = [node_state(node, pool_names) for node in Node.objects.all()]
     specs = {spec.pk: spec for spec in NodeSpec.objects.all()}
 
-    running = [
-        running_job(job, specs[job.spec_in_use_id])
-        for job in Job.objects.filter(status=JobStatus.RUNNING, spec_in_use__isnull=False).only(
-            "pk", "spec_in_use", "placement", "started_at", "duration"
-        )
-    ]
-    queued = list(
-        Job.objects.filter(status=JobStatus.QUEUED).only(
-            "pk",
-            "project",
-            "priority",
-            "queued_at",
-            "created_at",
-            "node_count",
-            "node_names",
-            "pool",
-            "driver_version",
-            "duration",
-        )
-    )
+    running, progress = [], {}
+    for job in Job.objects.filter(status=JobStatus.RUNNING, spec_in_use__isnull=False).only(
+        "pk", "spec_in_use", "placement", "started_at", "duration", "progress", "eta_at"
+    ):
+        running.append(running_job(job, specs[job.spec_in_use_id]))
+        progress[job.pk] = Progress(job.started_at, job.eta_at, job.progress)
+    queued = list(Job.objects.filter(status=JobStatus.QUEUED).only(*QUEUED_FIELDS))
     choices: dict[int, list[NodeSpec]] = defaultdict(list)
     for job_id, spec_id in (
         JobNodeSpec.objects.filter(job__status=JobStatus.QUEUED)
@@ -118,4 +119,30 @@ def take(now: datetime) -> Snapshot:
     ):
         choices[job_id].append(specs[spec_id])
     queue = [queued_job(job, choices[job.pk], pool_names) for job in queued]
-    return Snapshot(nodes, pool_list, running, queue, now)
+    return Snapshot(nodes, pool_list, running, queue, now, progress, share())
+
+
+QUEUED_FIELDS = (
+    "pk",
+    "project",
+    "priority",
+    "queued_at",
+    "created_at",
+    "node_count",
+    "node_names",
+    "pool",
+    "driver_version",
+    "duration",
+)
+
+
+def share() -> float:
+    """The share of its duration that a job typically runs, from the latest settled jobs."""
+    settled = (
+        Job.objects.filter(
+            status__in=TERMINAL_STATUSES, started_at__isnull=False, finished_at__isnull=False
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at", "duration")[:SHARE_SAMPLES]
+    )
+    return typical_share((finished - started, duration) for started, finished, duration in settled)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from scheduler.planning.gang import earliest_gang
-from scheduler.planning.reasons import never_reason
+from scheduler.planning.reasons import Reason, never_reason
 from scheduler.planning.state import (
     Decision,
     NodeState,
@@ -135,7 +135,7 @@ class Engine:
         self._hold_running(running)
         self.fits.build()
         self._where_for: dict[tuple, tuple] = {}
-        self._reasons: dict[tuple, str] = {}
+        self._reasons: dict[tuple, Reason] = {}
 
     def _hold_running(self, running: Iterable[RunningJob]) -> None:
         for job in running:

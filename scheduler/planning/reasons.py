@@ -1,7 +1,9 @@
-"""Why a job can never run: a machine-readable code and a sentence a user can act on.
+"""Why a job can never run: a machine-readable code and words a user can act on.
 
 Only reached for jobs that fit nowhere even on an empty cluster, so it favours clear words
-over speed. The codes:
+over speed. The words are a message id with its parameters (``Words``), not a sentence:
+the planner knows no language, and the pages say them in the reader's
+(scheduler/prediction.py); ``str()`` gives the English, for logs and tests. The codes:
 
 - ``no_spec``: the job lists no node spec.
 - ``bad_node_count``: the node count is below one.
@@ -15,45 +17,99 @@ over speed. The codes:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from scheduler.planning.state import NodeState, Pool, QueuedJob, SpecRequest, device_matches
 
 GIB = 1 << 30
 
 
-def _where(job: QueuedJob) -> str:
+def gettext_noop(msgid: str) -> str:
+    """Marks a message id for the translation catalogue (makemessages reads this name)."""
+    return msgid
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """A message id and its parameters; a parameter may itself be ``Words``."""
+
+    msgid: str
+    params: tuple[tuple[str, object], ...] = ()
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.msgid
+        return self.msgid % {name: str(value) for name, value in self.params}
+
+
+def words(msgid: str, **params: object) -> Words:
+    return Words(msgid, tuple(sorted(params.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    words: Words
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.words}"
+
+
+def _where(job: QueuedJob) -> Words:
     if job.node_names:
-        place = "among nodes " + ", ".join(sorted(set(job.node_names)))
+        place = words(
+            gettext_noop("among nodes %(nodes)s"), nodes=", ".join(sorted(set(job.node_names)))
+        )
     elif job.pool is not None:
-        place = f"in pool {job.pool}"
+        place = words(gettext_noop("in pool %(pool)s"), pool=job.pool)
     else:
-        place = "in the shared pools"
+        place = words(gettext_noop("in the shared pools"))
     if job.driver_version is not None:
-        place += f" with driver {job.driver_version}"
+        place = words(
+            gettext_noop("%(place)s with driver %(driver)s"), place=place, driver=job.driver_version
+        )
     return place
 
 
-def _amounts(spec: SpecRequest, missing: set[str]) -> str:
-    parts = []
-    if "devices" in missing:
-        parts.append(f"{spec.devices} {spec.device_type} devices")
-    if "cpu" in missing:
-        parts.append(f"{spec.cpu_millis / 1000:g} CPUs")
-    if "memory" in missing:
-        parts.append(f"{spec.memory_bytes / GIB:g} GiB of memory")
-    if len(parts) == 1:
-        return parts[0]
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+def _device_kind(spec: SpecRequest) -> str:
+    kind = spec.device_type.upper()
+    return f"{kind} {spec.device_model}" if spec.device_model else kind
 
 
-def _spec_reason(job: QueuedJob, spec: SpecRequest, nodes: list[NodeState]) -> tuple[str, str]:
+def _amounts(spec: SpecRequest, missing: set[str]) -> Words:
+    """The one resource no node has enough of, or the whole slot when it is several."""
+    cpus, memory = f"{spec.cpu_millis / 1000:g}", f"{spec.memory_bytes / GIB:g}"
+    if missing == {"devices"}:
+        return words(
+            gettext_noop("%(count)s %(kind)s devices"), count=spec.devices, kind=_device_kind(spec)
+        )
+    if missing == {"cpu"}:
+        return words(gettext_noop("%(cpus)s CPUs"), cpus=cpus)
+    if missing == {"memory"}:
+        return words(gettext_noop("%(memory)s GiB of memory"), memory=memory)
+    if spec.devices:
+        return words(
+            gettext_noop("%(count)s %(kind)s devices, %(cpus)s CPUs and %(memory)s GiB of memory"),
+            count=spec.devices,
+            kind=_device_kind(spec),
+            cpus=cpus,
+            memory=memory,
+        )
+    return words(
+        gettext_noop("%(cpus)s CPUs and %(memory)s GiB of memory"), cpus=cpus, memory=memory
+    )
+
+
+def _spec_reason(job: QueuedJob, spec: SpecRequest, nodes: list[NodeState]) -> Reason:
     where = _where(job)
     if not nodes:
-        return "no_nodes", f"no schedulable node {where}"
+        return Reason("no_nodes", words(gettext_noop("no schedulable node %(where)s"), where=where))
     typed = [n for n in nodes if device_matches(spec, n.device_type, n.device_model)]
     if not typed:
-        kind = f"{spec.device_type} {spec.device_model}" if spec.device_model else spec.device_type
-        return "no_device_type", f"no {kind} node {where}"
+        return Reason(
+            "no_device_type",
+            words(gettext_noop("no %(kind)s node %(where)s"), kind=_device_kind(spec), where=where),
+        )
     roomy = [
         n
         for n in typed
@@ -62,8 +118,8 @@ def _spec_reason(job: QueuedJob, spec: SpecRequest, nodes: list[NodeState]) -> t
         and n.memory_bytes >= spec.memory_bytes
     ]
     if not roomy:
-        # name the resources no node has enough of; if each exists somewhere, but never
-        # together, name them all
+        # name the resource no node has enough of; if each exists somewhere, but never
+        # together, name the whole slot
         missing = {
             name
             for name, have, want in (
@@ -73,11 +129,26 @@ def _spec_reason(job: QueuedJob, spec: SpecRequest, nodes: list[NodeState]) -> t
             )
             if have < want
         } or {"devices", "cpu", "memory"}
-        return "too_large", f"no node {where} has {_amounts(spec, missing)}"
-    return (
+        return Reason(
+            "too_large",
+            words(
+                gettext_noop("no node %(where)s has %(amounts)s"),
+                where=where,
+                amounts=_amounts(spec, missing),
+            ),
+        )
+    return Reason(
         "too_few_nodes",
-        f"only {len(roomy)} node{'s' if len(roomy) != 1 else ''} {where} can hold "
-        f"{_amounts(spec, {'devices', 'cpu', 'memory'})}; the job needs {job.node_count}",
+        words(
+            gettext_noop(
+                "only %(found)s of the nodes %(where)s can hold %(amounts)s; "
+                "the job needs %(count)s"
+            ),
+            found=len(roomy),
+            where=where,
+            amounts=_amounts(spec, {"devices", "cpu", "memory"}),
+            count=job.node_count,
+        ),
     )
 
 
@@ -86,19 +157,28 @@ def never_reason(
     nodes: Sequence[NodeState],
     pools: dict[str, Pool],
     pool_admits: Callable[[dict[str, Pool], str | None, QueuedJob], bool],
-) -> str:
-    """Why ``job`` fits on no set of the schedulable ``nodes``, as "code: text"."""
+) -> Reason:
+    """Why ``job`` fits on no set of the schedulable ``nodes``."""
     if not job.specs:
-        return "no_spec: the job lists no node spec"
+        return Reason("no_spec", words(gettext_noop("the job lists no node spec")))
     if job.node_count < 1:
-        return f"bad_node_count: the node count is {job.node_count}; it must be at least 1"
+        return Reason(
+            "bad_node_count",
+            words(
+                gettext_noop("the node count is %(count)s; it must be at least 1"),
+                count=job.node_count,
+            ),
+        )
     pool = pools.get(job.pool) if job.pool is not None else None
     if (
         pool is not None
         and pool.dedicated_project_ids is not None
         and job.project_id not in pool.dedicated_project_ids
     ):
-        return f"pool_forbidden: pool {job.pool} is dedicated to other projects"
+        return Reason(
+            "pool_forbidden",
+            words(gettext_noop("pool %(pool)s is dedicated to other projects"), pool=job.pool),
+        )
     names = set(job.node_names)
     usable = [
         n
@@ -110,9 +190,17 @@ def never_reason(
     ]
     found = [_spec_reason(job, spec, usable) for spec in job.specs]
     if len(found) == 1:
-        code, text = found[0]
-        return f"{code}: {text}"
-    text = "; ".join(
-        f"spec {spec.spec_id}: {t}" for spec, (_, t) in zip(job.specs, found, strict=True)
-    )
-    return f"{found[0][0]}: {text}"
+        return found[0]
+    # one clause per spec, by the spec's name where the caller gave one
+    said: Words | None = None
+    for spec, reason in zip(job.specs, found, strict=True):
+        clause = words(
+            gettext_noop("spec %(spec)s: %(why)s"), spec=spec.name or spec.spec_id, why=reason.words
+        )
+        said = (
+            clause
+            if said is None
+            else words(gettext_noop("%(first)s; %(then)s"), first=said, then=clause)
+        )
+    assert said is not None
+    return Reason(found[0].code, said)

@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scheduler.planning.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class SpecRequest:
     device_type: str
     devices: int
     device_model: str | None = None  # only nodes of this model (case aside) when set
+    name: str = ""  # what the reasons call it; the id where empty
 
 
 def device_matches(spec: SpecRequest, device_type: str, device_model: str | None) -> bool:
@@ -83,7 +88,8 @@ class Decision:
 
     ``start`` is an upper bound ("starts by"): running jobs may end before their deadline.
     ``start`` None means the job can never run, even on an empty cluster; ``reason`` then
-    reads "<code>: <human text>", e.g. "too_large: no node in pool a has 16 mlu devices".
+    says why (planning/reasons.py): a code and words, e.g. "too_large: no node in pool a
+    has 16 MLU devices".
     """
 
     job_id: int
@@ -91,11 +97,11 @@ class Decision:
     spec_id: int | None
     nodes: tuple[str, ...]
     position: int  # 1-based place in queue order
-    reason: str | None = None
+    reason: Reason | None = None
 
     @property
     def reason_code(self) -> str | None:
-        return None if self.reason is None else self.reason.split(":", 1)[0]
+        return None if self.reason is None else self.reason.code
 
 
 def queue_key(job: QueuedJob) -> tuple[int, datetime, int]:

@@ -198,7 +198,7 @@ def test_a_dedicated_pool_serves_the_jobs_of_its_projects() -> None:
 def test_a_dedicated_pool_refuses_other_projects_for_good() -> None:
     result = plan(POOLED, POOLS, [], [job(1, WHOLE, pool="team", project=8)], NOW)
     assert result[1].start is None
-    assert result[1].reason == "pool_forbidden: pool team is dedicated to other projects"
+    assert str(result[1].reason) == "pool_forbidden: pool team is dedicated to other projects"
 
 
 def test_a_job_with_node_names_uses_only_those_nodes() -> None:
@@ -238,7 +238,7 @@ def test_a_spec_with_a_device_model_uses_only_nodes_of_that_model() -> None:
     assert result[3].nodes == ("590",) and result[3].start == NOW
     none = plan(nodes, [], [], [job(1, replace(spec(1, 8), device_model="MLU290"))], NOW)
     assert none[1].start is None
-    assert none[1].reason == "no_device_type: no mlu MLU290 node in the shared pools"
+    assert str(none[1].reason) == "no_device_type: no MLU MLU290 node in the shared pools"
     forecast = predict(nodes, [], [], [], job(4, x8), NOW)
     assert forecast.nodes == ("x8",)
 
@@ -248,7 +248,7 @@ def test_unschedulable_nodes_are_never_used() -> None:
     result = plan(nodes, [], [], [job(1, WHOLE), job(2, WHOLE)], NOW)
     assert result[1].nodes == result[2].nodes == ("here",)
     alone = plan([node("gone", schedulable=False)], [], [], [job(1, WHOLE)], NOW)
-    assert alone[1].reason == "no_nodes: no schedulable node in the shared pools"
+    assert str(alone[1].reason) == "no_nodes: no schedulable node in the shared pools"
 
 
 # --- never ------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_a_job_asking_more_devices_than_any_node_has_can_never_run() -> None:
     big = spec(9, 16)
     result = plan([node("a", pool="p")], [Pool("p")], [], [job(1, big, pool="p")], NOW)
     assert result[1].start is None and result[1].nodes == () and result[1].spec_id is None
-    assert result[1].reason == "too_large: no node in pool p has 16 mlu devices"
+    assert str(result[1].reason) == "too_large: no node in pool p has 16 MLU devices"
 
 
 def test_a_gang_larger_than_its_pool_can_never_run() -> None:
@@ -270,21 +270,22 @@ def test_a_gang_larger_than_its_pool_can_never_run() -> None:
         NOW,
     )
     assert result[1].reason_code == "too_few_nodes"
-    assert "only 2 nodes in pool p" in result[1].reason and "needs 3" in result[1].reason
+    assert "only 2 of the nodes in pool p" in str(result[1].reason)
+    assert "needs 3" in str(result[1].reason)
 
 
 def test_a_spec_of_a_device_type_the_cluster_lacks_can_never_run() -> None:
     result = plan([node("a")], [], [], [job(1, spec(5, 1, device_type="gpu"))], NOW)
-    assert result[1].reason == "no_device_type: no gpu node in the shared pools"
+    assert str(result[1].reason) == "no_device_type: no GPU node in the shared pools"
 
 
 def test_a_job_never_runs_only_when_none_of_its_specs_ever_fits() -> None:
     result = plan([node("a")], [], [], [job(1, spec(9, 16), HALF)], NOW)
     assert result[1].spec_id == HALF.spec_id and result[1].start == NOW
     result = plan([node("a")], [], [], [job(1, spec(9, 16), spec(10, 1, device_type="gpu"))], NOW)
-    assert result[1].reason == (
-        "too_large: spec 9: no node in the shared pools has 16 mlu devices; "
-        "spec 10: no gpu node in the shared pools"
+    assert str(result[1].reason) == (
+        "too_large: spec 9: no node in the shared pools has 16 MLU devices; "
+        "spec 10: no GPU node in the shared pools"
     )
 
 
@@ -327,9 +328,9 @@ def test_a_prediction_says_why_a_draft_can_never_run() -> None:
     draft = job(1, WHOLE, nodes=4)
     predicted = predict([node("a")], [], [], [], draft, NOW)
     assert predicted.start is None
-    assert predicted.reason == (
-        "too_few_nodes: only 1 node in the shared pools can hold 8 mlu devices, 8 CPUs and "
-        "64 GiB of memory; the job needs 4"
+    assert str(predicted.reason) == (
+        "too_few_nodes: only 1 of the nodes in the shared pools can hold 8 MLU devices, "
+        "8 CPUs and 64 GiB of memory; the job needs 4"
     )
 
 
