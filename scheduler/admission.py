@@ -93,12 +93,14 @@ def admit(now=None) -> list[Admitted]:
     """Move every job the plan starts now to RUNNING; returns what to launch."""
     now = now or timezone.now()
     admitted: list[Admitted] = []
+    version = prediction.state_version()  # before the state it labels
     with transaction.atomic():
         _lock()
         state = snapshot.take(now)
         if not state.queue:
             return []
-        plan = planner.plan(state.nodes, state.pools, state.running, state.queue, now)
+        forecast = planner.Forecast(state.nodes, state.pools, state.running, state.queue, now)
+        plan = forecast.plan
         starting = plan.starts_now()
         jobs = Job.objects.in_bulk([decision.job_id for decision in starting])
         specs = NodeSpec.objects.in_bulk([decision.spec_id for decision in starting])
@@ -118,10 +120,16 @@ def admit(now=None) -> list[Admitted]:
             )
             if moved:
                 admitted.append(Admitted(job.pk, placement))
-    # the list's view of the queue, the expected starts planned outside the lock
+    # the list's view of the queue and the create page's forecasts, the expected starts
+    # planned outside the lock; a pass that started jobs changed the state it planned,
+    # and the pass their start sets off shares the forecasts of the state it leaves
     running, queue = state.expected()
-    expected = planner.plan(state.nodes, state.pools, running, queue, now)
-    prediction.remember_plan(plan, {job.job_id: job.pool for job in state.queue}, expected)
+    expected = planner.Forecast(state.nodes, state.pools, running, queue, now)
+    pools = {job.job_id: job.pool for job in state.queue}
+    on = forecast.drafts.holders
+    prediction.remember_plan(plan, pools, expected.plan, on)
+    if not starting:
+        prediction.keep_warm(version, state, forecast, expected)
     return admitted
 
 

@@ -11,10 +11,12 @@ duration jobs typically run: planning/expected.py).
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
@@ -27,6 +29,8 @@ from finetune.texts import Said, from_data, said
 from scheduler import planner, snapshot
 from scheduler.models import Node, NodeSpec, ResourcePool
 from scheduler.planning.expected import expected_job
+from scheduler.planning.forecast import Drafts
+from scheduler.planning.reasons import Holders, holders, waiting_for
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class Prediction:
     spec_id: int | None
     reason: Said | None  # why it can never run, in words to say in the reader's language
     expected_start: datetime | None = None  # the likely start, at or before ``start``
+    waiting: Said | None = None  # what it waits for, when it waits
 
     @property
     def can_run(self) -> bool:
@@ -71,13 +76,17 @@ class Prediction:
         )
         latest = _moment(self.start)
         if self.expects_earlier:
-            return _(
+            said = _(
                 "Queued: %(where)s; expected to start %(expected)s, at the latest %(start)s"
             ) % {"where": where, "expected": _moment(self.expected_start), "start": latest}
-        return _("Queued: %(where)s, expected to start by %(start)s") % {
-            "where": where,
-            "start": latest,
-        }
+        else:
+            said = _("Queued: %(where)s, expected to start by %(start)s") % {
+                "where": where,
+                "start": latest,
+            }
+        if self.waiting is None:
+            return said
+        return _("%(said)s (%(waiting)s)") % {"said": said, "waiting": self.waiting.render()}
 
 
 def _moment(when: datetime | None) -> str:
@@ -100,9 +109,11 @@ def _prediction(
     now: datetime,
     pool: str | None,
     expected: planner.Decision | None = None,
+    on: Holders | None = None,
 ) -> Prediction:
     start = decision.start
     likely = expected.start if expected is not None else None
+    waiting = waiting_for(decision, on, now) if on is not None and start and start > now else None
     return Prediction(
         starts_now=start is not None and start <= now,
         start=start,
@@ -113,14 +124,20 @@ def _prediction(
         # planning shorter jobs can, rarely, place one later than the bound (backfill is
         # not monotone): the bound holds, so the expected start never passes it
         expected_start=min(likely, start) if likely is not None and start is not None else start,
+        waiting=said_of(waiting) if waiting is not None else None,
     )
 
 
 # Planning every job ahead of a draft costs about as much as a whole plan
 # (half a second at 10,000 queued jobs), too slow to answer while a user edits
-# the form. A Forecast plans once and then answers any draft in milliseconds;
-# each process keeps the last one while the state it was built from holds.
+# the form. A Forecast plans once and then answers any draft in milliseconds.
+# The worker keeps one warm: every admission pass that leaves the state as it
+# found it shares its Forecasts' drafts part in the cache, labelled with the
+# state it planned; each web process takes it from there (tens of milliseconds),
+# keeps it while that state holds, and plans by itself only where the worker
+# has not caught up with the latest change.
 FORECAST_MAX_AGE_SECONDS = 30
+FORECAST_CACHE_KEY = "jingtiao:forecast"
 _forecast_lock = threading.Lock()
 
 
@@ -129,11 +146,15 @@ class _Forecasts:
     """One state planned twice: over deadlines (latest starts) and over expected ends."""
 
     version: tuple
-    built: float  # time.monotonic()
-    latest: planner.Forecast
-    expected: planner.Forecast
+    built: float  # time.time(), shared between processes
+    latest: Drafts
+    expected: Drafts
     share: float
     next_id: int
+
+    @property
+    def fresh(self) -> bool:
+        return time.time() - self.built < FORECAST_MAX_AGE_SECONDS
 
 
 _forecast: _Forecasts | None = None
@@ -142,7 +163,7 @@ _forecast: _Forecasts | None = None
 def state_version() -> tuple:
     """Changes whenever anything the planner reads changes (or nearly: an edit in
     the admin that writes no event, or a trainer's new ETA, is caught by the
-    forecast's maximum age)."""
+    forecast's maximum age). Read it before the state it labels."""
     jobs = Job.objects.aggregate(latest=Max("pk"))
     events = JobEvent.objects.aggregate(latest=Max("pk"))
     nodes = Node.objects.aggregate(
@@ -160,29 +181,61 @@ def state_version() -> tuple:
     return (jobs["latest"], events["latest"], *nodes.values(), *pools.values())
 
 
+def _forecasts_of(
+    version: tuple,
+    state: snapshot.Snapshot,
+    latest: planner.Forecast | None = None,
+    expected: planner.Forecast | None = None,
+) -> _Forecasts:
+    if latest is None:
+        latest = planner.Forecast(state.nodes, state.pools, state.running, state.queue, state.now)
+    if expected is None:
+        running, queue = state.expected()
+        expected = planner.Forecast(state.nodes, state.pools, running, queue, state.now)
+    return _Forecasts(
+        version, time.time(), latest.drafts, expected.drafts, state.share, (version[0] or 0) + 1
+    )
+
+
+def share_forecasts(forecasts: _Forecasts) -> None:
+    """Leave the forecasts where every process finds them (a shortcut, never needed)."""
+    try:
+        blob = zlib.compress(pickle.dumps(forecasts, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        cache.set(FORECAST_CACHE_KEY, (forecasts.version, blob), FORECAST_MAX_AGE_SECONDS)
+    except Exception as exc:  # any backend's connection error
+        logger.warning("the forecast could not be shared: %s", exc)
+
+
+def keep_warm(version: tuple, state: snapshot.Snapshot, latest, expected) -> None:
+    """Share the Forecasts an admission pass built of ``state``, read at ``version``."""
+    share_forecasts(_forecasts_of(version, state, latest, expected))
+
+
+def _shared(version: tuple) -> _Forecasts | None:
+    try:
+        found = cache.get(FORECAST_CACHE_KEY)
+        if not found or found[0] != version:
+            return None
+        forecasts = pickle.loads(zlib.decompress(found[1]))  # written by our own workers
+    except Exception as exc:  # the cache is down, or holds what an older release wrote
+        logger.warning("the shared forecast could not be read: %s", exc)
+        return None
+    return forecasts if isinstance(forecasts, _Forecasts) and forecasts.fresh else None
+
+
 def _current_forecasts() -> _Forecasts:
-    """The Forecasts of the state now, and the id the next job will get."""
+    """The Forecasts of the state now: this process's, the worker's, or planned here."""
     global _forecast
     version = state_version()
     with _forecast_lock:
-        cached = _forecast
-        if (
-            cached is not None
-            and cached.version == version
-            and time.monotonic() - cached.built < FORECAST_MAX_AGE_SECONDS
-        ):
-            return cached
-        state = snapshot.take(timezone.now())
-        running, queue = state.expected()
-        _forecast = _Forecasts(
-            version,
-            time.monotonic(),
-            planner.Forecast(state.nodes, state.pools, state.running, state.queue, state.now),
-            planner.Forecast(state.nodes, state.pools, running, queue, state.now),
-            state.share,
-            (version[0] or 0) + 1,
-        )
-        return _forecast
+        if _forecast is not None and _forecast.version == version and _forecast.fresh:
+            return _forecast
+        found = _shared(version)
+        if found is None:
+            found = _forecasts_of(version, snapshot.take(timezone.now()))
+            share_forecasts(found)
+        _forecast = found
+        return found
 
 
 def predict_draft(
@@ -198,7 +251,7 @@ def predict_draft(
 ) -> Prediction:
     """The prediction for a job not yet created."""
     forecasts = _current_forecasts()
-    now = forecasts.latest.plan.now
+    now = forecasts.latest.now
     draft = planner.QueuedJob(
         job_id=forecasts.next_id,
         project_id=project_id,
@@ -212,10 +265,31 @@ def predict_draft(
         duration=duration,
     )
     decision = forecasts.latest.predict(draft)
+    waits = decision is not None and decision.start is not None and decision.start > now
+    expected = forecasts.expected.predict(expected_job(draft, forecasts.share)) if waits else None
+    if decision is None or (waits and expected is None):
+        # it lands between queued jobs of its priority (one queued after the state
+        # was read): only a whole plan answers
+        return _predicted_afresh(draft)
+    return _prediction(decision, now, draft.pool, expected, forecasts.latest.holders)
+
+
+def _predicted_afresh(draft: planner.QueuedJob) -> Prediction:
+    state = snapshot.take(timezone.now())
+    return _predict_in(state, replace(draft, queued_at=state.now))
+
+
+def _predict_in(state: snapshot.Snapshot, job: planner.QueuedJob) -> Prediction:
+    """Plan the jobs ahead of ``job`` (replacing a queued one of its id), twice."""
+    nodes, pools, now = state.nodes, state.pools, state.now
+    decision = planner.predict(nodes, pools, state.running, state.queue, job, now)
     expected = None
     if decision.start is not None and decision.start > now:
-        expected = forecasts.expected.predict(expected_job(draft, forecasts.share))
-    return _prediction(decision, now, draft.pool, expected)
+        running, queue = state.expected()
+        expected = planner.predict(
+            nodes, pools, running, queue, expected_job(job, state.share), now
+        )
+    return _prediction(decision, now, job.pool, expected, holders(state.running))
 
 
 def _plans(state: snapshot.Snapshot) -> tuple[planner.Plan, planner.Plan]:
@@ -233,8 +307,9 @@ def predict_queued(jobs: Sequence[Job], now: datetime | None = None) -> dict[int
     wanted = {job.pk for job in jobs}
     latest, expected = _plans(state)
     pools = {job.job_id: job.pool for job in state.queue}
+    on = holders(state.running)
     return {
-        job_id: _prediction(latest[job_id], state.now, pools[job_id], expected.get(job_id))
+        job_id: _prediction(latest[job_id], state.now, pools[job_id], expected.get(job_id), on)
         for job_id in wanted
         if job_id in latest
     }
@@ -246,15 +321,7 @@ def predict_job(job: Job, now: datetime | None = None) -> Prediction:
     mine = next((queued for queued in state.queue if queued.job_id == job.pk), None)
     if mine is None:
         raise ValueError(f"job {job.pk} is not queued")
-    nodes, pools, now = state.nodes, state.pools, state.now
-    decision = planner.predict(nodes, pools, state.running, state.queue, mine, now)
-    expected = None
-    if decision.start is not None and decision.start > state.now:
-        running, queue = state.expected()
-        expected = planner.predict(
-            state.nodes, state.pools, running, queue, expected_job(mine, state.share), state.now
-        )
-    return _prediction(decision, state.now, mine.pool, expected)
+    return _predict_in(state, mine)
 
 
 # The list shows every queued job's place (F1.17). Planning the whole queue per
@@ -271,11 +338,15 @@ def _bucket_key(job_id: int) -> str:
 
 
 def remember_plan(
-    plan: planner.Plan, pools: dict[int, str | None], expected: planner.Plan | None = None
+    plan: planner.Plan,
+    pools: dict[int, str | None],
+    expected: planner.Plan | None = None,
+    on: Holders | None = None,
 ) -> dict[str, dict]:
     """Leave the plans in the cache for the list; the buckets are returned as well, so
-    that a cache that is down costs the list its shortcut, never its answer."""
-    buckets = _buckets(plan, pools, expected)
+    that a cache that is down costs the list its shortcut, never its answer. ``on``:
+    the running jobs on each node (reasons.holders), to say what waiting jobs wait for."""
+    buckets = _buckets(plan, pools, expected, on or {})
     try:
         cache.set_many(buckets, PLAN_CACHE_SECONDS)
     except Exception as exc:  # any backend's connection error: the plan is only a shortcut
@@ -287,8 +358,24 @@ def _stamp(when: datetime | None) -> float | None:
     return when.timestamp() if when is not None else None
 
 
+def _data(words: planner.Words | None) -> dict | None:
+    """``said_of(words).data()`` without wording the English (thousands per pass)."""
+    if words is None:
+        return None
+    return {
+        "msgid": words.msgid,
+        "params": {
+            name: {"said": _data(value)} if isinstance(value, planner.Words) else value
+            for name, value in words.params
+        },
+    }
+
+
 def _buckets(
-    plan: planner.Plan, pools: dict[int, str | None], expected: planner.Plan | None
+    plan: planner.Plan,
+    pools: dict[int, str | None],
+    expected: planner.Plan | None,
+    on: Holders,
 ) -> dict[str, dict]:
     # The jobs this pass starts leave the queue, so the others' places are
     # counted without them: the list shows the place a job has once they run.
@@ -300,13 +387,15 @@ def _buckets(
             place += 1
         bucket = buckets.setdefault(_bucket_key(job_id), {"now": plan.now.timestamp()})
         likely = expected.get(job_id) if expected is not None else None
+        waits = job_id not in starting and decision.start is not None
         bucket[job_id] = (
             decision.position if job_id in starting else place,
             _stamp(decision.start),
-            said_of(decision.reason.words).data() if decision.reason is not None else None,
+            _data(decision.reason.words if decision.reason is not None else None),
             pools.get(job_id),
             decision.spec_id,
             _stamp(likely.start) if likely is not None else None,
+            _data(waiting_for(decision, on, plan.now) if waits and on else None),
         )
     return buckets
 
@@ -328,16 +417,17 @@ def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
     if len(stored) < len(keys):
         state = snapshot.take(timezone.now())
         latest, expected = _plans(state)
-        buckets = remember_plan(latest, {job.job_id: job.pool for job in state.queue}, expected)
+        pools = {job.job_id: job.pool for job in state.queue}
+        buckets = remember_plan(latest, pools, expected, holders(state.running))
         stored = {key: buckets[key] for key in keys if key in buckets}
     forecasts = {}
     for job_id in job_ids:
         bucket = stored.get(_bucket_key(job_id)) or {}
         entry = bucket.get(job_id)
-        if entry is None or len(entry) != 6:
+        if entry is None or len(entry) != 7:
             continue  # queued after the last pass (or kept by an older release): the next one
         planned_at = datetime.fromtimestamp(bucket["now"], tz=UTC)
-        position, start, reason, pool, spec_id, likely = entry
+        position, start, reason, pool, spec_id, likely, waiting = entry
         start_at = _moment_of(start)
         expected_at = _moment_of(likely)
         forecasts[job_id] = Prediction(
@@ -348,5 +438,6 @@ def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
             spec_id=spec_id,
             reason=from_data(reason),
             expected_start=min(expected_at, start_at) if expected_at and start_at else start_at,
+            waiting=from_data(waiting),
         )
     return forecasts

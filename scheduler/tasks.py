@@ -41,11 +41,14 @@ def backoff(retries: int) -> float:
 def observe_running_jobs() -> None:
     """Settle every RUNNING job from one observe call; the next beat retries on error."""
     try:
-        settle_running_jobs(get_executor(), on_ended=enqueue_stop)
+        moved = settle_running_jobs(get_executor(), on_ended=enqueue_stop)
     except ExecutorError as exc:
         logger.warning("observe skipped this cycle: %s", exc)
     except SoftTimeLimitExceeded:
         logger.warning("observe ran out of time; the next cycle goes on")
+    else:
+        if moved:  # capacity freed, or a job back in the queue: let the queue move now
+            enqueue(run_admission)
 
 
 # The tasks that tear a workload down: retried with backoff, with time for the grace
@@ -190,6 +193,9 @@ def run_admission() -> None:
         return
     if launched:
         logger.info("launched jobs %s", launched)
+        # the state this pass planned is gone: the next pass plans the one it left, and
+        # keeps the create page's forecast warm (scheduler/prediction.py)
+        enqueue(run_admission)
 
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)

@@ -64,6 +64,40 @@ def pool_admits(pools: dict[str, Pool], node_pool: str | None, job: QueuedJob) -
     return job.project_id in known.dedicated_project_ids
 
 
+def admits(pools: dict[str, Pool], job: QueuedJob, node: NodeTimeline) -> bool:
+    """Whether the job's pool, driver and node-name constraints allow this node."""
+    g = node.group
+    return (
+        (job.driver_version is None or g.driver_version == job.driver_version)
+        and (not job.node_names or node.name in job.node_names)
+        and pool_admits(pools, g.pool, job)
+    )
+
+
+def never(
+    job: QueuedJob,
+    position: int,
+    states: Sequence[NodeState],
+    pools: dict[str, Pool],
+    reasons: dict[tuple, Reason],
+) -> Decision:
+    """The decision for a job that can never run, with why."""
+    # jobs that can never run tend to come in alike batches (clones, retries): the
+    # reason scans every node, so it is worked out once per kind of job
+    key = (job.pool, job.project_id, job.node_names, job.driver_version, job.specs, job.node_count)
+    reason = reasons.get(key)
+    if reason is None:
+        reason = reasons[key] = never_reason(job, states, pools, pool_admits)
+    return Decision(job.job_id, None, None, (), position, reason)
+
+
+def decision(
+    job: QueuedJob, position: int, start: int, spec: SpecRequest, names: Iterable[str], now
+) -> Decision:
+    when = now if start == 0 else now + timedelta(microseconds=start)
+    return Decision(job.job_id, when, spec.spec_id, tuple(sorted(names)), position)
+
+
 class Engine:
     """One planning run: the cluster's timelines, filled job by job."""
 
@@ -169,13 +203,7 @@ class Engine:
         return hit
 
     def admits(self, job: QueuedJob, node: NodeTimeline) -> bool:
-        """Whether the job's pool, driver and node-name constraints allow this node."""
-        g = node.group
-        return (
-            (job.driver_version is None or g.driver_version == job.driver_version)
-            and (not job.node_names or node.name in job.node_names)
-            and pool_admits(self.pools, g.pool, job)
-        )
+        return admits(self.pools, job, node)
 
     def _named(self, job: QueuedJob, d_id: int) -> list[NodeTimeline]:
         """The nodes a job that lists node names may use with this demand."""
@@ -202,6 +230,15 @@ class Engine:
         tails_lists, hole_indexes, total = self._where(job, d_id)
         if total < k:
             return None
+        if k == 1:
+            # a gang of one: the least (start, end, node) of the earliest tail and the
+            # first hole long enough in each length class, as earliest_gang would choose
+            best = min([lst[0] for lst in tails_lists])
+            found = (best[0], INF, best[1])
+            for hole_index in hole_indexes:
+                if hole_index.size:
+                    found = hole_index.first_fit(d, found)
+            return (found[0], [found[2]]) if found[0] < before else None
         # The k earliest tails bound the start (every node has a tail). Those freed exactly
         # then come along too, up to k per group, so that the gang can be the nodes freed
         # last; and only holes that start by then can matter.
@@ -227,31 +264,19 @@ class Engine:
             bound = before - 1
         holes: list[tuple[int, int, int]] = []
         for hole_index in hole_indexes:
-            hole_index.collect(d, bound, holes)
+            if hole_index.size:
+                hole_index.collect(d, bound, holes)
         return earliest_gang(tails, holes, k, d, before)
 
     def never(self, job: QueuedJob, position: int) -> Decision:
-        # jobs that can never run tend to come in alike batches (clones, retries): the
-        # reason scans every node, so it is worked out once per kind of job
-        key = (
-            job.pool,
-            job.project_id,
-            job.node_names,
-            job.driver_version,
-            job.specs,
-            job.node_count,
-        )
-        reason = self._reasons.get(key)
-        if reason is None:
-            reason = self._reasons[key] = never_reason(job, self.states, self.pools, pool_admits)
-        return Decision(job.job_id, None, None, (), position, reason)
+        return never(job, position, self.states, self.pools, self._reasons)
 
     def decision(
         self, job: QueuedJob, position: int, start: int, spec: SpecRequest, chosen: list[int]
     ) -> Decision:
-        names = tuple(sorted(self.timelines[n].name for n in chosen))
-        when = self.now if start == 0 else self.now + timedelta(microseconds=start)
-        return Decision(job.job_id, when, spec.spec_id, names, position)
+        return decision(
+            job, position, start, spec, [self.timelines[n].name for n in chosen], self.now
+        )
 
     def place(self, job: QueuedJob, position: int) -> Decision:
         """Find the job's earliest start, reserve its gang, and say so."""

@@ -10,12 +10,20 @@ search ``plan`` uses. Its answer equals ``predict``'s.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from scheduler.planning.engine import Engine, micros, no_cyclic_gc, predict_in_order
+from scheduler.planning.engine import (
+    Engine,
+    admits,
+    decision,
+    micros,
+    never,
+    no_cyclic_gc,
+    predict_in_order,
+)
 from scheduler.planning.gang import earliest_gang
+from scheduler.planning.reasons import Holders, holders
 from scheduler.planning.state import (
     Decision,
     NodeState,
@@ -44,36 +52,86 @@ class Forecast:
         self._inputs = (list(nodes), list(pools), list(running), now)
         order = sorted(queue, key=queue_key)
         self._order = order
-        self._keys = [queue_key(job) for job in order]
         self._ids = {job.job_id for job in order}
         # jobs ahead -> the node timelines once those jobs are placed
-        self._boundaries: dict[int, list[NodeTimeline]] = {}
+        boundaries: dict[int, list[NodeTimeline]] = {}
         decisions = {}
         with no_cyclic_gc():
             engine = Engine(self._inputs[0], self._inputs[1], self._inputs[2], order, now)
+            bare = {id(g): g.bare() for g in engine.groups}
+
+            def copies() -> list[NodeTimeline]:
+                return [t.frozen_copy(bare[id(t.group)]) for t in engine.timelines]
+
             for ahead, job in enumerate(order):
                 if ahead == 0 or job.priority != order[ahead - 1].priority:
-                    self._boundaries[ahead] = [t.frozen_copy() for t in engine.timelines]
+                    boundaries[ahead] = copies()
                 decisions[job.job_id] = engine.place(job, ahead + 1)
-            self._boundaries[len(order)] = [t.frozen_copy() for t in engine.timelines]
-        self._engine = engine
+            boundaries[len(order)] = copies()
+        keys = [queue_key(job) for job in order]
+        self.drafts = Drafts(
+            now,
+            [
+                (
+                    ahead,
+                    keys[ahead - 1] if ahead else None,
+                    keys[ahead] if ahead < len(keys) else None,
+                    timelines,
+                )
+                for ahead, timelines in boundaries.items()
+            ],
+            engine.pools,
+            engine.states,
+            holders(self._inputs[2]),
+        )
         self.plan = Plan(decisions, now)
 
     def predict(self, draft: QueuedJob) -> Decision:
         """What ``predict`` answers for ``draft`` (same rules: ``queued_at=now``, new id)."""
-        ahead = bisect_left(self._keys, queue_key(draft))
-        timelines = self._boundaries.get(ahead)
-        with no_cyclic_gc():
-            if timelines is None or draft.job_id in self._ids:
-                # not at a boundary (a job queued later than the draft?) or replacing a
-                # queued job: plan it the long way
-                nodes, pools, running, now = self._inputs
-                return predict_in_order(nodes, pools, running, self._order, draft, now)
-            return self._search(draft, ahead + 1, timelines)
+        found = None if draft.job_id in self._ids else self.drafts.predict(draft)
+        if found is None:
+            # not at a boundary (a job queued later than the draft?) or replacing a
+            # queued job: plan it the long way
+            nodes, pools, running, now = self._inputs
+            with no_cyclic_gc():
+                found = predict_in_order(nodes, pools, running, self._order, draft, now)
+        return found
+
+
+class Drafts:
+    """What a Forecast needs to answer drafts: the node timelines at each priority
+    boundary, the pools and the nodes -- plain values, small enough to pickle and share
+    between processes (a worker plans, the web processes answer)."""
+
+    def __init__(
+        self,
+        now: datetime,
+        boundaries: list[tuple[int, tuple | None, tuple | None, list[NodeTimeline]]],
+        pools: dict[str, Pool],
+        states: list[NodeState],
+        on: Holders,
+    ) -> None:
+        self.now = now
+        # (jobs ahead, queue key of the last of them, of the next job, node timelines)
+        self.boundaries = boundaries
+        self.pools = pools
+        self.states = states
+        self.holders = on  # the running jobs on each node (reasons.holders)
+        self._reasons: dict = {}
+
+    def predict(self, draft: QueuedJob) -> Decision | None:
+        """The draft's decision, or None where it lands between two queued jobs of its
+        own priority (one queued later than it), which only a whole plan answers. The
+        draft's id must be new: no queued job is replaced."""
+        key = queue_key(draft)
+        for ahead, before, after, timelines in self.boundaries:
+            if (before is None or before < key) and (after is None or key <= after):
+                with no_cyclic_gc():
+                    return self._search(draft, ahead + 1, timelines)
+        return None
 
     def _search(self, job: QueuedJob, position: int, timelines: list[NodeTimeline]) -> Decision:
-        engine = self._engine
-        allowed = [t for t in timelines if engine.admits(job, t)]
+        allowed = [t for t in timelines if admits(self.pools, job, t)]
         k, d = job.node_count, max(1, micros(job.duration))
         best: tuple[int, list[int]] | None = None
         best_spec: SpecRequest | None = None
@@ -84,8 +142,9 @@ class Forecast:
                 if found[0] == 0:
                     break
         if best is None or best_spec is None:
-            return engine.never(job, position)
-        return engine.decision(job, position, best[0], best_spec, best[1])
+            return never(job, position, self.states, self.pools, self._reasons)
+        names = [timelines[n].name for n in best[1]]
+        return decision(job, position, best[0], best_spec, names, self.now)
 
 
 def _earliest(

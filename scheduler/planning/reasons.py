@@ -16,10 +16,20 @@ the planner knows no language, and the pages say them in the reader's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from scheduler.planning.state import NodeState, Pool, QueuedJob, SpecRequest, device_matches
+from scheduler.planning.state import (
+    Decision,
+    NodeState,
+    Pool,
+    QueuedJob,
+    RunningJob,
+    SpecRequest,
+    device_matches,
+)
 
 GIB = 1 << 30
 
@@ -204,3 +214,42 @@ def never_reason(
         )
     assert said is not None
     return Reason(found[0].code, said)
+
+
+Holders = Mapping[str, Sequence[tuple[datetime, int]]]
+OVERDUE = timedelta(milliseconds=1)
+
+
+def holders(running: Iterable[RunningJob]) -> dict[str, list[tuple[datetime, int]]]:
+    """Node name -> (deadline, job id) of the running jobs on it, for ``waiting_for``."""
+    found: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for job in running:
+        for name in job.nodes:
+            found[name].append((job.deadline, job.job_id))
+    return found
+
+
+def waiting_for(decision: Decision, on: Holders, now: datetime) -> Words | None:
+    """What a job that waits waits for: the running jobs on the nodes it is planned on
+    that it starts right after, else the jobs queued ahead of it (counts, not names: they
+    may be other projects' jobs)."""
+    start = decision.start
+    if start is None or not decision.nodes:
+        return None
+    # a start at a running job's deadline follows it; one just after now follows the
+    # jobs past their deadline, which expiry is about to stop
+    overdue = start - now <= OVERDUE
+    jobs = {
+        job_id
+        for name in decision.nodes
+        for deadline, job_id in on.get(name, ())
+        if deadline == start or (overdue and deadline <= start)
+    }
+    if len(jobs) == 1:
+        return words(gettext_noop("waiting for a running job on its nodes to end"))
+    if jobs:
+        return words(
+            gettext_noop("waiting for %(count)s running jobs on its nodes to end"),
+            count=len(jobs),
+        )
+    return words(gettext_noop("waiting for jobs queued ahead of it"))

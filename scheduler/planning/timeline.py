@@ -37,10 +37,11 @@ class HoleIndex:
     (``shortest``) are never useful and stay out.
     """
 
-    __slots__ = ("base", "by_class", "shortest")
+    __slots__ = ("base", "by_class", "shortest", "size")
 
     def __init__(self, shortest: int) -> None:
         self.shortest = shortest
+        self.size = 0  # holes kept
         self.base = shortest.bit_length()  # the class of the shortest hole kept
         # by_class[c - base]: the holes of class c, sorted by start
         self.by_class: list[list[tuple[int, int, int]]] = []
@@ -52,11 +53,13 @@ class HoleIndex:
             while len(by_class) <= at:
                 by_class.append([])
             insort(by_class[at], (p, q, n))
+            self.size += 1
 
     def remove(self, p: int, q: int, n: int) -> None:
         if q - p >= self.shortest:
             lst = self.by_class[(q - p).bit_length() - self.base]
             del lst[bisect_left(lst, (p, q, n))]
+            self.size -= 1
 
     def collect(self, d: int, bound: int, out: list[tuple[int, int, int]]) -> None:
         """Add to ``out`` the holes that start by ``bound`` and may be ``d`` long."""
@@ -65,6 +68,31 @@ class HoleIndex:
         for lst in self.by_class[at:] if at > 0 else self.by_class:
             if lst and lst[0][0] <= bound:
                 out.extend(lst[: bisect_right(lst, top)])
+
+    def first_fit(self, d: int, best: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The least (start, end, node) of a hole ``d`` long or more, if less than ``best``.
+
+        What a gang of one takes (gang.py): the earliest start, then the interval that ends
+        soonest, then the lowest node. Every hole of a class above ``d``'s is long enough,
+        so each such class offers its first; ``d``'s own class is scanned in order.
+        """
+        at = d.bit_length() - self.base
+        by_class = self.by_class
+        for c in range(len(by_class) - 1, max(at, 0) - 1, -1):
+            lst = by_class[c]
+            if not lst:
+                continue
+            if c != at:
+                if lst[0] < best:
+                    best = lst[0]
+                continue
+            for hole in lst:
+                if hole >= best:
+                    break
+                if hole[1] - hole[0] >= d:
+                    best = hole
+                    break
+        return best
 
 
 class NodeGroup:
@@ -110,6 +138,18 @@ class NodeGroup:
     def holds(self, demand: Demand) -> bool:
         return demand[0] <= self.cpu and demand[1] <= self.memory and demand[2] <= self.devices
 
+    def bare(self) -> NodeGroup:
+        """The group's labels and capacity alone, without its nodes and indexes."""
+        return NodeGroup(
+            self.pool,
+            self.driver_version,
+            self.device_type,
+            self.cpu,
+            self.memory,
+            self.devices,
+            self.device_model,
+        )
+
 
 class NodeTimeline:
     __slots__ = ("fits", "free", "group", "index", "name", "times", "watch")
@@ -127,9 +167,10 @@ class NodeTimeline:
         # tails list and hole index for it) -- what a reservation touches, looked up once
         self.watch: list[tuple[int, int, int, list, list, HoleIndex]] = []
 
-    def frozen_copy(self) -> NodeTimeline:
-        """A copy of the free-capacity steps alone (no intervals), to search later."""
-        copy = NodeTimeline(self.index, self.name, self.group)
+    def frozen_copy(self, group: NodeGroup | None = None) -> NodeTimeline:
+        """A copy of the free-capacity steps alone (no intervals), to search later; in
+        ``group`` (a bare copy of its own) where given."""
+        copy = NodeTimeline(self.index, self.name, group or self.group)
         copy.times, copy.free = self.times[:], self.free[:]
         return copy
 

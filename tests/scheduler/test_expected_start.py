@@ -84,15 +84,17 @@ def test_a_job_behind_one_that_reports_an_early_eta_expects_to_start_then(client
     assert abs(forecast.expected_start - eta) < timedelta(seconds=5)
     assert forecast.expects_earlier
     assert "expected to start" in forecast.message() and "at the latest" in forecast.message()
+    assert forecast.message().endswith("(waiting for a running job on its nodes to end)")
     listed = prediction.queue_forecasts([waiting.pk])[waiting.pk]
     assert (listed.start, listed.expected_start) == (forecast.start, forecast.expected_start)
+    assert listed.message() == forecast.message()
 
     client.force_login(alice)
     client.cookies["django_language"] = "zh-hans"
     with translation.override("zh-hans"):
         detail = client.get(reverse("finetune:job_detail", args=[waiting.pk])).content.decode()
         rows = client.get(reverse("finetune:job_list")).content.decode()
-    assert "预计" in detail and "最晚" in detail
+    assert "预计" in detail and "最晚" in detail and "等待其节点上 1 个运行中的任务结束" in detail
     assert "预计" in rows
     assert "expected" not in detail and "expected" not in rows
 
@@ -106,6 +108,7 @@ def test_a_job_behind_one_that_reports_an_early_eta_expects_to_start_then(client
     # behind the waiting job: the bound is after both jobs' durations, the
     # expectation after the ETA and the waiting job's two hours (no history yet)
     assert draft.start == forecast.start + waiting.duration
+    assert draft.message().endswith("(waiting for jobs queued ahead of it)")
     assert abs(draft.expected_start - (eta + waiting.duration)) < timedelta(seconds=5)
 
 
