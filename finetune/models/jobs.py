@@ -163,6 +163,9 @@ class Job(models.Model):
             models.Index(fields=["status", "-priority", "queued_at"], name="job_queue_order"),
             models.Index(fields=["project", "-created_at"], name="job_project_recent"),
             models.Index(fields=["creator", "-created_at"], name="job_creator_recent"),
+            # the latest settled jobs tell how much of its duration a job runs
+            # (scheduler.snapshot.share, every plan)
+            models.Index(fields=["-finished_at"], name="job_recently_finished"),
         ]
 
     def __str__(self) -> str:

@@ -148,3 +148,46 @@ def test_the_details_tab_follows_the_job_from_queued_to_succeeded(page, project,
     expect(badge).to_have_text("成功", timeout=15_000)
     # an ended job's page asks for nothing more
     expect(page.get_by_test_id("details-refresh")).to_have_count(0)
+
+
+def test_a_waiting_job_shows_its_expected_and_latest_starts_in_chinese(page, project, alice):
+    """Issue 14, items 3 and 4: the expected start (预计), the latest (最晚) and what the
+    job waits for, in the list and on the detail page, with no English but names."""
+    import os
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from finetune.models import Job
+    from scheduler import admission
+    from scheduler.models import Node
+
+    Node.objects.create(
+        name="mlu-a", cpu_millis=64000, memory_mib=512 * 1024, device_type="mlu", device_count=1
+    )
+    running = factories.job(project, alice, name="long-run", duration=timedelta(hours=6))
+    waiting = factories.job(project, alice, name="behind-it", duration=timedelta(hours=2))
+    Job.objects.filter(pk__in=[running.pk, waiting.pk]).update(queued_at=timezone.now())
+    admission.admit()
+    Job.objects.filter(pk=running.pk).update(
+        progress=0.5, eta_at=timezone.now() + timedelta(hours=1)
+    )
+    admission.admit()
+
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    forecast = page.get_by_test_id("forecast").first
+    listed = forecast.inner_text()
+    assert "预计" in listed and "最晚" in listed, listed
+    assert "等待其节点上 1 个运行中的任务结束" in forecast.get_attribute("title")
+    page.goto(f"/jobs/{waiting.pk}/")
+    detail = page.get_by_test_id("forecast").inner_text()
+    assert "排队中" in detail and "预计" in detail and "最晚" in detail, detail
+    assert "等待其节点上 1 个运行中的任务结束" in detail
+    shots = os.environ.get("JINGTIAO_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=f"{shots}/expected-start-detail.png", full_page=True)
+    ascii_words = [w for w in detail.split() if w.isascii() and w.isalpha()]
+    assert ascii_words == [], ascii_words
