@@ -195,6 +195,7 @@ def _fill(rng: random.Random):
 def _change(rng: random.Random, number: int) -> None:
     """One change of state, as the pages make it: a queued job's priority, a new job, or
     a running job that ended -- each with its event, as the state machine writes one."""
+    from django.db.models import Max
     from django.utils import timezone
 
     from finetune.models import Job, JobEvent, JobNodeSpec, JobStatus
@@ -209,7 +210,9 @@ def _change(rng: random.Random, number: int) -> None:
     elif kind == 1:
         model = Job.objects.filter(status=JobStatus.QUEUED).order_by("pk").first()
         specs = list(JobNodeSpec.objects.filter(job=model).values_list("spec_id", flat=True))
-        model.pk, model.name = None, "bench-new"
+        # the fill gave every job its id, so the sequence is behind: the next id by hand
+        model.pk = Job.objects.aggregate(last=Max("pk"))["last"] + 1
+        model.name = "bench-new"
         model.queued_at = timezone.now()
         model.save()
         JobNodeSpec.objects.bulk_create(
@@ -280,6 +283,7 @@ def main() -> None:
         print(f"prediction_state_change_unshared_ms: {unshared:.1f} ms")
         print(f"forecast_warm_seconds: {statistics.quantiles(warm, n=20)[-1]:.2f} s")
         print(f"prediction_drafts: {DRAFTS} drafts")
+        print("# after each change: " + " ".join(f"{ms:.0f}" for ms in changed), file=sys.stderr)
     finally:
         from django.db import connections
 

@@ -28,6 +28,7 @@ from finetune.models import Job, JobEvent
 from finetune.texts import Said, from_data, said
 from scheduler import planner, snapshot
 from scheduler.models import Node, NodeSpec, ResourcePool
+from scheduler.planning.engine import no_cyclic_gc
 from scheduler.planning.expected import expected_job
 from scheduler.planning.forecast import Drafts
 from scheduler.planning.reasons import Holders, holders, waiting_for
@@ -216,7 +217,8 @@ def _shared(version: tuple) -> _Forecasts | None:
         found = cache.get(FORECAST_CACHE_KEY)
         if not found or found[0] != version:
             return None
-        forecasts = pickle.loads(zlib.decompress(found[1]))  # written by our own workers
+        with no_cyclic_gc():  # tens of thousands of small objects: see no_cyclic_gc
+            forecasts = pickle.loads(zlib.decompress(found[1]))  # written by our workers
     except Exception as exc:  # the cache is down, or holds what an older release wrote
         logger.warning("the shared forecast could not be read: %s", exc)
         return None
