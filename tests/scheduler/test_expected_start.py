@@ -143,7 +143,7 @@ def test_why_a_job_can_never_run_is_said_in_the_readers_language(client, project
     assert forecast.reason_text == "no node in the shared pools has 16 MLU devices"
     with translation.override("zh-hans"):
         said = prediction.predict_job(job).message()
-    assert said == "无法运行：共享资源池中没有节点有 16 个 MLU 设备"
+    assert said == "无法运行：共享资源池中没有节点有 16 个 MLU 设备"  # noqa: RUF001
     admission.admit()
     listed = prediction.queue_forecasts([job.pk])[job.pk]
     with translation.override("zh-hans"):
