@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from finetune import reports
 from finetune.models import Job, JobStatus, MetricPoint, ResourceSample
+from scheduler.planning.expected import MIN_PROGRESS
 
 MAX_POINTS = 1500  # per series and answer: more than a chart's width in pixels
 POLL_SECONDS = 5  # how often an open tab asks again while the job runs
@@ -168,17 +169,35 @@ def worker_label(name: str) -> str:
 
 
 def progress_text(job: Job, now: datetime | None = None) -> str:
-    """ "45%", and while the job runs and the trainer expects an end, the time left."""
+    """ "45%", and while the job runs and the trainer expects an end, the time left --
+    with a warning, early, where that end is past the job's duration (issue 19, item 7)."""
     if job.progress is None:
         return ""
     shown = f"{job.progress * 100:.0f}%"
     now = now or timezone.now()
+    if will_expire(job, now):
+        shown = gettext("%(progress)s · expected to end after its duration: it will expire") % {
+            "progress": shown
+        }
     if job.status != JobStatus.RUNNING or not job.eta_at or job.eta_at <= now:
         return shown
     if job.eta_at - now < timedelta(minutes=1):
         return gettext("%(progress)s · under a minute left") % {"progress": shown}
     left = timeuntil(job.eta_at, now)
     return gettext("%(progress)s · %(left)s left") % {"progress": shown, "left": left}
+
+
+def will_expire(job: Job, now: datetime) -> bool:
+    """Whether a running job is expected to end after its deadline, when expiry stops it:
+    by its trainer's ETA, else by the pace of its progress so far (as the planner's
+    expected ends, scheduler/planning/expected.py)."""
+    deadline = job.deadline
+    if job.status != JobStatus.RUNNING or deadline is None:
+        return False
+    end = job.eta_at
+    if end is None and job.progress is not None and job.progress >= MIN_PROGRESS:
+        end = job.started_at + (now - job.started_at) / min(job.progress, 1.0)
+    return end is not None and end > deadline
 
 
 def chart_labels() -> dict[str, str]:

@@ -191,6 +191,25 @@ def test_progress_reads_as_a_percentage_and_the_time_left(running):
     assert monitoring.progress_text(running, now) == "46%"
 
 
+def test_a_job_expected_to_end_after_its_duration_says_it_will_expire(running):
+    """Issue 19, item 7: said early, from the trainer's ETA or the pace of its progress."""
+    now = timezone.now()
+    running.started_at = now - timedelta(minutes=30)
+    running.duration = timedelta(hours=1)
+    running.progress, running.eta_at = 0.2, now + timedelta(hours=2)
+    warned = "20% · expected to end after its duration: it will expire · 2\xa0hours left"
+    assert monitoring.progress_text(running, now) == warned
+    with override("zh-hans"):
+        expire = "预计在使用时长结束后才完成，将会过期"  # noqa: RUF001
+        assert expire in monitoring.progress_text(running, now)
+    # no ETA: a fifth in half an hour is two hours more, past the hour it has
+    running.eta_at = None
+    assert monitoring.will_expire(running, now)
+    running.progress = 0.8  # at this pace it ends in time
+    assert not monitoring.will_expire(running, now)
+    assert monitoring.progress_text(running, now) == "80%"
+
+
 def test_the_list_and_the_detail_page_show_a_running_jobs_progress(client, running, alice):
     Job.objects.filter(pk=running.pk).update(progress=0.25, eta_at=_at(-630))
     client.force_login(alice)
