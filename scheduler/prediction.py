@@ -303,20 +303,6 @@ def _plans(state: snapshot.Snapshot) -> tuple[planner.Plan, planner.Plan]:
     )
 
 
-def predict_queued(jobs: Sequence[Job], now: datetime | None = None) -> dict[int, Prediction]:
-    """Where each of these queued jobs stands in the current plan."""
-    state = snapshot.take(now or timezone.now())
-    wanted = {job.pk for job in jobs}
-    latest, expected = _plans(state)
-    pools = {job.job_id: job.pool for job in state.queue}
-    on = holders(state.running)
-    return {
-        job_id: _prediction(latest[job_id], state.now, pools[job_id], expected.get(job_id), on)
-        for job_id in wanted
-        if job_id in latest
-    }
-
-
 def predict_job(job: Job, now: datetime | None = None) -> Prediction:
     """A queued job's place and starts, planning only the jobs ahead of it."""
     state = snapshot.take(now or timezone.now())

@@ -59,7 +59,7 @@ def test_a_job_that_does_not_fit_stays_queued_in_its_place(project, alice):
     admission.admit()
     waiting.refresh_from_db()
     assert waiting.status == JobStatus.QUEUED
-    forecast = prediction.predict_queued([waiting])[waiting.pk]
+    forecast = prediction.predict_job(waiting)
     running.refresh_from_db()
     assert forecast.start == running.started_at + running.duration
     assert forecast.position == 1
@@ -137,9 +137,9 @@ def test_a_shorter_duration_of_a_running_job_brings_the_queued_start_forward(pro
     running = _queued(project, alice, duration=timedelta(hours=10))
     waiting = _queued(project, alice)
     admission.admit()
-    before = prediction.predict_queued([waiting])[waiting.pk].start
+    before = prediction.predict_job(waiting).start
     Job.objects.filter(pk=running.pk).update(duration=timedelta(hours=2))
-    after = prediction.predict_queued([waiting])[waiting.pk].start
+    after = prediction.predict_job(waiting).start
     assert before - after == timedelta(hours=8)
 
 
@@ -149,10 +149,10 @@ def test_raising_the_priority_moves_a_job_ahead_in_the_queue(project, alice):
     admission.admit()
     first = _queued(project, alice)
     second = _queued(project, alice)
-    positions = prediction.predict_queued([first, second])
+    positions = {job.pk: prediction.predict_job(job) for job in (first, second)}
     assert (positions[first.pk].position, positions[second.pk].position) == (1, 2)
     Job.objects.filter(pk=second.pk).update(priority=Priority.URGENT)
-    positions = prediction.predict_queued([first, second])
+    positions = {job.pk: prediction.predict_job(job) for job in (first, second)}
     assert (positions[first.pk].position, positions[second.pk].position) == (2, 1)
 
 
@@ -191,7 +191,7 @@ def test_a_dedicated_pool_is_only_for_its_projects(project, other_project, alice
     mine = _queued(project, alice, pool=pool)
     theirs = _queued(other_project, charlie, pool=pool)
     assert [item.job_id for item in admission.admit()] == [mine.pk]
-    forecast = prediction.predict_queued([theirs])[theirs.pk]
+    forecast = prediction.predict_job(theirs)
     assert not forecast.can_run
 
 
@@ -289,7 +289,7 @@ def test_a_drafts_predicted_start_is_the_start_it_gets_once_created(project, ali
         duration=timedelta(hours=1),
     )
     created = _queued(project, alice, duration=timedelta(hours=1))
-    planned = prediction.predict_queued([created])[created.pk]
+    planned = prediction.predict_job(created)
     assert (forecast.start, forecast.position) == (planned.start, planned.position)
     assert forecast.position == 2 and not forecast.starts_now
 
