@@ -1,5 +1,6 @@
 """Issue 19, item 8: the 403, 404 and 500 pages are the platform's own, in the reader's
-language, not Django's bare ones."""
+language, not Django's bare ones (the 503 of a database that does not answer:
+tests/test_error_pages.py)."""
 
 import re
 
