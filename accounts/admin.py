@@ -1,4 +1,7 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -83,3 +86,32 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "project__name"]
     autocomplete_fields = ["user", "project"]
     readonly_fields = ["joined_at"]
+
+
+def _grantable(queryset):
+    """Permissions an operator may grant through a group or a user: not those of
+    django-guardian's generic grant tables, which the platform does not use (its grants
+    are rows of the tables beside each object, finetune.models.permissions)."""
+    return queryset.exclude(content_type__app_label="guardian")
+
+
+class GrantsFormMixin:
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if db_field.name in ("permissions", "user_permissions") and field is not None:
+            field.queryset = _grantable(field.queryset)
+        return field
+
+
+admin.site.unregister(Group)
+admin.site.unregister(get_user_model())
+
+
+@admin.register(Group)
+class PlatformGroupAdmin(GrantsFormMixin, GroupAdmin):
+    pass
+
+
+@admin.register(get_user_model())
+class PlatformUserAdmin(GrantsFormMixin, UserAdmin):
+    pass

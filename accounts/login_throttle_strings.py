@@ -1,5 +1,6 @@
-"""django-axes ships no 简体中文: its words in the admin are translated in our catalogue,
-which Django reads before an app's own (LOCALE_PATHS). makemessages finds them here."""
+"""django-axes ships no 简体中文, and Django's own admin catalogue lacks a few words: they
+are translated in our catalogue, which Django reads before an app's own (LOCALE_PATHS).
+makemessages finds them here."""
 
 from django.utils.translation import gettext_noop
 
@@ -38,5 +39,20 @@ AXES_STRINGS = [
     gettext_noop("Account locked: too many login attempts. Please try again later."),
     gettext_noop(
         "Account locked: too many login attempts. Contact an admin to unlock your account."
+    ),
+]
+
+# Django's own admin words its 简体中文 catalogue lacks: the app list's headers for screen
+# readers, and the user form's.
+ADMIN_STRINGS = [
+    gettext_noop("Model name"),
+    gettext_noop("Add link"),
+    gettext_noop("Change or view list link"),
+    # Django writes typographic apostrophes
+    gettext_noop("After you’ve created a user, you’ll be able to edit more user options."),  # noqa: RUF001
+    gettext_noop(
+        "Whether the user will be able to authenticate using a password or not. "
+        "If disabled, they may still be able to authenticate using other backends, "
+        "such as Single Sign-On or LDAP."
     ),
 ]

@@ -38,10 +38,17 @@ class Project(models.Model):
         help_text=_("When off, others' access of every job, data set and model repo is none."),
     )
     member_group = models.OneToOneField(
-        Group, on_delete=models.PROTECT, related_name="project", editable=False
+        Group,
+        on_delete=models.PROTECT,
+        related_name="project",
+        editable=False,
+        verbose_name=_("member group"),
     )
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+        settings.AUTH_USER_MODEL,
+        through="Membership",
+        related_name="projects",
+        verbose_name=_("members"),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -66,9 +73,14 @@ class Membership(models.Model):
         MEMBER = "member", _("Member")
         ADMIN = "admin", _("Administrator")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("project")
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("user"),
     )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.MEMBER)
     joined_at = models.DateTimeField(_("joined"), auto_now_add=True)
@@ -84,4 +96,8 @@ class Membership(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.project} ({self.get_role_display()})"
+        return _("%(user)s in %(project)s (%(role)s)") % {
+            "user": self.user,
+            "project": self.project,
+            "role": self.get_role_display(),
+        }

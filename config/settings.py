@@ -36,7 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
-    "axes",
+    "accounts.apps.LoginProtectionConfig",  # django-axes
     "csp",
     "accounts",
     "finetune",

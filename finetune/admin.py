@@ -16,6 +16,7 @@ from finetune.models import (
     JobEvent,
     JobGroupObjectPermission,
     JobNodeSpec,
+    JobStatus,
     JobUserObjectPermission,
     MetricPoint,
     ModelRepo,
@@ -169,11 +170,36 @@ class JobNodeSpecInline(admin.TabularInline):
     extra = 0
 
 
-class JobEventInline(admin.TabularInline):
+class EventWords:
+    """An event's statuses and message in the reader's language (the English message
+    stays in its field, for search and logs)."""
+
+    @admin.display(description=_("from status"), ordering="from_status")
+    def moved_from(self, event: JobEvent) -> str:
+        return _status_label(event.from_status)
+
+    @admin.display(description=_("to status"), ordering="to_status")
+    def moved_to(self, event: JobEvent) -> str:
+        return _status_label(event.to_status)
+
+    @admin.display(description=_("message"), ordering="message")
+    def message_text(self, event: JobEvent) -> str:
+        return event.text
+
+
+def _status_label(value: str) -> str:
+    """A status by its label in the reader's language; "-" where there is none."""
+    try:
+        return JobStatus(value).label
+    except ValueError:
+        return value or "-"
+
+
+class JobEventInline(EventWords, admin.TabularInline):
     model = JobEvent
     extra = 0
     can_delete = False
-    fields = ["time", "source", "kind", "actor", "from_status", "to_status", "message"]
+    fields = ["time", "source", "kind", "actor", "moved_from", "moved_to", "message_text"]
     readonly_fields = fields
     ordering = ["-time"]
 
@@ -296,8 +322,17 @@ class JobAdmin(SharedObjectAdmin):
 
 
 @admin.register(JobEvent)
-class JobEventAdmin(admin.ModelAdmin):
-    list_display = ["time", "job", "source", "kind", "actor", "from_status", "to_status", "message"]
+class JobEventAdmin(EventWords, admin.ModelAdmin):
+    list_display = [
+        "time",
+        "job",
+        "source",
+        "kind",
+        "actor",
+        "moved_from",
+        "moved_to",
+        "message_text",
+    ]
     list_filter = ["source", "kind", "to_status"]
     search_fields = ["job__name", "message"]
     list_select_related = ["job", "actor"]
@@ -345,7 +380,19 @@ class ObjectPermissionAdmin(admin.ModelAdmin):
 
     list_select_related = ["permission"]
     raw_id_fields = ["content_object"]
-    list_filter = ["permission"]
+    list_filter = [("permission", admin.RelatedOnlyFieldListFilter)]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # a grant on a job is one of the job's permissions, not any of the site's
+        if db_field.name == "permission":
+            from django.contrib.auth.models import Permission
+            from django.contrib.contenttypes.models import ContentType
+
+            target = self.model._meta.get_field("content_object").related_model
+            kwargs["queryset"] = Permission.objects.filter(
+                content_type=ContentType.objects.get_for_model(target)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

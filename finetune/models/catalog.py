@@ -53,7 +53,9 @@ class Scenario(BilingualNameMixin, models.Model):
 
 class Algorithm(BilingualNameMixin, models.Model):
     code = models.SlugField(_("code"), max_length=60, unique=True)
-    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="algorithms")
+    scenario = models.ForeignKey(
+        Scenario, on_delete=models.PROTECT, related_name="algorithms", verbose_name=_("scenario")
+    )
     name = models.CharField(_("name (English)"), max_length=100)
     name_zh = models.CharField(_("name (Chinese)"), max_length=100)
     description = models.TextField(_("description (English)"), blank=True)

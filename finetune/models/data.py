@@ -30,9 +30,14 @@ def access_field(*, chosen: bool = False) -> models.CharField:
 class ProjectResource(models.Model):
     """Something a project member creates and may share with the others (F9)."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="%(class)ss")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="%(class)ss", verbose_name=_("project")
+    )
     creator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("creator"),
     )
     name = models.CharField(_("name"), max_length=128)
     access = access_field()
@@ -62,7 +67,9 @@ class Dataset(ProjectResource):
         VALID = "valid", _("Valid")
         INVALID = "invalid", _("Invalid")
 
-    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="datasets")
+    scenario = models.ForeignKey(
+        Scenario, on_delete=models.PROTECT, related_name="datasets", verbose_name=_("scenario")
+    )
     format = models.CharField(_("format"), max_length=20, choices=Format.choices)
     location = models.CharField(_("location"), max_length=500)
     size_bytes = models.BigIntegerField(_("size"), default=0)
@@ -90,7 +97,9 @@ class Dataset(ProjectResource):
 
 
 class ModelRepo(ProjectResource):
-    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="model_repos")
+    scenario = models.ForeignKey(
+        Scenario, on_delete=models.PROTECT, related_name="model_repos", verbose_name=_("scenario")
+    )
     location = models.CharField(_("location"), max_length=500)
     description = models.TextField(_("description"), blank=True)
 
@@ -110,7 +119,12 @@ class ModelRepo(ProjectResource):
 class ModelVersion(models.Model):
     """One trained model saved into a repo: each successful job adds one."""
 
-    repo = models.ForeignKey(ModelRepo, on_delete=models.CASCADE, related_name="versions")
+    repo = models.ForeignKey(
+        ModelRepo,
+        on_delete=models.CASCADE,
+        related_name="versions",
+        verbose_name=_("model repository"),
+    )
     number = models.PositiveIntegerField(_("version"))
     location = models.CharField(_("location"), max_length=500)
     job = models.ForeignKey(
@@ -119,6 +133,7 @@ class ModelVersion(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("job"),
     )
     manifest = models.JSONField(_("manifest"), default=dict, blank=True)
     metrics = models.JSONField(_("metrics summary"), default=dict, blank=True)

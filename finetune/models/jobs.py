@@ -42,27 +42,49 @@ class Priority(models.IntegerChoices):
 
 class Job(models.Model):
     name = models.CharField(_("name"), max_length=128)
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="jobs", verbose_name=_("project")
+    )
     creator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        verbose_name=_("creator"),
     )
     access = access_field()
     chosen_access = access_field(chosen=True)
     priority = models.IntegerField(_("priority"), choices=Priority.choices, default=Priority.NORMAL)
 
-    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="jobs")
-    algorithm = models.ForeignKey(Algorithm, on_delete=models.PROTECT, related_name="jobs")
+    scenario = models.ForeignKey(
+        Scenario, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("scenario")
+    )
+    algorithm = models.ForeignKey(
+        Algorithm, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("algorithm")
+    )
     pretrained_model = models.ForeignKey(
-        PretrainedModel, on_delete=models.PROTECT, related_name="jobs"
+        PretrainedModel, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("base model")
     )
     train_dataset = models.ForeignKey(
-        Dataset, on_delete=models.PROTECT, related_name="training_jobs"
+        Dataset,
+        on_delete=models.PROTECT,
+        related_name="training_jobs",
+        verbose_name=_("training data"),
     )
     validation_dataset = models.ForeignKey(
-        Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="validation_jobs"
+        Dataset,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="validation_jobs",
+        verbose_name=_("validation data"),
     )
     test_dataset = models.ForeignKey(
-        Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="test_jobs"
+        Dataset,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="test_jobs",
+        verbose_name=_("test data"),
     )
     parameters = models.JSONField(_("training parameters"), default=dict, blank=True)
     model_repo = models.ForeignKey(
@@ -73,7 +95,10 @@ class Job(models.Model):
     )
 
     node_specs = models.ManyToManyField(
-        "scheduler.NodeSpec", through="JobNodeSpec", related_name="jobs"
+        "scheduler.NodeSpec",
+        through="JobNodeSpec",
+        related_name="jobs",
+        verbose_name=_("node specs"),
     )
     spec_in_use = models.ForeignKey(
         "scheduler.NodeSpec",
@@ -116,10 +141,20 @@ class Job(models.Model):
         _("placement"), default=list, blank=True, help_text=_("Node of each worker, by rank.")
     )
     cloned_from = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="clones"
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="clones",
+        verbose_name=_("cloned from"),
     )
     output_version = models.ForeignKey(
-        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        ModelVersion,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("model version"),
     )
     report_token_hash = models.CharField(max_length=128, blank=True, editable=False)
     # The last sign of life of the worker launching it (scheduler/launching.py): a job
@@ -194,8 +229,15 @@ class Job(models.Model):
 class JobNodeSpec(models.Model):
     """One entry in a job's ordered list of acceptable node specs (F1.12, F6)."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="spec_choices")
-    spec = models.ForeignKey("scheduler.NodeSpec", on_delete=models.PROTECT, related_name="+")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="spec_choices", verbose_name=_("job")
+    )
+    spec = models.ForeignKey(
+        "scheduler.NodeSpec",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("node spec"),
+    )
     rank = models.PositiveSmallIntegerField(_("order"))
 
     class Meta:
@@ -225,7 +267,9 @@ class JobEvent(models.Model):
         CLUSTER = "cluster", _("Cluster event")
         NOTE = "note", _("Note")
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="events", verbose_name=_("job")
+    )
     time = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
     source = models.CharField(
         _("source"), max_length=10, choices=Source.choices, default=Source.PLATFORM
@@ -239,8 +283,8 @@ class JobEvent(models.Model):
         related_name="+",
         verbose_name=_("by"),
     )
-    from_status = models.CharField(_("from"), max_length=12, blank=True)
-    to_status = models.CharField(_("to"), max_length=12, blank=True)
+    from_status = models.CharField(_("from"), max_length=12, blank=True, choices=JobStatus.choices)
+    to_status = models.CharField(_("to"), max_length=12, blank=True, choices=JobStatus.choices)
     message = models.TextField(_("message"), blank=True)
     # What the message says, to say it in each reader's language (finetune/texts.py).
     said = models.JSONField(_("message, as said"), null=True, blank=True)
@@ -253,7 +297,7 @@ class JobEvent(models.Model):
         indexes = [models.Index(fields=["job", "-time"], name="jobevent_job_recent")]
 
     def __str__(self) -> str:
-        return f"{self.job_id} {self.kind} {self.message}"[:120]
+        return f"{self.job_id} {self.get_kind_display()} {self.text}"[:120]
 
     @property
     def text(self) -> str:

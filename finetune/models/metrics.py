@@ -14,7 +14,9 @@ from finetune.models.jobs import Job
 
 
 class ReportBatch(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="report_batches")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="report_batches", verbose_name=_("job")
+    )
     worker = models.CharField(_("worker"), max_length=128)
     seq = models.PositiveIntegerField(_("sequence"))
     received_at = models.DateTimeField(_("received"), auto_now_add=True)
@@ -31,7 +33,9 @@ class ReportBatch(models.Model):
 
 
 class MetricPoint(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_points")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="metric_points", verbose_name=_("job")
+    )
     worker = models.CharField(_("worker"), max_length=128)
     time = models.DateTimeField(_("time"))
     step = models.PositiveIntegerField(_("step"), null=True, blank=True)
@@ -54,7 +58,9 @@ class MetricPoint(models.Model):
 
 
 class ResourceSample(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="resource_samples")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="resource_samples", verbose_name=_("job")
+    )
     worker = models.CharField(_("worker"), max_length=128)
     time = models.DateTimeField(_("time"))
     cpu_percent = models.FloatField(_("CPU %"), null=True, blank=True)
