@@ -52,7 +52,7 @@ def page_url(context, number: int) -> str:
 def remaining(job: Job) -> str:
     """What is left of the job's duration: all of it while queued, until the deadline running."""
     if job.status == JobStatus.QUEUED:
-        return timeuntil(timezone.now() + job.duration)
+        return span(job.duration)  # not counting down: the clock starts when it does
     if job.status == JobStatus.RUNNING and job.deadline:
         return timeuntil(job.deadline)
     return "—"

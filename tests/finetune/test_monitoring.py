@@ -217,3 +217,13 @@ def test_the_list_and_the_detail_page_show_a_running_jobs_progress(client, runni
     detail = client.get(reverse("finetune:job_detail", args=[running.pk])).content.decode()
     for page in (listing, detail):
         assert 'value="0.2500"' in page and "25% · 10\xa0minutes left" in page
+
+
+def test_a_queued_job_keeps_its_whole_duration_left(project, alice):
+    """Issue 19, item 10: a queued job counted down 剩余时长 (1 hour, 59 minutes of 2)."""
+    from finetune.templatetags.console import remaining
+
+    job = factories.job(project, alice, duration=timedelta(hours=2))
+    assert remaining(job) == "2\xa0hours"
+    with override("zh-hans"):
+        assert remaining(job) == "2\xa0小时"
