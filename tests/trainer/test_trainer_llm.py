@@ -1,5 +1,7 @@
 """Every LLM algorithm trains on CPU, its loss falls, and its output reloads and generates."""
 
+import json
+
 import pytest
 import torch
 from transformers import (
@@ -157,9 +159,19 @@ def test_pretraining_learns_raw_text(make_spec, train, tiny_llm, data):
     )
     model = AutoModelForCausalLM.from_pretrained(outcome.output / "model")
     tokenizer = AutoTokenizer.from_pretrained(outcome.output / "model")
+    # what was saved is the trained model: on held-out text it beats its own untrained
+    # architecture by far, and it generates from a prompt
+    held_out = json.loads(data["pretrain_val"].read_text().splitlines()[0])["text"]
+    batch = tokenizer(held_out, return_tensors="pt")
+    torch.manual_seed(0)
+    untrained = AutoModelForCausalLM.from_config(model.config)
     with torch.no_grad():
-        out = model.generate(**tokenizer("The cat is", return_tensors="pt"), max_new_tokens=5)
-    assert out.shape[1] > 3
+        trained_loss = model(**batch, labels=batch["input_ids"]).loss.item()
+        untrained_loss = untrained(**batch, labels=batch["input_ids"]).loss.item()
+        prompt = tokenizer("The cat is", return_tensors="pt")
+        out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert trained_loss < 0.8 * untrained_loss, (trained_loss, untrained_loss)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
 
 
 def test_a_reward_model_learns_to_prefer_the_chosen_answer(make_spec, train, tiny_llm, data):
