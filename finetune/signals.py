@@ -1,14 +1,33 @@
-"""Signals other apps listen to, so the job module need not import the scheduler.
+"""Signals other apps listen to, so the job module need not know who reacts.
 
 `job_changed(job_id, change)` is sent inside `transaction.on_commit` after a
-user's operation on a job took effect; `change` is one of CHANGES. The
-scheduler reacts: an admission pass after created/priority/duration/stopped/
-requeued, a workload teardown after stopped/deleted, the teardown and then the
-move back to the queue after requeue (an operator asked for it).
+user's (or the platform's own) operation on a job took effect; `change` is a
+`Change`. The scheduler reacts: an admission pass after the changes that move the
+queue, a workload teardown after a stop or a delete, the teardown and then the move
+back to the queue after a requeue an operator asked for.
 """
+
+from enum import StrEnum
 
 from django.dispatch import Signal
 
-CHANGES = ("created", "priority", "duration", "stopped", "deleted", "requeue", "requeued")
+
+class Change(StrEnum):
+    CREATED = "created"
+    PRIORITY = "priority"
+    DURATION = "duration"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+    REQUEUE = "requeue"  # an operator asked to put a running job back in the queue
+    REQUEUED = "requeued"  # it is back in the queue
+
+
+# After these the queue may move: an admission pass follows at once.
+MOVES_THE_QUEUE = frozenset(
+    {Change.CREATED, Change.PRIORITY, Change.DURATION, Change.STOPPED, Change.DELETED}
+    | {Change.REQUEUED}
+)
+# After these the job's workload, if any, is torn down.
+ENDS_THE_WORKLOAD = frozenset({Change.STOPPED, Change.DELETED})
 
 job_changed = Signal()

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_noop
 
 from finetune import states
 from finetune.models import Job, JobStatus
-from finetune.signals import job_changed
+from finetune.signals import Change, job_changed
 from finetune.texts import duration, say
 
 
@@ -47,6 +47,8 @@ def expire_jobs(now=None) -> list[int]:
         if moved:
             expired.append(job.pk)
             transaction.on_commit(
-                lambda job_id=job.pk: job_changed.send(sender=Job, job_id=job_id, change="stopped")
+                lambda job_id=job.pk: job_changed.send(
+                    sender=Job, job_id=job_id, change=Change.STOPPED
+                )
             )
     return expired

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_noop
 
 from finetune import states
 from finetune.models import Job, JobEvent, JobStatus, ModelRepo, ModelVersion
-from finetune.signals import job_changed
+from finetune.signals import Change, job_changed
 from finetune.storage import job_output, resolve
 from finetune.texts import Said, say
 from scheduler.executors.base import Executor, ExecutorError, Phase, WorkloadState
@@ -139,7 +139,7 @@ def requeue_as_asked(job: Job, executor: Executor) -> str | None:
     )
     if moved:
         transaction.on_commit(
-            lambda: job_changed.send(sender=Job, job_id=job.pk, change="requeued")
+            lambda: job_changed.send(sender=Job, job_id=job.pk, change=Change.REQUEUED)
         )
     return JobStatus.QUEUED if moved else None
 

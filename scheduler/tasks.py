@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from finetune import states
 from finetune.models import Job, JobStatus
-from finetune.signals import job_changed
+from finetune.signals import ENDS_THE_WORKLOAD, MOVES_THE_QUEUE, Change, job_changed
 from finetune.storage import remove_job_dir
 from scheduler.executors import get_executor
 from scheduler.executors.base import ExecutorError
@@ -167,14 +167,14 @@ def requeue_workload(self, job_id: int) -> None:
 
 @receiver(job_changed, dispatch_uid="scheduler.tasks.requeue_on_request")
 def requeue_on_request(sender, job_id: int, change: str, **kwargs) -> None:
-    if change == "requeue":
+    if change == Change.REQUEUE:
         enqueue(requeue_workload, job_id)
 
 
 @receiver(job_changed, dispatch_uid="scheduler.tasks.stop_on_change")
 def stop_on_change(sender, job_id: int, change: str, **kwargs) -> None:
     """A user stopped or deleted the job (sent after commit by the job module)."""
-    if change in ("stopped", "deleted"):
+    if change in ENDS_THE_WORKLOAD:
         enqueue_stop(job_id)
 
 
@@ -230,5 +230,5 @@ def sync_nodes() -> None:
 def admit_on_change(sender, job_id: int, change: str, **kwargs) -> None:
     """A new job, a new priority or duration, or freed capacity: plan again now,
     rather than at the next periodic pass."""
-    if change in ("created", "priority", "duration", "stopped", "deleted", "requeued"):
+    if change in MOVES_THE_QUEUE:
         enqueue(run_admission)

@@ -40,7 +40,7 @@ from finetune.services.data import (
     version_parameters,
     version_ref,
 )
-from finetune.signals import job_changed
+from finetune.signals import Change, job_changed
 from finetune.states import TransitionError, transition
 from finetune.texts import Said, say
 from scheduler.models import NodeSpec, ResourcePool
@@ -105,7 +105,7 @@ def access_cap(
     return cap, ""
 
 
-def _notify(job_id: int, change: str) -> None:
+def _notify(job_id: int, change: Change) -> None:
     transaction.on_commit(lambda: job_changed.send(sender=Job, job_id=job_id, change=change))
 
 
@@ -274,7 +274,7 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
             message=str(created),
             said=created.data(),
         )
-        _notify(job.pk, "created")
+        _notify(job.pk, Change.CREATED)
     return job
 
 
@@ -324,7 +324,7 @@ def _change_active(
         JobEvent.objects.create(
             job=job, kind=kind, actor=user, message=str(message), said=message.data(), data=data
         )
-        _notify(job.pk, field)
+        _notify(job.pk, Change(field))  # the field is the change: duration, priority
 
 
 def change_duration(user, job: Job, duration: timedelta, *, as_operator: bool = False) -> None:
@@ -383,7 +383,7 @@ def stop_job(user, job: Job, *, as_operator: bool = False) -> bool:
         with transaction.atomic():
             changed = transition(job, JobStatus.STOPPED, actor=user, reason=reason)
             if changed:
-                _notify(job.pk, "stopped")
+                _notify(job.pk, Change.STOPPED)
     except TransitionError as exc:
         raise ValidationError(str(exc)) from exc
     return changed
@@ -413,7 +413,7 @@ def requeue_job(user, job: Job) -> bool:
         JobEvent.objects.create(
             job=job, kind=JobEvent.Kind.NOTE, actor=user, message=str(note), said=note.data()
         )
-        _notify(job.pk, "requeue")
+        _notify(job.pk, Change.REQUEUE)
     return True
 
 
@@ -428,7 +428,7 @@ def delete_job(user, job: Job) -> None:
                 job.refresh_from_db(fields=["status"])  # it ended meanwhile: delete it as is
         job_id = job.pk
         job.delete()
-        _notify(job_id, "deleted")
+        _notify(job_id, Change.DELETED)
 
 
 def delete_jobs(user, jobs) -> int:
