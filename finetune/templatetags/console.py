@@ -8,7 +8,7 @@ from datetime import timedelta
 from django import template
 from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.timesince import timeuntil
 
@@ -56,6 +56,18 @@ def remaining(job: Job) -> str:
     if job.status == JobStatus.RUNNING and job.deadline:
         return timeuntil(job.deadline)
     return "—"
+
+
+@register.filter
+def moment(value) -> str:
+    """A time soon, as short as it can be read: "20:41" today, "12月2日 01:41" after."""
+    if value is None:
+        return "—"
+    local, today = timezone.localtime(value), timezone.localdate()
+    clock = formats.time_format(local, "TIME_FORMAT")
+    if local.date() == today:
+        return clock
+    return f"{formats.date_format(local, 'MONTH_DAY_FORMAT')} {clock}"
 
 
 @register.filter

@@ -182,11 +182,16 @@ def test_a_waiting_job_shows_its_expected_and_latest_starts_in_chinese(page, pro
     listed = forecast.inner_text()
     assert "预计" in listed and "最晚" in listed, listed
     assert "等待其节点上 1 个运行中的任务结束" in forecast.get_attribute("title")
+    # both starts fit in the list at 1280 px, as the list without them does
+    page.set_viewport_size({"width": 1280, "height": 900})
+    shots = os.environ.get("JINGTIAO_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=f"{shots}/expected-start-list.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     page.goto(f"/jobs/{waiting.pk}/")
     detail = page.get_by_test_id("forecast").inner_text()
     assert "排队中" in detail and "预计" in detail and "最晚" in detail, detail
     assert "等待其节点上 1 个运行中的任务结束" in detail
-    shots = os.environ.get("JINGTIAO_SCREENSHOTS")
     if shots:
         page.screenshot(path=f"{shots}/expected-start-detail.png", full_page=True)
     ascii_words = [w for w in detail.split() if w.isascii() and w.isalpha()]
