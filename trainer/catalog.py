@@ -222,14 +222,19 @@ _GRPO = {
 _T2I = {
     "resolution": prop(
         "integer",
-        512,
+        0,
         "Resolution",
         "分辨率",
-        "Images are resized and cropped to this square size.",
-        "图像缩放并裁剪为该边长的正方形。",
-        minimum=32,
+        "Images are resized and cropped to this square size, in pixels; 0: the base "
+        "model's own (512 for Stable Diffusion 1.5, 32 for the tiny demo model), which "
+        "also suits the machine it is meant for.",
+        "图像缩放并裁剪为该边长（像素）的正方形；0 表示使用基础模型自身的分辨率（Stable "
+        "Diffusion 1.5 为 512，演示用的小模型为 32），它也适合该模型面向的机器。",
+        minimum=0,
         maximum=2048,
         multipleOf=8,
+        # how the job's page says the special value
+        **{"x-value-labels": {"0": ["the base model's own", "基础模型自身"]}},
     ),
     "random_flip": prop(
         "boolean",

@@ -77,6 +77,9 @@ def value_label(schema: dict, value: Any) -> Any:
     labels = (schema.get("x-enum-labels") or {}).get(value) if isinstance(value, str) else None
     if labels:
         return _choice_label(labels, value)
+    special = (schema.get("x-value-labels") or {}).get(str(value))
+    if special and not isinstance(value, bool):
+        return _choice_label(special, value)
     if isinstance(value, bool):
         return _("Yes") if value else _("No")
     return value

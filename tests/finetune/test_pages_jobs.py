@@ -282,3 +282,18 @@ def test_parameter_values_read_in_the_pages_language(client, alice, ready):
     for raw in ("<dd>cosine</dd>", "<dd>True</dd>", "<dd>epoch</dd>"):
         assert raw not in page, raw
     assert ">余弦衰减</option>" in form
+
+
+def test_a_text_to_image_resolution_of_zero_reads_as_the_base_models_own():
+    """Issue 19, item 7: the default resolution is the base model's own (32 px for the
+    tiny demo model, not 512 px that no CPU finishes); the job's page says so in words."""
+    from finetune.forms.parameters import value_label
+    from trainer.catalog import ALGORITHMS
+
+    schema = next(a for a in ALGORITHMS if a.code == "t2i_lora").parameters_schema
+    resolution = schema["properties"]["resolution"]
+    assert resolution["default"] == 0
+    with translation.override("zh-hans"):
+        assert value_label(resolution, 0) == "基础模型自身"
+        assert value_label(resolution, 512) == 512
+    assert value_label(resolution, 0) == "the base model's own"

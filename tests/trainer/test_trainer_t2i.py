@@ -17,7 +17,7 @@ def test_t2i_lora_lowers_its_loss_and_the_adapter_renders(make_spec, train, tiny
             "max_steps": 30,
             "learning_rate": 1e-2,
             "batch_size": 4,
-            "resolution": 32,
+            "resolution": 0,  # the base model's own: 16 latent pixels x 2 = 32
             "logging_steps": 1,
             "eval_strategy": "steps",
             "eval_steps": 10,

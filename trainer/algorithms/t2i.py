@@ -106,6 +106,15 @@ class Diffusion:
         for module in (self.text_encoder, self.vae, self.unet):
             module.to(device)
 
+    def resolution(self, asked: int) -> int:
+        """The image size to train and sample at: the one asked for, else (0) the one the
+        base model was made for -- its U-Net's latent sample size times the VAE's
+        down-scaling (512 for Stable Diffusion 1.5, 1024 for SDXL, 32 for the tiny one)."""
+        if asked:
+            return asked
+        scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return int(self.unet.config.sample_size) * scale
+
     def loss(self, unet: Any, batch: dict[str, Any], generator: Any = None) -> Any:
         torch = self.torch
         pixels = batch["pixel_values"]
@@ -156,13 +165,14 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
     torch.manual_seed(p["seed"])
     diffusion = Diffusion(ctx)
     diffusion.to(accelerator.device)
+    resolution = diffusion.resolution(p["resolution"])
 
     def loader(path: str, shuffle: bool) -> Any:
         data = CaptionedImages(
             path,
             spec.scenario,
             diffusion.tokenizer,
-            p["resolution"],
+            resolution,
             flip=shuffle and p["random_flip"],
         )
         return torch.utils.data.DataLoader(data, batch_size=p["batch_size"], shuffle=shuffle)
@@ -307,8 +317,8 @@ def _save(ctx: RunContext, diffusion: Diffusion, unet: Any) -> dict[str, str]:
             p["validation_prompt"],
             num_inference_steps=25,
             generator=generator,
-            height=p["resolution"],
-            width=p["resolution"],
+            height=diffusion.resolution(p["resolution"]),
+            width=diffusion.resolution(p["resolution"]),
         ).images[0]
         (ctx.staging / "samples").mkdir()
         image.save(ctx.staging / "samples" / "sample.png")
