@@ -25,6 +25,11 @@ urlpatterns = [
     path("datasets/new/", data.DatasetCreateView.as_view(), name="dataset_create"),
     path("datasets/<int:pk>/", data.DatasetDetailView.as_view(), name="dataset_detail"),
     path(
+        "datasets/<int:pk>/images/<path:name>",
+        data.DatasetImageView.as_view(),
+        name="dataset_image",
+    ),
+    path(
         "datasets/<int:pk>/validate/", data.ValidateDatasetView.as_view(), name="dataset_validate"
     ),
     path("repos/", data.ModelRepoListView.as_view(), name="modelrepo_list"),

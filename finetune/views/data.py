@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import View
 
+from finetune import preview
 from finetune.forms.data import DatasetForm, ModelRepoForm
 from finetune.models import Dataset, ModelRepo
 from finetune.services import data as services
@@ -19,6 +20,7 @@ from finetune.views.base import (
     ObjectActionView,
     ObjectDetailView,
     ObjectListView,
+    ObjectMixin,
     add_service_errors,
     project_or_404,
 )
@@ -35,6 +37,22 @@ class DatasetDetailView(ObjectDetailView):
     model = Dataset
     template_name = "finetune/dataset_detail.html"
     select_related = ("creator", "scenario", "project")
+
+    def extra_context(self) -> dict:
+        return {"preview": preview.preview(self.object)}
+
+
+class DatasetImageView(ObjectMixin, View):
+    """One image of a text-to-image data set, for the preview's thumbnails: only a file
+    in the data set's own folder, to whoever may view the data set."""
+
+    model = Dataset
+
+    def get(self, request: HttpRequest, pk: int, name: str) -> HttpResponse:
+        file = preview.image_file(self.object, name)
+        if file is None:
+            raise Http404
+        return FileResponse(file.open("rb"), headers={"Cache-Control": "private, max-age=300"})
 
 
 class ValidateDatasetView(ObjectActionView):
