@@ -3,7 +3,7 @@
 Read from its files as the trainer reads them (trainer.datavalidation), with bounded
 work whatever the data set's size: the first PREVIEW_ROWS well-formed rows are shown,
 each text cut at PREVIEW_CHARS, and the lengths are counted over at most STATS_ROWS rows
-(the page says when it counted fewer than the data set holds).
+and STATS_CHARS characters (the page says when it counted fewer than the data set holds).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from trainer import datavalidation
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 600
 STATS_ROWS = 2000
+STATS_CHARS = 8_000_000  # and no more text than this, however long the rows
 
 ROLES = {
     "system": pgettext_lazy("chat role", "System"),
@@ -98,7 +99,7 @@ def preview(dataset: Dataset) -> Preview:
     formats = datavalidation.formats_for(scenario)
     samples: list[Sample] = []
     lengths: list[int] = []
-    complete = True
+    counted, complete = 0, True
     for _file, _line, row, error in datavalidation.read_rows(files):
         if error is not None or not isinstance(row, dict):
             continue
@@ -108,10 +109,11 @@ def preview(dataset: Dataset) -> Preview:
             continue  # a bad row: the validation report lists it
         if len(samples) < PREVIEW_ROWS:
             samples.append(_sample(fmt, row))
-        if len(lengths) == STATS_ROWS:
+        if len(lengths) == STATS_ROWS or counted > STATS_CHARS:
             complete = False
             break
         lengths.append(_length(fmt, row))
+        counted += lengths[-1]
     return Preview(samples, _stats(lengths), len(lengths), complete)
 
 

@@ -58,6 +58,10 @@ def test_the_lengths_of_a_large_data_set_are_counted_over_its_first_rows(
     found = preview.preview(dataset)
     assert (found.counted, found.complete) == (3, False)
     assert found.lengths["max"] == 8
+    monkeypatch.setattr(preview, "STATS_ROWS", 100)
+    monkeypatch.setattr(preview, "STATS_CHARS", 20)  # rows of 6, 7, 8, ... characters
+    found = preview.preview(dataset)
+    assert (found.counted, found.complete) == (3, False)
 
 
 def test_a_preference_data_set_shows_its_labelled_fields(client, project, alice):
