@@ -103,6 +103,15 @@ def eta(rng: random.Random, sim: SimJob, now: datetime) -> datetime | None:
     return now + remaining * max(0.0, 1 + rng.gauss(0, 0.15))
 
 
+def _holding(running: dict[int, SimJob]) -> list[RunningJob]:
+    """The running jobs as the planner sees them: holding their nodes to their deadline."""
+    return [
+        RunningJob(s.job.job_id, s.spec, s.nodes, s.started + s.job.duration)
+        for s in running.values()
+        if s.spec is not None and s.started is not None
+    ]
+
+
 def simulate(seed: int, days: float, gap: float) -> dict[str, float]:
     rng = random.Random(seed)
     nodes = [NodeState(f"mlu-{i:02d}", None, None, "mlu", 64_000, 512 * GIB, 8) for i in range(64)]
@@ -128,11 +137,7 @@ def simulate(seed: int, days: float, gap: float) -> dict[str, float]:
             else:
                 del running[other]
                 settled.append((by_id[other].runs_for, by_id[other].job.duration))
-        holding = [
-            RunningJob(s.job.job_id, s.spec, s.nodes, s.started + s.job.duration)
-            for s in running.values()
-            if s.spec is not None and s.started is not None
-        ]
+        holding = _holding(running)
         queue = [s.job for s in queued.values()]
         latest = plan(nodes, [], holding, queue, now)
         for decision in latest.starts_now(now):
@@ -147,11 +152,7 @@ def simulate(seed: int, days: float, gap: float) -> dict[str, float]:
             continue
         # what the pages show the jobs queued just now: the starts of the plan once the
         # jobs starting now run
-        holding = [
-            RunningJob(s.job.job_id, s.spec, s.nodes, s.started + s.job.duration)
-            for s in running.values()
-            if s.spec is not None and s.started is not None
-        ]
+        holding = _holding(running)
         progress = {
             s.job.job_id: Progress(s.started, eta(rng, s, now))
             for s in running.values()

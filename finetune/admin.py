@@ -16,7 +16,6 @@ from finetune.models import (
     JobEvent,
     JobGroupObjectPermission,
     JobNodeSpec,
-    JobStatus,
     JobUserObjectPermission,
     MetricPoint,
     ModelRepo,
@@ -171,35 +170,19 @@ class JobNodeSpecInline(admin.TabularInline):
 
 
 class EventWords:
-    """An event's statuses and message in the reader's language (the English message
-    stays in its field, for search and logs)."""
-
-    @admin.display(description=_("from status"), ordering="from_status")
-    def moved_from(self, event: JobEvent) -> str:
-        return _status_label(event.from_status)
-
-    @admin.display(description=_("to status"), ordering="to_status")
-    def moved_to(self, event: JobEvent) -> str:
-        return _status_label(event.to_status)
+    """An event's message in the reader's language (the English stays in its field, for
+    search and logs); its statuses are choices, which the admin shows by label."""
 
     @admin.display(description=_("message"), ordering="message")
     def message_text(self, event: JobEvent) -> str:
         return event.text
 
 
-def _status_label(value: str) -> str:
-    """A status by its label in the reader's language; "-" where there is none."""
-    try:
-        return JobStatus(value).label
-    except ValueError:
-        return value or "-"
-
-
 class JobEventInline(EventWords, admin.TabularInline):
     model = JobEvent
     extra = 0
     can_delete = False
-    fields = ["time", "source", "kind", "actor", "moved_from", "moved_to", "message_text"]
+    fields = ["time", "source", "kind", "actor", "from_status", "to_status", "message_text"]
     readonly_fields = fields
     ordering = ["-time"]
 
@@ -329,8 +312,8 @@ class JobEventAdmin(EventWords, admin.ModelAdmin):
         "source",
         "kind",
         "actor",
-        "moved_from",
-        "moved_to",
+        "from_status",
+        "to_status",
         "message_text",
     ]
     list_filter = ["source", "kind", "to_status"]

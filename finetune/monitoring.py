@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from finetune import reports
 from finetune.models import Job, JobStatus, MetricPoint, ResourceSample
-from scheduler.planning.expected import MIN_PROGRESS
+from scheduler.planning.expected import Progress, reported_end
 
 MAX_POINTS = 1500  # per series and answer: more than a chart's width in pixels
 POLL_SECONDS = 5  # how often an open tab asks again while the job runs
@@ -188,15 +188,12 @@ def progress_text(job: Job, now: datetime | None = None) -> str:
 
 
 def will_expire(job: Job, now: datetime) -> bool:
-    """Whether a running job is expected to end after its deadline, when expiry stops it:
-    by its trainer's ETA, else by the pace of its progress so far (as the planner's
-    expected ends, scheduler/planning/expected.py)."""
+    """Whether a running job says it will end after its deadline, where expiry stops it
+    (the planner's reading of its reports, scheduler/planning/expected.py)."""
     deadline = job.deadline
     if job.status != JobStatus.RUNNING or deadline is None:
         return False
-    end = job.eta_at
-    if end is None and job.progress is not None and job.progress >= MIN_PROGRESS:
-        end = job.started_at + (now - job.started_at) / min(job.progress, 1.0)
+    end = reported_end(Progress(job.started_at, job.eta_at, job.progress), now)
     return end is not None and end > deadline
 
 

@@ -8,7 +8,6 @@ and STATS_CHARS characters (the page says when it counted fewer than the data se
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,14 +119,9 @@ def preview(dataset: Dataset) -> Preview:
 def _stats(lengths: list[int]) -> dict[str, float] | None:
     if not lengths:
         return None
-    ordered = sorted(lengths)
-    return {
-        "min": ordered[0],
-        "p50": statistics.median_low(ordered),
-        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
-        "max": ordered[-1],
-        "mean": round(statistics.fmean(ordered)),
-    }
+    found = datavalidation.length_stats(lengths)
+    shown = {name: int(found[name]) for name in ("min", "p50", "p95", "max")}
+    return {**shown, "mean": round(found["mean"])}
 
 
 def image_file(dataset: Dataset, name: str) -> Path | None:

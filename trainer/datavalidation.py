@@ -388,7 +388,8 @@ def _check_image(folder: Path, row: dict) -> str | None:
     return None
 
 
-def _token_stats(lengths: list[int]) -> dict[str, float]:
+def length_stats(lengths: list[int]) -> dict[str, float]:
+    """count, min, max, mean, p50, p95 and total of some lengths (tokens, characters)."""
     ordered = sorted(lengths)
 
     def pct(q: float) -> float:
@@ -538,7 +539,7 @@ def validate(
     if scenario.startswith("t2i/"):
         report.images = report.valid_rows
     if best.lengths:
-        report.token_lengths = _token_stats(best.lengths)
+        report.token_lengths = length_stats(best.lengths)
     if report.rows == 0 and common.problem_count == 0:
         report.add(Problem(None, None, "the data set has no rows"), max_problems)
     return report

@@ -50,19 +50,26 @@ class Progress:
     progress: float | None = None  # 0..1
 
 
+def reported_end(progress: Progress, now: datetime) -> datetime | None:
+    """When a running job says it will end: its trainer's ETA, else the pace of its
+    progress so far; None while it has told nothing worth reading."""
+    if progress.eta_at is not None:
+        return progress.eta_at
+    if progress.progress is not None and progress.progress >= MIN_PROGRESS:
+        return progress.started_at + (now - progress.started_at) / min(progress.progress, 1.0)
+    return None
+
+
 def expected_end(
     progress: Progress | None, deadline: datetime, now: datetime, share: float
 ) -> datetime:
-    """When a running job will likely end: its trainer's ETA, else the pace of its progress
-    so far, else the typical share of its duration -- never past its deadline (expiry stops
-    it there) and never before now (it still holds its nodes)."""
+    """When a running job will likely end: when it says (``reported_end``), else after the
+    typical share of its duration -- never past its deadline (expiry stops it there) and
+    never before now (it still holds its nodes)."""
     if progress is None:
         return deadline
-    if progress.eta_at is not None:
-        end = progress.eta_at
-    elif progress.progress is not None and progress.progress >= MIN_PROGRESS:
-        end = progress.started_at + (now - progress.started_at) / min(progress.progress, 1.0)
-    else:
+    end = reported_end(progress, now)
+    if end is None:
         end = progress.started_at + (deadline - progress.started_at) * share
     return min(max(end, now), deadline)
 
