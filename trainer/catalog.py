@@ -79,7 +79,7 @@ _SFT_LOSS = {
         "Loss on answers only",
         "仅对回答计算损失",
         "Chat data: learn only the assistant turns; alpaca data always learns only the output.",
-        "对话数据：只学习 assistant 回复；alpaca 数据总是只学习 output。",
+        "对话数据：只学习助手的回复；alpaca 格式的数据总是只学习 output 字段。",
     ),
 }
 
@@ -139,7 +139,7 @@ _GRPO = {
         "Max completion length",
         "最大生成长度",
         "Tokens generated per completion.",
-        "每条回复最多生成的 token 数。",
+        "每条回复最多生成的词元数。",
         minimum=1,
         maximum=32_768,
     ),
@@ -170,8 +170,8 @@ _GRPO = {
         "奖励类型",
         "exact_match: the answer field; regex: the pattern matches; length: close to a target "
         "length; reward_model: a reward model trained on the platform.",
-        "exact_match：与 answer 字段一致；regex：匹配正则；length：接近目标长度；"
-        "reward_model：平台上训练的奖励模型打分。",
+        "与答案完全一致：与 answer 字段一致；匹配正则：回复匹配正则表达式；"
+        "接近目标长度：越接近目标长度得分越高；奖励模型打分：由平台上训练的奖励模型打分。",
         **choices(
             {
                 "exact_match": ("Exact match with the answer", "与答案完全一致"),
@@ -187,7 +187,7 @@ _GRPO = {
         "Reward regex",
         "奖励正则",
         "Pattern for the regex reward.",
-        "regex 奖励使用的正则表达式。",
+        "“匹配正则”奖励使用的正则表达式。",
         maxLength=1000,
         format="regex",
         **{"x-required-when": {"reward_kind": "regex"}},
@@ -198,7 +198,7 @@ _GRPO = {
         "Target length (characters)",
         "目标长度（字符）",
         "Length that earns the full reward with the length rule.",
-        "length 奖励中得满分的回复长度。",
+        "“接近目标长度”奖励中得满分的回复长度。",
         minimum=1,
         maximum=100_000,
     ),
@@ -209,7 +209,7 @@ _GRPO = {
         "奖励模型",
         "The reward model that scores completions, for the reward_model reward (to the "
         "trainer: the output folder of a reward_model job).",
-        "reward_model 奖励使用的奖励模型（对训练器而言：奖励模型任务的输出目录）。",
+        "“奖励模型打分”使用的奖励模型（对训练器而言：奖励模型任务的输出目录）。",
         maxLength=4096,
         # The platform offers the reward models its user may view instead of a path.
         **{

@@ -166,7 +166,7 @@ def training_loop(
             "Precision",
             "计算精度",
             "auto: bf16 on devices that support it, else fp32.",
-            "auto：设备支持时使用 bf16，否则使用 fp32。",
+            "自动：设备支持时使用 bf16，否则使用 fp32。",
             **choices(
                 {
                     "auto": ("Automatic", "自动"),
@@ -226,7 +226,7 @@ def llm_sequence(max_length: int = 1024) -> dict[str, Schema]:
             "Max sequence length",
             "最大序列长度",
             "Tokens per sequence; longer examples are truncated.",
-            "每条序列的最大 token 数，超出部分截断。",
+            "每条序列的最大词元数，超出部分截断。",
             minimum=16,
             maximum=131_072,
         ),
@@ -271,7 +271,7 @@ def sharding() -> dict[str, Schema]:
             "How the weights, gradients and optimiser state are spread over the devices. "
             "auto: plain data parallel when a full copy fits a device, else the least "
             "sharding that fits, by the memory estimate. A run of one process never shards.",
-            "权重、梯度与优化器状态在各设备间的分布方式。auto：单设备放得下完整模型时用数据并行，"
+            "权重、梯度与优化器状态在各设备间的分布方式。自动：单设备放得下完整模型时用数据并行，"
             "否则按显存估算选择放得下的最轻切分。单进程任务不切分。",
             **choices(
                 {

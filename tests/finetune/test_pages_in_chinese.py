@@ -2,6 +2,7 @@
 English but names -- the console's pages for jobs in each state, data sets and model
 repositories, and the admin's lists and forms."""
 
+import json
 import re
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -147,3 +148,12 @@ def _request(user):
     request = RequestFactory().get("/")
     request.user = user
     return request
+
+
+def test_the_admins_selection_widget_speaks_chinese(client, admin):
+    """Its words come from the admin's JavaScript catalogue, where Django lacks some."""
+    client.force_login(admin)
+    client.cookies["django_language"] = "zh-hans"
+    catalogue = client.get(reverse("admin:jsi18n")).content.decode()
+    for words in ("全选%s", "全部移除%s", "选择选中的%s", "（点击清除）"):  # noqa: RUF001
+        assert json.dumps(words)[1:-1] in catalogue, words  # the catalogue escapes them
