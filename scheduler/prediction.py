@@ -303,13 +303,12 @@ def _plans(state: snapshot.Snapshot) -> tuple[planner.Plan, planner.Plan]:
     )
 
 
-def predict_job(job: Job, now: datetime | None = None) -> Prediction:
-    """A queued job's place and starts, planning only the jobs ahead of it."""
+def predict_job(job: Job, now: datetime | None = None) -> Prediction | None:
+    """A queued job's place and starts, planning only the jobs ahead of it; None where it
+    left the queue (admitted, stopped) between the page reading it and the planner."""
     state = snapshot.take(now or timezone.now())
     mine = next((queued for queued in state.queue if queued.job_id == job.pk), None)
-    if mine is None:
-        raise ValueError(f"job {job.pk} is not queued")
-    return _predict_in(state, mine)
+    return _predict_in(state, mine) if mine is not None else None
 
 
 # The list shows every queued job's place (F1.17). Planning the whole queue per

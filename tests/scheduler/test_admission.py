@@ -345,3 +345,16 @@ def test_the_admission_task_launches_what_fits(project, alice, monkeypatch):
     job = _queued(project, alice)
     tasks.run_admission()
     assert launched == [job.pk]
+
+
+def test_a_job_admitted_while_its_page_is_drawn_has_no_forecast_rather_than_an_error(
+    project, alice
+):
+    """Seen on the demo: the detail page read the job queued, admission started it before
+    the planner's snapshot, and the page answered 500."""
+    _node("mlu-a", devices=1)
+    job = _queued(project, alice)
+    stale = Job.objects.get(pk=job.pk)
+    admission.admit()
+    assert stale.status == JobStatus.QUEUED
+    assert prediction.predict_job(stale) is None
