@@ -119,10 +119,14 @@ class BulkDeleteJobsView(LoginRequiredMixin, View):
         if not shown:
             messages.error(request, _("Choose the jobs you may delete first."))
             return redirect(back)
+        total = jobs.count() if len(shown) > BULK_LIST_LIMIT else len(shown)
+        posted = {pk for pk in map(whole_number, request.POST.getlist("pk")) if pk is not None}
         context = {
+            # the rows checked (for a comparison, say) may hold jobs the user may not delete
+            "left_out": 0 if request.POST.get("_all") else len(posted) - total,
             "jobs": shown[:BULK_LIST_LIMIT],
             "more": len(shown) > BULK_LIST_LIMIT,
-            "total": jobs.count() if len(shown) > BULK_LIST_LIMIT else len(shown),
+            "total": total,
             "select_all": bool(request.POST.get("_all")),
             "filters": {k: request.POST.get(k, "") for k in JobFilterForm.base_fields},
             "next": back,
