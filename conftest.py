@@ -110,3 +110,18 @@ def charlie(other_project):
 def admin(db):
     """The site operator."""
     return _user("admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture(autouse=True)
+def _language_reset(request):
+    """A request in Chinese leaves its language active in the test's thread (Django's
+    locale middleware activates it and nothing deactivates it): each test starts, and
+    leaves, in the default language, whatever order the tests run in."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()

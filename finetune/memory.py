@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from finetune.storage import resolve
+from finetune.texts import in_page_language
 from scheduler.models import DeviceType, NodeSpec
 from trainer import memory
 from trainer.parameters import SHARDING
@@ -58,7 +58,7 @@ class SpecMemory:
 def sharding_label(code: str) -> str:
     """The strategy's short name in the page's language."""
     name, name_zh, _what, _what_zh = SHARDING.get(code, (code, code, "", ""))
-    return name_zh if (get_language() or "").lower().startswith("zh") else name
+    return in_page_language(name, name_zh)
 
 
 def remedy_text(code: str) -> str:

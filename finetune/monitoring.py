@@ -10,21 +10,28 @@ not in Python), and evaluation points, which are few and matter, are all kept.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from finetune import reports
+from finetune.forms.parameters import localized, value_label
 from finetune.models import Job, JobStatus, MetricPoint, ResourceSample
+from finetune.storage import job_output, resolve
 from scheduler.planning.expected import Progress, reported_end
+from trainer.algorithms.t2i import SAMPLES
+from trainer.output import staging_of
 
 MAX_POINTS = 1500  # per series and answer: more than a chart's width in pixels
 POLL_SECONDS = 5  # how often an open tab asks again while the job runs
@@ -212,6 +219,8 @@ def chart_labels() -> dict[str, str]:
         "live": gettext("Live: updated at %(time)s"),
         "ended": gettext("%(status)s: these are the job's last figures."),
         "failed": gettext("The figures could not be loaded: %(error)s"),
+        "sample_step": gettext("Step %(step)s"),
+        "sample_final": gettext("The saved adapter"),
     }
 
 
@@ -230,4 +239,94 @@ def snapshot(job: Job, key: str) -> dict[str, Any]:
         "end": span.end.timestamp(),
         "training": training(job, span),
         "resources": resources(job, span),
+        "samples": samples(job),
     }
+
+
+#: How many jobs one comparison draws: one colour each, still readable.
+MAX_COMPARED = 8
+
+
+def compared_parameters(jobs: list[Job]) -> list[tuple[str, list[Any]]]:
+    """The training parameters whose values differ among `jobs`, by their title in the
+    page's language, each job's value as its page shows it (— where it has none)."""
+    rows: dict[str, tuple[str, list[Any]]] = {}
+    for index, job in enumerate(jobs):
+        props = (job.algorithm.parameters_schema or {}).get("properties") or {}
+        for name, value in job.parameters.items():
+            prop = props.get(name, {})
+            title = localized(prop, "title") or name
+            held = rows.setdefault(name, (title, ["—"] * len(jobs)))
+            held[1][index] = value_label(prop, value) if prop else value
+    return [(title, values) for title, values in rows.values() if len(set(map(str, values))) > 1]
+
+
+def comparison(jobs: list[Job]) -> dict[str, Any]:
+    """The loss curves of `jobs` over their whole runs, by step (the comparison page)."""
+    compared = []
+    for job in jobs:
+        series = training(job, window(job, "all"))
+        evaluated = [value for value in series["eval_loss"] if value is not None]
+        losses = [value for value in series["loss"] if value is not None]
+        compared.append(
+            {
+                "id": job.pk,
+                "label": f"{job.name} (#{job.pk})",
+                "running": job.status == JobStatus.RUNNING,
+                "step": series["step"],
+                "loss": series["loss"],
+                "eval_loss": series["eval_loss"],
+                "last_loss": losses[-1] if losses else None,
+                "best_eval_loss": min(evaluated) if evaluated else None,
+            }
+        )
+    return {"jobs": compared, "running": any(one["running"] for one in compared)}
+
+
+#: How many sample images the monitoring tab shows: the first, the last and evenly
+#: between (a long run evaluates hundreds of times).
+MAX_SAMPLES = 24
+_SAMPLE_NAME = re.compile(r"step-(\d{6,9})\.png|sample\.png")
+
+
+def _samples_folder(job: Job) -> Path | None:
+    """The job's samples: in its staging folder while it trains, in its output once
+    the output is final (trainer/output.py)."""
+    output = resolve(job_output(job.model_repo.location, job.pk))
+    for folder in (output / SAMPLES, staging_of(output) / SAMPLES):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def sample_file(job: Job, name: str) -> Path | None:
+    """One sample image of the job, by its name alone: nothing else of the folder."""
+    if job.scenario.task_type != "t2i" or not _SAMPLE_NAME.fullmatch(name):
+        return None
+    folder = _samples_folder(job)
+    found = folder / name if folder else None
+    return found if found is not None and found.is_file() else None
+
+
+def samples(job: Job) -> list[dict[str, Any]]:
+    """The sample images drawn from the validation prompt, by step (None: the saved
+    adapter's, at the end), at most `MAX_SAMPLES`."""
+    folder = _samples_folder(job) if job.scenario.task_type == "t2i" else None
+    if folder is None:
+        return []
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            matched = _SAMPLE_NAME.fullmatch(entry.name)
+            if matched and entry.is_file():
+                found.append((int(matched.group(1)) if matched.group(1) else None, entry.name))
+    during = sorted(item for item in found if item[0] is not None)
+    if len(during) > MAX_SAMPLES:
+        last = len(during) - 1
+        picks = sorted({round(i * last / (MAX_SAMPLES - 1)) for i in range(MAX_SAMPLES)})
+        during = [during[i] for i in picks]
+    final = [item for item in found if item[0] is None]
+    return [
+        {"step": step, "url": reverse("finetune:job_sample", args=[job.pk, name])}
+        for step, name in during + final
+    ]

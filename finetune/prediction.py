@@ -58,6 +58,10 @@ class Prediction:
     node_count: int = 0
     #: finetune.memory.SpecMemory per spec, where the draft's model can be estimated
     memory: list = field(default_factory=list)
+    #: finetune.runtime.RunTime per spec, where its run time can be told
+    runtime: list = field(default_factory=list)
+    #: the duration the draft asks for, to say when the run would outlast it
+    duration: timedelta | None = None
 
 
 def placement_nodes(placement) -> list[str]:

@@ -156,3 +156,12 @@ def said(msgid: str, values: Mapping[str, Any]) -> Said:
 def shown(value: Any) -> Any:
     """A value in the active language where it is a Said, else as it is."""
     return value.render() if isinstance(value, Said) else value
+
+
+def in_page_language(english: str, chinese: str) -> str:
+    """Words kept in both languages by the catalogue (names and descriptions of
+    algorithms, parameters, presets): the Chinese on a Chinese page when there is
+    one, else the English."""
+    if chinese and (translation.get_language() or "en").lower().startswith("zh"):
+        return chinese
+    return english

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from finetune.views import data, job_actions, jobs, logs, monitoring
+from finetune.views import data, drafts, job_actions, jobs, logs, monitoring
 
 app_name = "finetune"
 urlpatterns = [
     path("jobs/", jobs.JobListView.as_view(), name="job_list"),
     path("jobs/new/", jobs.JobCreateView.as_view(), name="job_create"),
-    path("jobs/prediction/", jobs.JobPredictionView.as_view(), name="job_prediction"),
+    path("jobs/prediction/", drafts.JobPredictionView.as_view(), name="job_prediction"),
+    path("jobs/compare/", monitoring.JobCompareView.as_view(), name="job_compare"),
     path("jobs/delete/", job_actions.BulkDeleteJobsView.as_view(), name="job_bulk_delete"),
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job_detail"),
     path("jobs/<int:pk>/clone/", jobs.JobCloneView.as_view(), name="job_clone"),
@@ -17,6 +18,7 @@ urlpatterns = [
         name="job_log_download",
     ),
     path("jobs/<int:pk>/metrics/", monitoring.JobMetricsView.as_view(), name="job_metrics"),
+    path("jobs/<int:pk>/samples/<str:name>", monitoring.JobSampleView.as_view(), name="job_sample"),
     path("jobs/<int:pk>/duration/", job_actions.ChangeDurationView.as_view(), name="job_duration"),
     path("jobs/<int:pk>/priority/", job_actions.ChangePriorityView.as_view(), name="job_priority"),
     path("jobs/<int:pk>/stop/", job_actions.StopJobView.as_view(), name="job_stop"),

@@ -31,9 +31,9 @@ from finetune.models import Job, JobEvent, JobStatus, ModelVersion
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, remove_job_dir, resolve
 from scheduler import failpoints
-from scheduler.executors import get_executor
+from scheduler.executors import commands, get_executor
 from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
-from scheduler.models import Node
+from scheduler.models import Node, NodeSpec
 
 logger = logging.getLogger(__name__)
 # How often a worker launching admitted jobs stamps them as still being launched.
@@ -105,6 +105,40 @@ def trainer_parameters(job: Job) -> dict[str, Any]:
             )
         parameters[name] = str(resolve(version.location))
     return parameters
+
+
+#: What the preview shows where the launch will put values it cannot know yet.
+NOT_YET = "…"
+
+
+def preview(job: Job, spec: NodeSpec, node_count: int) -> tuple[dict[str, Any], str]:
+    """运行配置预览: the spec the trainer will read and the command each node will run,
+    for an unsaved job (a draft) on `spec` x `node_count`; what only the launch knows
+    (the job's number, the report token, the nodes) is shown as `NOT_YET`.
+    Raises ExecutorError as the launch would (a path outside the project)."""
+    found = trainer_spec(job, token=NOT_YET)
+    found["job_id"] = NOT_YET
+    found["output_dir"] = str(resolve(job_output(job.model_repo.location, 0)))[:-1] + NOT_YET
+    found["report"]["url"] = report_url(0).replace("/0/", f"/{NOT_YET}/")
+    placement = Placement(
+        spec_id=spec.pk,
+        cpu_millis=spec.cpu_millis,
+        memory_mib=spec.memory_mib,
+        device_type=spec.device_type,
+        devices_per_node=spec.device_count,
+        nodes=tuple(f"node-{rank}" for rank in range(node_count)),
+        processes_per_node=spec.processes_per_node,
+    )
+    trainer = ["python", "-m", "trainer", "run", "--spec", "spec.json"]
+    argv = commands.node_command(
+        placement,
+        trainer,
+        python="python",
+        node_rank="$NODE_RANK",
+        master_addr="$MASTER_ADDR",
+        master_port="$MASTER_PORT",
+    )
+    return found, commands.shown(argv)
 
 
 def hash_token(token: str) -> str:

@@ -249,8 +249,11 @@ _T2I = {
         "",
         "Sample prompt",
         "示例提示词",
-        "When set, an image for this prompt is rendered into the output.",
-        "设置后，用该提示词生成一张示例图片保存到输出中。",
+        "When set, an image for this prompt is drawn at every evaluation point during "
+        "training (shown on the job's monitoring tab) and by the saved adapter at its end, "
+        "all from the same seed.",
+        "设置后，训练中每个评估时机都用该提示词生成一张示例图片（显示在任务的监控页），"
+        "训练结束时再用保存的适配器生成一张；均使用同一随机种子。",
         maxLength=1000,
     ),
 }

@@ -29,13 +29,19 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
 
 
+def staging_of(output_dir: str | Path) -> Path:
+    """Where a run writes before its output is final: beside it, hidden. Deterministic,
+    so every rank of a multi-process run, and the platform, agree on it."""
+    final = Path(output_dir).absolute()
+    return final.parent / f".{final.name}.partial"
+
+
 class StagedOutput:
     """The staging folder of one run and the final rename into ``output_dir``."""
 
     def __init__(self, output_dir: str | Path, *, is_main: bool = True) -> None:
         self.final = Path(output_dir).absolute()
-        # Deterministic, so every rank of a multi-process run agrees on it.
-        self.staging = self.final.parent / f".{self.final.name}.partial"
+        self.staging = staging_of(self.final)
         self.is_main = is_main
         self.finished = False
 

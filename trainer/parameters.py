@@ -39,12 +39,39 @@ def choices(labels: dict[str, tuple[str, str]]) -> Schema:
     return {"enum": list(labels), "x-enum-labels": {k: list(v) for k, v in labels.items()}}
 
 
+#: What the create form shows first (基础参数): how long and how fast, and what the
+#: algorithm cannot do without; every other property is marked `x-advanced` and folds
+#: under 高级参数 with its default.
+BASIC = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "learning_rate",
+        "batch_size",
+        "max_length",
+        "use_lora",
+        "lora_rank",
+        "beta",
+        "num_generations",
+        "reward_kind",
+        "reward_pattern",
+        "reward_target_length",
+        "reward_model_path",
+        "resolution",
+        "validation_prompt",
+    }
+)
+
+
 def object_schema(title: str, properties: dict[str, Schema]) -> Schema:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "title": title,
-        "properties": properties,
+        "properties": {
+            name: prop if name in BASIC else {**prop, "x-advanced": True}
+            for name, prop in properties.items()
+        },
         "additionalProperties": False,
     }
 

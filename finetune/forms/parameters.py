@@ -16,10 +16,10 @@ from typing import Any
 import jsonschema
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from finetune.services.data import MODEL_VERSION, version_ref
+from finetune.texts import in_page_language
 from trainer.spec import missing_required
 
 PREFIX = "param"
@@ -29,9 +29,7 @@ MAX_INTEGER = 2**53
 
 def localized(schema: dict, key: str) -> str:
     """The schema's `key` (title, description) in the page's language."""
-    if (get_language() or "en").lower().startswith("zh") and schema.get(f"{key}_zh"):
-        return schema[f"{key}_zh"]
-    return schema.get(key, "")
+    return in_page_language(schema.get(key, ""), schema.get(f"{key}_zh", ""))
 
 
 def _exclusive_minimum(bound: float):
@@ -67,8 +65,7 @@ def _regex(value):
 def _choice_label(labels: list[str] | None, value: Any) -> str:
     if not labels:
         return str(value)
-    chinese = (get_language() or "en").lower().startswith("zh")
-    return labels[1] if chinese and len(labels) > 1 else labels[0]
+    return in_page_language(labels[0], labels[1] if len(labels) > 1 else "")
 
 
 def value_label(schema: dict, value: Any) -> Any:
@@ -172,6 +169,37 @@ class ParametersForm(forms.Form):
                 self.initial[name] = version_ref(initial.get(name))
             else:
                 self.fields[name] = field_for(prop)
+
+    # --- 基础参数 and 高级参数: the schema marks the advanced ones (trainer/parameters.py)
+
+    def _group(self, advanced: bool) -> list[forms.BoundField]:
+        props = self.schema.get("properties") or {}
+        return [
+            self[name]
+            for name in self.fields
+            if bool(props.get(name, {}).get("x-advanced")) == advanced
+        ]
+
+    def basic_fields(self) -> list[forms.BoundField]:
+        return self._group(advanced=False)
+
+    def advanced_fields(self) -> list[forms.BoundField]:
+        return self._group(advanced=True)
+
+    def advanced_open(self) -> bool:
+        """Unfold 高级参数 where it holds an error or a value other than its default
+        (a clone, a preset), so that nothing that matters is hidden."""
+        props = self.schema.get("properties") or {}
+        for field in self.advanced_fields():
+            if field.errors:
+                return True
+            try:
+                value = field.field.to_python(field.value())
+            except ValidationError:
+                return True
+            if str(value) != str(props[field.name].get("default")):
+                return True
+        return False
 
     def clean(self) -> dict:
         cleaned = super().clean()

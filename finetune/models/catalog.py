@@ -7,8 +7,9 @@ sync_algorithms` copies them here so the pages and the scheduler can query them.
 from __future__ import annotations
 
 from django.db import models
-from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
+
+from finetune.texts import in_page_language
 
 
 class TaskType(models.TextChoices):
@@ -24,10 +25,7 @@ class BilingualNameMixin:
 
     @property
     def display_name(self) -> str:
-        language = (get_language() or "en").lower()
-        if language.startswith("zh") and self.name_zh:
-            return self.name_zh
-        return self.name
+        return in_page_language(self.name, self.name_zh)
 
 
 class Scenario(BilingualNameMixin, models.Model):
@@ -73,6 +71,10 @@ class Algorithm(BilingualNameMixin, models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+    @property
+    def display_description(self) -> str:
+        return in_page_language(self.description, self.description_zh)
 
 
 class PretrainedModel(models.Model):

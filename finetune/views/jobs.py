@@ -1,8 +1,7 @@
-"""Job pages: the list (F4), the detail (F6), create and clone (F1, F3), queue prediction."""
+"""Job pages: the list (F4), the detail (F6), create and clone (F1, F3); what the create
+page says about a draft (prediction, estimates, presets) is in `drafts.py`."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -16,25 +15,18 @@ from django.views import View
 
 from accounts.models import Project
 from finetune import access, monitoring
-from finetune import memory as fit
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import (
     CASCADE,
-    CUSTOM,
-    MAX_DURATION_HOURS,
-    MAX_NODE_COUNT,
-    MAX_SPEC_CHOICES,
-    MIN_DURATION_HOURS,
     JobForm,
     initial_from_draft,
     refreshed_initial,
 )
-from finetune.forms.parameters import ParametersForm, localized, value_label
-from finetune.inputs import whole_number
-from finetune.models import Algorithm, Job, JobStatus, PretrainedModel, Priority
-from finetune.prediction import predict_for_draft
+from finetune.forms.parameters import localized, value_label
+from finetune.models import Job, JobStatus
 from finetune.services.data import referenced_versions, version_parameters, version_ref
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
+from finetune.views import drafts
 from finetune.views.base import (
     ObjectDetailView,
     ObjectListView,
@@ -42,8 +34,8 @@ from finetune.views.base import (
     project_or_404,
 )
 from finetune.views.logs import event_rows, rank_param, read_logs
-from scheduler.models import NodeSpec, ResourcePool
 from scheduler.prediction import predict_job, queue_forecasts
+from trainer.presets import Preset
 
 JOB_LIST_RELATED = ("creator", "scenario", "algorithm", "model_repo", "spec_in_use")
 
@@ -170,7 +162,9 @@ class JobFormView(LoginRequiredMixin, View):
     def cloned_from(self) -> Job | None:
         return None
 
-    def render(self, form: JobForm, reports=(), status: int = 200) -> HttpResponse:
+    def render(
+        self, form: JobForm, reports=(), status: int = 200, applied: Preset | None = None
+    ) -> HttpResponse:
         # The cascading selects ask this same view for the fields with their new choices.
         for name in CASCADE:
             form.fields[name].widget.attrs.update(
@@ -186,9 +180,11 @@ class JobFormView(LoginRequiredMixin, View):
         context = {
             "form": form,
             "reports": reports,
-            "prediction": _predict(form, self.project()),
+            "prediction": drafts.predict(form, self.project()),
             "cloned_from": self.cloned_from(),
             "form_url": self.request.path,
+            "presets": [drafts.shown(p) for p in drafts.presets_for(form)],
+            "applied_preset": drafts.shown(applied) if applied else None,
         }
         template = self.partial_template_name if partial else self.template_name
         return TemplateResponse(self.request, template, context, status=status)
@@ -201,7 +197,12 @@ class JobFormView(LoginRequiredMixin, View):
         project = self.project()
         if request.POST.get("_refresh"):
             initial = refreshed_initial(request.POST)
-            return self.render(JobForm(user=request.user, project=project, initial=initial))
+            form = JobForm(user=request.user, project=project, initial=initial)
+            preset = self.chosen_preset(form)
+            if preset is not None:
+                initial["parameters"] = {**(initial.get("parameters") or {}), **preset.values}
+                form = JobForm(user=request.user, project=project, initial=initial)
+            return self.render(form, applied=preset)
         form = JobForm(request.POST, user=request.user, project=project)
         if not form.is_valid():
             return self.render(form, status=400)
@@ -215,6 +216,14 @@ class JobFormView(LoginRequiredMixin, View):
             return self.render(form, status=400)
         messages.success(request, _("The job “%(name)s” is queued.") % {"name": job.name})
         return redirect("finetune:job_detail", pk=job.pk)
+
+    def chosen_preset(self, form: JobForm) -> Preset | None:
+        """The preset the user just chose (the preset select sent this refresh, or the
+        no-JS button): applied once, never again by a later refresh that carries it."""
+        wanted = self.request.POST.get("_preset")
+        if not wanted or (self.request.htmx and self.request.htmx.trigger_name != "_preset"):
+            return None
+        return next((p for p in drafts.presets_for(form) if p.code == wanted), None)
 
 
 class JobCreateView(JobFormView):
@@ -240,118 +249,3 @@ class JobCloneView(JobFormView):
 
     def cloned_from(self) -> Job:
         return self.source
-
-
-def _predict(form: JobForm, project: Project):
-    """The prediction for what the form shows now; lenient, as the draft may be half-filled."""
-    data = form.data if form.is_bound else None
-    if data is None:
-        data = form.initial
-        spec_ids = data.get("node_specs") or []
-        count = data.get("node_count") or 1
-        pool_id, names, driver = data.get("pool"), data.get("node_names", ""), ""
-        priority = data.get("priority")
-    else:
-        spec_ids, count = data.getlist("node_specs"), data.get("node_count")
-        pool_id, names = data.get("pool"), data.get("node_names", "")
-        driver, priority = data.get("driver_version", ""), data.get("priority")
-    if not spec_ids:
-        first = next(iter(form.fields["node_specs"].specs), None)
-        spec_ids = [first.pk] if first else []
-    prediction = prediction_for(
-        project, spec_ids, count, pool_id, names or "", driver, priority, _draft_duration(data)
-    )
-    return _with_memory(prediction, form.shown_algorithm, form.shown_model, form.parameters)
-
-
-def _with_memory(prediction, algorithm, model, parameters: ParametersForm):
-    """The memory estimate of the draft's model and parameters on each spec of the
-    prediction; the parameters read so far count (the rest keep their defaults)."""
-    if prediction.verdict == "incomplete":
-        return prediction
-    read: dict = {}
-    if parameters.is_bound:
-        parameters.is_valid()  # cleans what it can: the valid fields are in cleaned_data
-        read = parameters.cleaned_data
-    prediction.memory = fit.for_specs(
-        algorithm,
-        model,
-        read,
-        [spec for spec, _total in prediction.totals],
-        prediction.node_count,
-    )
-    return prediction
-
-
-def _posted_model(data) -> tuple[Algorithm | None, PretrainedModel | None, ParametersForm]:
-    """The algorithm, base model and parameters a posted draft names, for its memory
-    estimate: two lookups, where the whole create form would run its every cascade."""
-    algorithm = (
-        Algorithm.objects.select_related("scenario")
-        .filter(enabled=True, pk=whole_number(data.get("algorithm")))
-        .first()
-    )
-    model = PretrainedModel.objects.filter(
-        enabled=True, pk=whole_number(data.get("pretrained_model"))
-    ).first()
-    if algorithm is None or model is None or model.task_type != algorithm.scenario.task_type:
-        return None, None, ParametersForm({}, data)
-    return algorithm, model, ParametersForm(algorithm.parameters_schema, data)
-
-
-def _draft_duration(data) -> timedelta | None:
-    """The duration a half-filled form asks for, or None while it says none (or one
-    the form would refuse: not a number, out of range)."""
-    preset = data.get("duration_preset")
-    hours = data.get("duration_custom_hours") if preset == CUSTOM else preset
-    try:
-        value = float(hours)
-    except (TypeError, ValueError):
-        return None
-    if not MIN_DURATION_HOURS <= value <= MAX_DURATION_HOURS:  # also refuses nan and inf
-        return None
-    return timedelta(hours=value)
-
-
-def prediction_for(
-    project, spec_ids, count, pool_id, names: str, driver: str, priority, duration=None
-):
-    wanted = [i for i in map(whole_number, spec_ids[:MAX_SPEC_CHOICES]) if i is not None]
-    by_pk = NodeSpec.objects.filter(enabled=True).in_bulk(wanted)
-    specs = [by_pk[i] for i in wanted if i in by_pk]
-    # Only the dedicated pools the form offers this project: another's is not named.
-    pools = ResourcePool.objects.filter(dedicated=True, projects=project)
-    pool_pk = whole_number(pool_id)
-    pool = pools.filter(pk=pool_pk).first() if pool_pk is not None else None
-    node_count = whole_number(count) or 0
-    priority = whole_number(priority)
-    return predict_for_draft(
-        project=project,
-        specs=specs,
-        node_count=node_count if 1 <= node_count <= MAX_NODE_COUNT else 0,
-        pool=pool,
-        node_names=[n.strip() for n in names.split(",") if n.strip()][:MAX_NODE_COUNT],
-        driver_version=(driver or "").strip()[:64],
-        priority=priority if priority in Priority.values else None,
-        duration=duration,
-    )
-
-
-class JobPredictionView(LoginRequiredMixin, View):
-    """排队预测 (F1.17): the area right of the Create button, refreshed as the form changes."""
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        data = request.POST
-        project = project_or_404(request)
-        prediction = prediction_for(
-            project,
-            data.getlist("node_specs"),
-            data.get("node_count"),
-            data.get("pool"),
-            data.get("node_names", ""),
-            data.get("driver_version", ""),
-            data.get("priority"),
-            _draft_duration(data),
-        )
-        prediction = _with_memory(prediction, *_posted_model(data))
-        return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})

@@ -71,6 +71,23 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   if (target && target.id === FORM_FIELDS) sentValues.set(event.detail.xhr, fieldValues(target));
 });
 
+// A section the user unfolded (高级参数, 运行配置预览) stays open across a refresh of
+// the part of the page that holds it.
+const unfolded = new WeakMap();
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  if (!target) return;
+  const open = [...target.querySelectorAll("details[id][open]")].map((fold) => fold.id);
+  if (target.matches("details[id][open]")) open.push(target.id);
+  unfolded.set(event.detail.xhr, open);
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  for (const id of unfolded.get(event.detail.xhr) || []) {
+    const fold = document.getElementById(id);
+    if (fold) fold.open = true;
+  }
+});
+
 document.addEventListener("htmx:beforeSwap", (event) => {
   const target = event.detail.target;
   const sent = sentValues.get(event.detail.xhr);
@@ -86,7 +103,7 @@ document.addEventListener("htmx:beforeSwap", (event) => {
 document.addEventListener("htmx:afterSwap", (event) => {
   const typed = typedValues.get(event.detail.xhr);
   const fields = document.getElementById(FORM_FIELDS);
-  if (!typed || !fields || !Object.keys(typed).length) return;
+  if (!fields || !typed || !Object.keys(typed).length) return;
   for (const [name, values] of Object.entries(typed)) setValues(fields, name, values);
   // The queue prediction follows the form's changes: tell it about the kept values.
   const first = fields.querySelector(`[name="${CSS.escape(Object.keys(typed)[0])}"]`);

@@ -16,7 +16,7 @@ from scheduler import admission
 from scheduler.executors import get_executor
 from scheduler.settling import settle_running_jobs
 from tests.e2e.conftest import log_in
-from tests.realjobs import queued_sft_job
+from tests.realjobs import queued_sft_job, queued_t2i_job, settled
 
 pytestmark = [
     pytest.mark.browser,
@@ -190,3 +190,44 @@ def test_the_charts_axes_read_as_a_person_would_write_them(page, project, alice)
     # the time of today, not a span of years nor "7:52am"; two minutes: to the second
     assert all(re.fullmatch(r"\d{2}:\d{2}:\d{2}", tick) for tick in times), times
     assert len(times) == len(set(times)), times
+
+
+def test_a_text_to_image_job_shows_its_sample_images_while_it_trains(
+    page, executor, project, alice
+):
+    job = queued_t2i_job(
+        project,
+        alice,
+        executor,
+        parameters={
+            "max_steps": 30,
+            "batch_size": 4,
+            "learning_rate": 1e-2,
+            "logging_steps": 1,
+            "eval_strategy": "steps",
+            "eval_steps": 10,
+            "validation_prompt": "a red square",
+        },
+    )
+    assert admission.run_admission() == [job.pk]
+    try:
+        log_in(page, "alice", "alice-password")
+        page.wait_for_url("**/jobs/")
+        with page.expect_navigation():
+            page.select_option("#language-select", "zh-hans")
+        page.goto(f"/jobs/{job.pk}/?tab=monitoring")
+        samples = page.get_by_test_id("samples")
+        expect(samples).to_contain_text("示例图片")
+        grid = page.get_by_test_id("sample-grid")
+        # the first appears while the job still runs, the rest as it goes on
+        expect(grid.locator("figure").first).to_contain_text("第 10 步", timeout=240_000)
+        job = settled(executor, job)
+        assert job.status == JobStatus.SUCCEEDED, job.status_reason
+        # and, once it ended, the saved adapter's own
+        expect(grid.locator("figcaption")).to_have_text(
+            ["第 10 步", "第 20 步", "第 30 步", "保存的适配器"]
+        )
+        widths = grid.locator("img").evaluate_all("images => images.map(i => i.naturalWidth)")
+        assert widths == [32, 32, 32, 32]  # real images, served from the job's output
+    finally:
+        executor.stop(job.pk)

@@ -1,12 +1,17 @@
 """A running job with a known report token, as launching leaves it (F7.1 tests)."""
 
+import json
+
 import pytest
 
-from finetune.models import Job, JobStatus
+from finetune.models import Job, JobStatus, PretrainedModel
 from finetune.states import transition
+from finetune.storage import resolve
 from scheduler.launching import hash_token
+from scheduler.models import DeviceType, NodeSpec
 from tests import factories
 from tests.finetune import pages_support as support
+from tests.trainer.test_trainer_memory import QWEN2_7B
 
 REPORT_TOKEN = "s3cret-token"
 
@@ -30,3 +35,31 @@ def ready(project, alice):
     spec = factories.node_spec()
     support.node()
     return dataset, repo, spec
+
+
+@pytest.fixture
+def qwen7b():
+    """A 7.6 B-parameter base model: its config.json is all the estimate reads."""
+    folder = resolve("models/qwen2-7b")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(QWEN2_7B))
+    return PretrainedModel.objects.create(
+        name="qwen2-7b", task_type="llm", family="qwen", location="models/qwen2-7b"
+    )
+
+
+@pytest.fixture
+def h100():
+    support.node("gpu-node-1", devices=8)
+    from scheduler.models import Node
+
+    Node.objects.filter(name="gpu-node-1").update(device_type=DeviceType.GPU)
+    return NodeSpec.objects.create(
+        name="h100-x8",
+        cpu_millis=64000,
+        memory_mib=262144,
+        device_type=DeviceType.GPU,
+        device_count=8,
+        device_model="H100-80G",
+        device_memory_gib=80,
+    )

@@ -36,6 +36,13 @@ def test_t2i_lora_lowers_its_loss_and_the_adapter_renders(make_spec, train, tiny
     assert manifest["metrics"]["validation_loss"] == min(evals)
     sample = Image.open(outcome.output / "samples" / "sample.png")
     assert sample.size == (32, 32)
+    # one sample at every evaluation point, from the adapter as it was then, all from
+    # the same seed: the images differ as the adapter learns
+    during = sorted((outcome.output / "samples").glob("step-*.png"))
+    assert [path.name for path in during] == [f"step-{n:06d}.png" for n in (10, 20, 30)]
+    first, last = (Image.open(path).convert("RGB") for path in (during[0], during[-1]))
+    assert first.size == (32, 32) and first.tobytes() != last.tobytes()
+    assert not list((outcome.output / "samples").glob(".*"))  # no half-written image
 
     pipeline = StableDiffusionPipeline.from_pretrained(
         tiny_t2i, safety_checker=None, requires_safety_checker=False

@@ -136,6 +136,53 @@ class Diffusion:
         return torch.nn.functional.mse_loss(prediction.float(), target.float())
 
 
+#: Denoising steps of a sample image (during training and at its end).
+SAMPLE_STEPS = 25
+#: Where the samples lie in the job's output: step-000010.png during training and
+#: sample.png from the saved adapter at its end (the platform lists this folder).
+SAMPLES = "samples"
+
+
+def sample_name(step: int) -> str:
+    return f"step-{step:06d}.png"
+
+
+def _sample(ctx: RunContext, diffusion: Diffusion, unet: Any, step: int) -> None:
+    """The validation prompt drawn by the adapter as it is at `step`, always from the
+    same seed, so that the images of a run show what it learnt (保存到 samples/)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    p, torch = ctx.params, diffusion.torch
+    pipeline = StableDiffusionPipeline(
+        vae=diffusion.vae,
+        text_encoder=diffusion.text_encoder,
+        tokenizer=diffusion.tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler.from_config(diffusion.noise_scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    size = diffusion.resolution(p["resolution"])
+    unet.eval()
+    with torch.no_grad():
+        image = pipeline(
+            p["validation_prompt"],
+            num_inference_steps=SAMPLE_STEPS,
+            generator=torch.Generator(device="cpu").manual_seed(p["seed"]),
+            height=size,
+            width=size,
+        ).images[0]
+    unet.train()
+    folder = ctx.staging / SAMPLES
+    folder.mkdir(exist_ok=True)
+    # written whole, then renamed: the platform never shows half an image
+    partial = folder / f".{sample_name(step)}.partial"
+    image.save(partial, format="PNG")
+    partial.replace(folder / sample_name(step))
+
+
 def _evaluate(diffusion: Diffusion, unet: Any, loader: Any, seed: int) -> float:
     torch = diffusion.torch
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -264,6 +311,8 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
             due = (p["eval_strategy"] == "steps" and step % p["eval_steps"] == 0) or (
                 p["eval_strategy"] == "epoch" and step % steps_per_epoch == 0
             )
+            if due and p["validation_prompt"] and accelerator.is_main_process:
+                _sample(ctx, diffusion, accelerator.unwrap_model(unet), step)
             if evals and due and evaluate():
                 log.info("early stopping at step %s: no better validation loss", step)
                 stop = True
@@ -315,14 +364,14 @@ def _save(ctx: RunContext, diffusion: Diffusion, unet: Any) -> dict[str, str]:
         generator = diffusion.torch.Generator(device="cpu").manual_seed(p["seed"])
         image = pipeline(
             p["validation_prompt"],
-            num_inference_steps=25,
+            num_inference_steps=SAMPLE_STEPS,
             generator=generator,
             height=diffusion.resolution(p["resolution"]),
             width=diffusion.resolution(p["resolution"]),
         ).images[0]
-        (ctx.staging / "samples").mkdir()
-        image.save(ctx.staging / "samples" / "sample.png")
-        artifacts["samples"] = "samples"
+        (ctx.staging / SAMPLES).mkdir(exist_ok=True)
+        image.save(ctx.staging / SAMPLES / "sample.png")
+        artifacts["samples"] = SAMPLES
     if p["save_merged"]:
         pipeline.fuse_lora()
         pipeline.unload_lora_weights()

@@ -1,0 +1,184 @@
+"""What the create page says about a draft before it is created (F1.17 and beyond):
+where and when it would start, whether it fits its devices, how long it would train,
+the configuration and command it would run with, and the parameter presets that fit
+its algorithm and base model. The create form's own views are in `jobs.py`."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.views import View
+
+from accounts.models import Project
+from finetune import memory as fit
+from finetune import runtime
+from finetune.forms.jobs import (
+    CUSTOM,
+    MAX_DURATION_HOURS,
+    MAX_NODE_COUNT,
+    MAX_SPEC_CHOICES,
+    MIN_DURATION_HOURS,
+    JobForm,
+)
+from finetune.inputs import whole_number
+from finetune.models import Job, Priority
+from finetune.prediction import Prediction, predict_for_draft
+from finetune.texts import in_page_language
+from finetune.views.base import project_or_404
+from scheduler import launching
+from scheduler.executors.base import ExecutorError
+from scheduler.models import NodeSpec, ResourcePool
+from trainer.presets import Preset, presets
+
+
+def launch_preview(form: JobForm) -> dict | None:
+    """运行配置预览: what the trainer would read and each node run, once the form is
+    complete (None before); `error` where the launch would refuse it."""
+    if not form.is_bound or not form.is_valid():
+        return None
+    draft = form.draft()
+    job = Job(
+        project=form.project,
+        name=draft.name,
+        scenario=draft.scenario,
+        algorithm=draft.algorithm,
+        pretrained_model=draft.pretrained_model,
+        train_dataset=draft.train_dataset,
+        validation_dataset=draft.validation_dataset,
+        test_dataset=draft.test_dataset,
+        model_repo=draft.model_repo,
+        parameters=draft.parameters,
+        node_count=draft.node_count,
+        duration=draft.duration,
+    )
+    spec = draft.node_specs[0]
+    try:
+        config, command = launching.preview(job, spec, draft.node_count)
+    except ExecutorError:
+        return {"spec": spec, "error": True}
+    config_text = json.dumps(config, indent=2, ensure_ascii=False)
+    return {"spec": spec, "config": config_text, "command": command}
+
+
+def presets_for(form: JobForm) -> list[Preset]:
+    """The presets of the algorithm shown, fitted to the base model shown (its size,
+    for a language model whose folder says it)."""
+    algorithm, model = form.shown_algorithm, form.shown_model
+    if algorithm is None:
+        return []
+    shape = None
+    if model is not None and algorithm.scenario.task_type == "llm":
+        shape = fit.model_shape(model.location)
+    return presets(algorithm.code, algorithm.parameters_schema, shape.parameters if shape else None)
+
+
+def shown(preset: Preset) -> dict:
+    """A preset as the form shows it: its name and description in the page's language."""
+    return {
+        "code": preset.code,
+        "name": in_page_language(preset.name, preset.name_zh),
+        "description": in_page_language(preset.description, preset.description_zh),
+    }
+
+
+def predict(form: JobForm, project: Project) -> Prediction:
+    """The prediction for what the form shows now; lenient, as the draft may be half-filled."""
+    data = form.data if form.is_bound else None
+    if data is None:
+        data = form.initial
+        spec_ids = data.get("node_specs") or []
+        count = data.get("node_count") or 1
+        pool_id, names, driver = data.get("pool"), data.get("node_names", ""), ""
+        priority = data.get("priority")
+    else:
+        spec_ids, count = data.getlist("node_specs"), data.get("node_count")
+        pool_id, names = data.get("pool"), data.get("node_names", "")
+        driver, priority = data.get("driver_version", ""), data.get("priority")
+    if not spec_ids:
+        first = next(iter(form.fields["node_specs"].specs), None)
+        spec_ids = [first.pk] if first else []
+    prediction = prediction_for(
+        project, spec_ids, count, pool_id, names or "", driver, priority, draft_duration(data)
+    )
+    prediction = _with_estimates(
+        prediction,
+        (form.shown_algorithm, form.shown_model, form.parameters),
+        form.shown_datasets[0],
+        draft_duration(data),
+    )
+    prediction.launch = launch_preview(form)
+    return prediction
+
+
+def _with_estimates(prediction, drafted, dataset, duration):
+    """The memory estimate and the run time of the draft's model and parameters on
+    each spec of the prediction; the parameters read so far count (the rest keep
+    their defaults). `drafted`: the algorithm, base model and parameters form."""
+    if prediction.verdict == "incomplete":
+        return prediction
+    algorithm, model, parameters = drafted
+    read: dict = {}
+    if parameters.is_bound:
+        parameters.is_valid()  # cleans what it can: the valid fields are in cleaned_data
+        read = parameters.cleaned_data
+    specs = [spec for spec, _total in prediction.totals]
+    prediction.memory = fit.for_specs(algorithm, model, read, specs, prediction.node_count)
+    prediction.runtime = runtime.for_specs(
+        algorithm, model, read, dataset, specs, prediction.node_count, duration
+    )
+    prediction.duration = duration
+    return prediction
+
+
+def draft_duration(data) -> timedelta | None:
+    """The duration a half-filled form asks for, or None while it says none (or one
+    the form would refuse: not a number, out of range)."""
+    preset = data.get("duration_preset")
+    hours = data.get("duration_custom_hours") if preset == CUSTOM else preset
+    try:
+        value = float(hours)
+    except (TypeError, ValueError):
+        return None
+    if not MIN_DURATION_HOURS <= value <= MAX_DURATION_HOURS:  # also refuses nan and inf
+        return None
+    return timedelta(hours=value)
+
+
+def prediction_for(
+    project, spec_ids, count, pool_id, names: str, driver: str, priority, duration=None
+):
+    wanted = [i for i in map(whole_number, spec_ids[:MAX_SPEC_CHOICES]) if i is not None]
+    by_pk = NodeSpec.objects.filter(enabled=True).in_bulk(wanted)
+    specs = [by_pk[i] for i in wanted if i in by_pk]
+    # Only the dedicated pools the form offers this project: another's is not named.
+    pools = ResourcePool.objects.filter(dedicated=True, projects=project)
+    pool_pk = whole_number(pool_id)
+    pool = pools.filter(pk=pool_pk).first() if pool_pk is not None else None
+    node_count = whole_number(count) or 0
+    priority = whole_number(priority)
+    return predict_for_draft(
+        project=project,
+        specs=specs,
+        node_count=node_count if 1 <= node_count <= MAX_NODE_COUNT else 0,
+        pool=pool,
+        node_names=[n.strip() for n in names.split(",") if n.strip()][:MAX_NODE_COUNT],
+        driver_version=(driver or "").strip()[:64],
+        priority=priority if priority in Priority.values else None,
+        duration=duration,
+    )
+
+
+class JobPredictionView(LoginRequiredMixin, View):
+    """排队预测 (F1.17): the area right of the Create button, refreshed as the form changes:
+    the queue prediction, the memory estimate, the run time and the run configuration."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        project = project_or_404(request)
+        form = JobForm(request.POST, user=request.user, project=project)
+        return TemplateResponse(
+            request, "finetune/_prediction.html", {"prediction": predict(form, project)}
+        )
