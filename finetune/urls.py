@@ -7,6 +7,7 @@ urlpatterns = [
     path("jobs/", jobs.JobListView.as_view(), name="job_list"),
     path("jobs/new/", jobs.JobCreateView.as_view(), name="job_create"),
     path("jobs/prediction/", drafts.JobPredictionView.as_view(), name="job_prediction"),
+    path("jobs/preview/", drafts.JobLaunchPreviewView.as_view(), name="job_launch_preview"),
     path("jobs/compare/", monitoring.JobCompareView.as_view(), name="job_compare"),
     path("jobs/delete/", job_actions.BulkDeleteJobsView.as_view(), name="job_bulk_delete"),
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job_detail"),

@@ -82,6 +82,27 @@ class JobDraft:
         found = [self.train_dataset, self.validation_dataset, self.test_dataset]
         return [d for d in found if d is not None]
 
+    def job_fields(self) -> dict:
+        """The job's own fields from the draft (its specs and access are set apart)."""
+        return {
+            "name": self.name.strip(),
+            "priority": self.priority,
+            "scenario": self.scenario,
+            "algorithm": self.algorithm,
+            "pretrained_model": self.pretrained_model,
+            "train_dataset": self.train_dataset,
+            "validation_dataset": self.validation_dataset,
+            "test_dataset": self.test_dataset,
+            "parameters": self.parameters,
+            "model_repo": self.model_repo,
+            "node_names": self.node_names,
+            "pool": self.pool,
+            "driver_version": self.driver_version,
+            "node_count": self.node_count,
+            "duration": self.duration,
+            "cloned_from": self.cloned_from,
+        }
+
 
 def access_cap(
     project: Project,
@@ -235,27 +256,12 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(
-            name=draft.name.strip(),
             project=project,
             creator=user,
             access=Access.NONE,
-            priority=draft.priority,
-            scenario=draft.scenario,
-            algorithm=draft.algorithm,
-            pretrained_model=draft.pretrained_model,
-            train_dataset=draft.train_dataset,
-            validation_dataset=draft.validation_dataset,
-            test_dataset=draft.test_dataset,
-            parameters=draft.parameters,
-            model_repo=draft.model_repo,
-            node_names=draft.node_names,
-            pool=draft.pool,
-            driver_version=draft.driver_version,
-            node_count=draft.node_count,
-            duration=draft.duration,
             status=JobStatus.QUEUED,
             queued_at=now,
-            cloned_from=draft.cloned_from,
+            **draft.job_fields(),
         )
         JobNodeSpec.objects.bulk_create(
             JobNodeSpec(job=job, spec=spec, rank=rank) for rank, spec in enumerate(draft.node_specs)

@@ -14,8 +14,8 @@ from django.template.response import TemplateResponse
 from django.views import View
 
 from accounts.models import Project
+from finetune import access, runtime
 from finetune import memory as fit
-from finetune import runtime
 from finetune.forms.jobs import (
     CUSTOM,
     MAX_DURATION_HOURS,
@@ -24,8 +24,9 @@ from finetune.forms.jobs import (
     MIN_DURATION_HOURS,
     JobForm,
 )
+from finetune.forms.parameters import ParametersForm
 from finetune.inputs import whole_number
-from finetune.models import Job, Priority
+from finetune.models import Algorithm, Dataset, Job, PretrainedModel, Priority
 from finetune.prediction import Prediction, predict_for_draft
 from finetune.texts import in_page_language
 from finetune.views.base import project_or_404
@@ -41,20 +42,7 @@ def launch_preview(form: JobForm) -> dict | None:
     if not form.is_bound or not form.is_valid():
         return None
     draft = form.draft()
-    job = Job(
-        project=form.project,
-        name=draft.name,
-        scenario=draft.scenario,
-        algorithm=draft.algorithm,
-        pretrained_model=draft.pretrained_model,
-        train_dataset=draft.train_dataset,
-        validation_dataset=draft.validation_dataset,
-        test_dataset=draft.test_dataset,
-        model_repo=draft.model_repo,
-        parameters=draft.parameters,
-        node_count=draft.node_count,
-        duration=draft.duration,
-    )
+    job = Job(project=form.project, **draft.job_fields())  # never saved
     spec = draft.node_specs[0]
     try:
         config, command = launching.preview(job, spec, draft.node_count)
@@ -110,7 +98,6 @@ def predict(form: JobForm, project: Project) -> Prediction:
         form.shown_datasets[0],
         draft_duration(data),
     )
-    prediction.launch = launch_preview(form)
     return prediction
 
 
@@ -172,13 +159,58 @@ def prediction_for(
     )
 
 
+def _posted_draft(request: HttpRequest, project: Project):
+    """The algorithm, base model, parameters and training data a posted draft names, for
+    its estimates: a few lookups, where the whole create form would run its every
+    cascade and check (the prediction is asked on every change; benchmarks/prediction.py)."""
+    data = request.POST
+    algorithm = (
+        Algorithm.objects.select_related("scenario")
+        .filter(enabled=True, pk=whole_number(data.get("algorithm")))
+        .first()
+    )
+    model = PretrainedModel.objects.filter(
+        enabled=True, pk=whole_number(data.get("pretrained_model"))
+    ).first()
+    if algorithm is None or model is None or model.task_type != algorithm.scenario.task_type:
+        return (None, None, ParametersForm({}, data)), None
+    dataset = (
+        access.restrict(
+            Dataset.objects.filter(project=project, scenario=algorithm.scenario), request.user
+        )
+        .filter(pk=whole_number(data.get("train_dataset")))
+        .first()
+    )
+    return (algorithm, model, ParametersForm(algorithm.parameters_schema, data)), dataset
+
+
 class JobPredictionView(LoginRequiredMixin, View):
     """排队预测 (F1.17): the area right of the Create button, refreshed as the form changes:
-    the queue prediction, the memory estimate, the run time and the run configuration."""
+    the queue prediction, the memory estimate and the run time."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        data = request.POST
+        project = project_or_404(request)
+        prediction = prediction_for(
+            project,
+            data.getlist("node_specs"),
+            data.get("node_count"),
+            data.get("pool"),
+            data.get("node_names", ""),
+            data.get("driver_version", ""),
+            data.get("priority"),
+            draft_duration(data),
+        )
+        drafted, dataset = _posted_draft(request, project)
+        prediction = _with_estimates(prediction, drafted, dataset, draft_duration(data))
+        return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})
+
+
+class JobLaunchPreviewView(LoginRequiredMixin, View):
+    """运行配置预览: asked when the user unfolds it, and on changes while it is unfolded."""
 
     def post(self, request: HttpRequest) -> HttpResponse:
         project = project_or_404(request)
         form = JobForm(request.POST, user=request.user, project=project)
-        return TemplateResponse(
-            request, "finetune/_prediction.html", {"prediction": predict(form, project)}
-        )
+        context = {"launch": launch_preview(form)}
+        return TemplateResponse(request, "finetune/_launch_preview.html", context)

@@ -15,6 +15,11 @@ document.addEventListener("htmx:confirm", (event) => {
     event.preventDefault();
     return;
   }
+  // data-while-open: a folded section (运行配置预览) asks only while it is unfolded.
+  if (element.hasAttribute("data-while-open") && !element.open) {
+    event.preventDefault();
+    return;
+  }
   // data-change-from="<selector>": a change event counts only from such elements.
   const only = element.dataset.changeFrom;
   const trigger = event.detail.triggeringEvent;

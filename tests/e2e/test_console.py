@@ -1,6 +1,7 @@
 """A member logs in, finds the menu of the manual, switches language and project."""
 
 import pytest
+from playwright.sync_api import expect
 
 from accounts.models import Access, Membership
 from tests import factories
@@ -196,3 +197,44 @@ def test_a_waiting_job_shows_its_expected_and_latest_starts_in_chinese(page, pro
         page.screenshot(path=f"{shots}/expected-start-detail.png", full_page=True)
     ascii_words = [w for w in detail.split() if w.isascii() and w.isalpha()]
     assert ascii_words == [], ascii_words
+
+
+def test_sharing_turned_off_and_on_in_the_chinese_admin_gives_the_levels_back(
+    browser, live_server, project, alice, bob, admin
+):
+    """Issue 19, item 6, as an operator and a member live it: in 简体中文, the operator
+    turns the project's sharing off, bob loses alice's shared job, the operator turns
+    it on again and bob has it back at the level alice chose (只读)."""
+    job = factories.job(project, alice, name="shared-run", level=Access.READ_ONLY)
+    contexts = [browser.new_context(base_url=live_server.url) for _ in range(2)]
+    operator, member = (context.new_page() for context in contexts)
+    try:
+        for page, who in ((operator, "admin"), (member, "bob")):
+            log_in(page, who, f"{who}-password")
+            page.wait_for_load_state()
+            page.goto("/jobs/")
+            with page.expect_navigation():
+                page.select_option("#language-select", "zh-hans")
+
+        def act(action: str) -> None:
+            operator.goto("/admin/accounts/project/")
+            operator.locator(f"input[name=_selected_action][value='{project.pk}']").check()
+            operator.select_option("select[name=action]", action)
+            with operator.expect_navigation():
+                operator.locator("button[name=index]").click()
+
+        act("turn_sharing_off")
+        expect(operator.locator(".messagelist")).to_contain_text("共享")
+        member.goto("/jobs/")
+        expect(member.get_by_test_id("job-table")).not_to_contain_text("shared-run")
+        assert member.goto(f"/jobs/{job.pk}/").status == 404
+
+        act("turn_sharing_on")
+        member.goto("/jobs/")
+        row = member.get_by_test_id("job-table").get_by_role("row", name="shared-run")
+        expect(row).to_be_visible()
+        member.goto(f"/jobs/{job.pk}/")
+        expect(member.get_by_test_id("job-access")).to_have_text("只读")
+    finally:
+        for context in contexts:
+            context.close()

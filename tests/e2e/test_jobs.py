@@ -279,3 +279,42 @@ def test_a_running_jobs_duration_takes_a_custom_three_and_a_half_hours(
     page.wait_for_url(re.compile(rf"/jobs/{job.pk}/$"))
     job.refresh_from_db()
     assert job.duration.total_seconds() == 3.5 * 3600
+
+
+def test_a_preset_fills_the_parameters_and_the_preview_follows_the_form(
+    page, prepared, project, alice
+):
+    """The create form's presets, folded 高级参数 and 运行配置预览, in 简体中文."""
+    log_in(page, "alice", "alice-password")
+    page.wait_for_url("**/jobs/")
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    page.goto("/jobs/new/")
+    page.select_option("#id_scenario", label="大语言模型微调")
+    expect(page.locator("#id_train_dataset")).to_contain_text("chat")
+    page.wait_for_load_state("networkidle")
+    page.fill("#id_name", "with-a-preset")
+    expect(page.get_by_test_id("advanced-parameters")).not_to_have_attribute("open", "")
+    assert not page.locator("input[name='param-warmup_ratio']").is_visible()
+
+    page.select_option("[data-testid=preset]", "quick")
+    expect(page.get_by_test_id("preset-applied")).to_contain_text("快速试跑")
+    expect(page.locator("input[name='param-max_steps']")).to_have_value("20")
+    expect(page.locator("#id_name")).to_have_value("with-a-preset")
+    # the preset changed advanced values (evaluation every 10 steps): they unfold
+    expect(page.get_by_test_id("advanced-parameters")).to_have_attribute("open", "")
+    expect(page.locator("input[name='param-eval_steps']")).to_have_value("10")
+
+    page.get_by_test_id("launch-preview").locator("summary").click()
+    command = page.get_by_test_id("launch-command")
+    expect(command).to_have_text("python -m trainer run --spec spec.json")
+    expect(page.get_by_test_id("launch-config")).to_contain_text('"max_steps": 20')
+    page.fill("input[name='param-max_steps']", "33")
+    page.locator("input[name='param-max_steps']").dispatch_event("change")
+    expect(page.get_by_test_id("launch-config")).to_contain_text('"max_steps": 33')
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+    page.get_by_role("button", name="创建", exact=True).click()
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+    job = Job.objects.get(name="with-a-preset")
+    assert job.parameters["max_steps"] == 33 and job.parameters["logging_steps"] == 1

@@ -97,12 +97,19 @@ def test_presets_read_in_chinese(client, alice, ready):
     assert "参数预设" in page and "快速试跑" in page and "高级参数" in page
 
 
+def test_the_create_page_folds_the_preview_and_asks_only_while_unfolded(client, alice, ready):
+    client.force_login(alice)
+    page = client.get(reverse(CREATE)).content.decode()
+    fold = page.split(' id="launch-preview"')[1].split(">")[0]
+    assert "data-while-open" in fold and reverse("finetune:job_launch_preview") in fold
+
+
 def test_the_run_configuration_is_previewed_once_the_form_is_complete(client, alice, ready):
     dataset, repo, spec = ready
     client.force_login(alice)
     post = support.job_post(dataset, repo, spec, **{"param-learning_rate": "0.0003"})
 
-    page = client.post(reverse("finetune:job_prediction"), post).content.decode()
+    page = client.post(reverse("finetune:job_launch_preview"), post).content.decode()
 
     command = page.split('data-testid="launch-command">')[1].split("</pre>")[0]
     assert command == "python -m trainer run --spec spec.json"
@@ -114,8 +121,8 @@ def test_the_run_configuration_is_previewed_once_the_form_is_complete(client, al
     assert config["report"]["token"] == "…" and config["output_dir"].endswith("/job-…")
 
     post["name"] = ""  # incomplete: no preview yet
-    page = client.post(reverse("finetune:job_prediction"), post).content.decode()
-    assert 'data-testid="launch-command"' not in page and 'data-testid="launch-preview"' in page
+    page = client.post(reverse("finetune:job_launch_preview"), post).content.decode()
+    assert 'data-testid="launch-command"' not in page and "once the form is complete" in page
 
 
 def test_a_run_of_several_processes_previews_its_launcher(client, alice, ready):
@@ -128,7 +135,7 @@ def test_a_run_of_several_processes_previews_its_launcher(client, alice, ready):
     support.node("node-b")
     client.force_login(alice)
     post = support.job_post(dataset, repo, four, node_count="2")
-    page = client.post(reverse("finetune:job_prediction"), post).content.decode()
+    page = client.post(reverse("finetune:job_launch_preview"), post).content.decode()
     command = page.split('data-testid="launch-command">')[1].split("</pre>")[0]
     assert "-m torch.distributed.run --nnodes=2 --node-rank=$NODE_RANK" in command
     assert "--nproc-per-node=4" in command and command.endswith("--spec spec.json")
