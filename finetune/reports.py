@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from finetune.models import Job, JobStatus, MetricPoint, ReportBatch, ResourceSample
+from trainer import reporting
 
 MAX_ITEMS = 5000
 #: Whole numbers the columns hold (PositiveIntegerField, BigIntegerField).
@@ -42,7 +43,9 @@ class Bound:
 
 
 _LOSS = Bound(-math.inf, math.inf, non_finite_is_missing=True)
-METRIC_FIELDS: dict[str, Bound] = {
+#: The bounds of what the trainer reports (trainer/reporting.py holds the names: a field
+#: added there without a bound here fails at import, not in a worker's report).
+_METRIC_BOUNDS: dict[str, Bound] = {
     "step": Bound(0, MAX_STEP, integer=True),
     "epoch": Bound(0, 1e6),
     "loss": _LOSS,
@@ -53,7 +56,7 @@ METRIC_FIELDS: dict[str, Bound] = {
     "progress": Bound(0, 1),
     "eta_seconds": Bound(0, 10 * 365 * 86400),
 }
-RESOURCE_FIELDS: dict[str, Bound] = {
+_RESOURCE_BOUNDS: dict[str, Bound] = {
     # A process on many cores reports over 100 %: 100 per core, up to 4,096 cores.
     "cpu_percent": Bound(0, 100 * 4096),
     "device_util": Bound(0, 100),
@@ -61,6 +64,14 @@ RESOURCE_FIELDS: dict[str, Bound] = {
     "device_memory_bytes": Bound(0, MAX_BYTES, integer=True),
     "net_rx_bytes": Bound(0, MAX_BYTES, integer=True),
     "net_tx_bytes": Bound(0, MAX_BYTES, integer=True),
+}
+#: Each report's own fields, besides the time and the worker every item carries.
+_CARRIED = ("time", "worker")
+METRIC_FIELDS = {
+    name: _METRIC_BOUNDS[name] for name in reporting.METRIC_FIELDS if name not in _CARRIED
+}
+RESOURCE_FIELDS = {
+    name: _RESOURCE_BOUNDS[name] for name in reporting.RESOURCE_FIELDS if name not in _CARRIED
 }
 
 
@@ -76,11 +87,16 @@ class Batch:
     resources: list[ResourceSample]
 
 
+def hash_token(token: str) -> str:
+    """What the platform keeps of a job's report token (and the launches' key): its
+    SHA-256, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def token_matches(job: Job, token: str) -> bool:
     if not job.report_token_hash or not token:
         return False
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    return hmac.compare_digest(digest, job.report_token_hash)
+    return hmac.compare_digest(hash_token(token), job.report_token_hash)
 
 
 def _number(item: dict, name: str, where: str, bound: Bound) -> int | float | None:

@@ -14,7 +14,6 @@ succeeds (scheduler/settling.py).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import shutil
@@ -28,6 +27,7 @@ from django.utils import timezone
 
 from finetune import storage
 from finetune.models import Job, JobEvent, JobStatus, ModelVersion
+from finetune.reports import hash_token
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, remove_job_dir, resolve
 from scheduler import failpoints
@@ -139,10 +139,6 @@ def preview(job: Job, spec: NodeSpec, node_count: int) -> tuple[dict[str, Any], 
         master_port="$MASTER_PORT",
     )
     return found, commands.shown(argv)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 LAUNCH_RELATED = (

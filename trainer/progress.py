@@ -10,7 +10,12 @@ import logging
 import time
 from typing import Any
 
+from trainer.reporting import METRIC_FIELDS
+
 log = logging.getLogger("jingtiao.train")
+
+#: What a log line says of a record, in the reports' order (trainer/reporting.py).
+LOGGED = tuple(key for key in METRIC_FIELDS if key not in ("step", "epoch", "time"))
 
 # How the libraries name the losses of the validation and test sets.
 EVAL_KEYS = {
@@ -64,15 +69,7 @@ class ProgressTracker:
 
 def format_record(record: dict[str, Any]) -> str:
     shown = [f"step {record['step']}"]
-    for key in (
-        "loss",
-        "eval_loss",
-        "test_loss",
-        "learning_rate",
-        "tokens_per_second",
-        "progress",
-        "eta_seconds",
-    ):
+    for key in LOGGED:
         if key in record:
             value = record[key]
             shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")

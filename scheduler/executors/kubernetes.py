@@ -8,7 +8,6 @@ and one parse, and the same dict shapes that manifests.py writes come back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import urllib3
 from django.conf import settings
 from kubernetes import client, config
 
+from finetune.reports import hash_token
 from finetune.storage import job_dir
 from scheduler.executors import commands, logfiles, manifests, observing
 from scheduler.executors.base import (
@@ -91,7 +91,7 @@ def _call(what: str, call: Callable[[], T], *, ok_statuses: tuple[int, ...] = ()
 
 
 def launch_key(request: LaunchRequest) -> str:
-    return hashlib.sha256(request.report_token.encode()).hexdigest()
+    return hash_token(request.report_token)
 
 
 class KubernetesExecutor(Executor):

@@ -23,7 +23,6 @@ line, which names the job's folder, and ended with its whole session.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ import psutil
 from django.conf import settings
 from django.utils.translation import gettext_noop
 
+from finetune.reports import hash_token
 from finetune.storage import job_dir, jobs_root
 from finetune.texts import said
 from scheduler import failpoints
@@ -131,7 +131,7 @@ class LocalExecutor(Executor):
     def launch(self, request: LaunchRequest) -> None:
         folder = job_dir(request.job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha256(request.report_token.encode()).hexdigest()
+        key = hash_token(request.report_token)
         with _locked(folder / ".launch.lock"):
             ranks = range(request.placement.node_count)
             records = [_read_json(_meta_path(folder, rank)) for rank in ranks]
