@@ -186,31 +186,7 @@ def can(user, action: str, obj: Shareable) -> bool:
 
 def allowed_actions(user, obj: Shareable) -> set[str]:
     """The actions the pages may offer `user` on `obj` (at most three queries)."""
-    model = type(obj)
-    actions = LEVEL_ACTIONS[model][Access.READ_WRITE]
-    if user.is_superuser:
-        return set(actions)
-    role = (
-        Membership.objects.filter(user=user, project_id=obj.project_id)
-        .values_list("role", flat=True)
-        .first()
-    )
-    if role is None:
-        return set()
-    if role == Membership.Role.ADMIN:
-        return set(actions)
-    user_table, group_table = _PERMISSION_TABLES[model]
-    granted = set(
-        user_table.objects.filter(content_object=obj, user=user).values_list(
-            "permission__codename", flat=True
-        )
-    )
-    granted.update(
-        group_table.objects.filter(content_object=obj, group__user=user).values_list(
-            "permission__codename", flat=True
-        )
-    )
-    return {action for action in actions if codename(model, action) in granted}
+    return allowed_actions_for_many(user, [obj])[obj.pk]
 
 
 def get_for(queryset: models.QuerySet, user, action: str = "view", **lookup) -> models.Model:
