@@ -136,6 +136,12 @@
     for (const [name, slot] of Object.entries(slots)) slot.show(CHARTS[name].build(data));
     showProgress(data);
     showSamples(data);
+    // the page's status badge follows the job too (the details tab refreshes itself)
+    const badge = document.querySelector(".page-header [data-testid=status]");
+    if (badge) {
+      badge.textContent = data.status_label;
+      badge.className = `badge status-${data.status}`;
+    }
     const now = new Date().toLocaleTimeString();
     stateLine.textContent = data.running ? say(words.live, { time: now }) : say(words.ended, { status: data.status_label });
     root.dataset.state = data.running ? "live" : "ended";

@@ -227,6 +227,7 @@ def test_a_text_to_image_job_shows_its_sample_images_while_it_trains(
         expect(grid.locator("figcaption")).to_have_text(
             ["第 10 步", "第 20 步", "第 30 步", "保存的适配器"]
         )
+        expect(page.locator(".page-header [data-testid=status]")).to_have_text("成功")
         widths = grid.locator("img").evaluate_all("images => images.map(i => i.naturalWidth)")
         assert widths == [32, 32, 32, 32]  # real images, served from the job's output
     finally:

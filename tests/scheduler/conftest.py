@@ -158,7 +158,10 @@ FAKE_TRAINER = textwrap.dedent(
         (out / "manifest.json").write_text(json.dumps({"metrics": {"loss": 0.5}}))
         sys.exit(0)
     if behaviour == "fail":
-        print("RuntimeError: CUDA out of memory", flush=True)
+        # one write, as logging writes a record: under torchrun two ranks share the log,
+        # and print's line and its newline are two writes another rank can come between
+        sys.stdout.write("RuntimeError: CUDA out of memory\n")
+        sys.stdout.flush()
         sys.exit(3)
     if behaviour == "chatty":
         for line in range(20000):
