@@ -160,7 +160,7 @@ FAKE_TRAINER = textwrap.dedent(
     if behaviour == "fail":
         # one write, as logging writes a record: under torchrun two ranks share the log,
         # and print's line and its newline are two writes another rank can come between
-        sys.stdout.write("RuntimeError: CUDA out of memory\n")
+        sys.stdout.write("RuntimeError: CUDA out of memory\\n")
         sys.stdout.flush()
         sys.exit(3)
     if behaviour == "chatty":
