@@ -75,18 +75,7 @@ def _placement(
         used[node].update(devices)
         device_ids[node] = devices
         workers.append({"rank": rank, "node": node, "devices": list(devices)})
-    placement = Placement(
-        spec_id=spec.pk,
-        cpu_millis=spec.cpu_millis,
-        memory_mib=spec.memory_mib,
-        device_type=spec.device_type,
-        devices_per_node=spec.device_count,
-        nodes=tuple(decision.nodes),
-        device_ids=device_ids,
-        processes_per_node=spec.processes_per_node,
-        device_resource=spec.device_resource,
-    )
-    return placement, workers
+    return Placement.on(spec, decision.nodes, device_ids), workers
 
 
 def admit(now=None) -> list[Admitted]:

@@ -120,15 +120,7 @@ def preview(job: Job, spec: NodeSpec, node_count: int) -> tuple[dict[str, Any], 
     found["job_id"] = NOT_YET
     found["output_dir"] = str(resolve(job_output(job.model_repo.location, 0)))[:-1] + NOT_YET
     found["report"]["url"] = report_url(0).replace("/0/", f"/{NOT_YET}/")
-    placement = Placement(
-        spec_id=spec.pk,
-        cpu_millis=spec.cpu_millis,
-        memory_mib=spec.memory_mib,
-        device_type=spec.device_type,
-        devices_per_node=spec.device_count,
-        nodes=tuple(f"node-{rank}" for rank in range(node_count)),
-        processes_per_node=spec.processes_per_node,
-    )
+    placement = Placement.on(spec, [f"node-{rank}" for rank in range(node_count)])
     trainer = ["python", "-m", "trainer", "run", "--spec", "spec.json"]
     argv = commands.node_command(
         placement,

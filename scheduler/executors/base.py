@@ -55,6 +55,21 @@ class Placement:
     # The Kubernetes resource the devices are requested as; empty: the type's default.
     device_resource: str = ""
 
+    @classmethod
+    def on(cls, spec, nodes, device_ids: dict[str, tuple[int, ...]] | None = None) -> Placement:
+        """One worker of node spec `spec` (a NodeSpec) on each of `nodes`, by rank."""
+        return cls(
+            spec_id=spec.pk,
+            cpu_millis=spec.cpu_millis,
+            memory_mib=spec.memory_mib,
+            device_type=spec.device_type,
+            devices_per_node=spec.device_count,
+            nodes=tuple(nodes),
+            device_ids=device_ids or {},
+            processes_per_node=spec.processes_per_node,
+            device_resource=spec.device_resource,
+        )
+
     @property
     def node_count(self) -> int:
         return len(self.nodes)
