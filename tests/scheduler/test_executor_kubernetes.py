@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -552,3 +554,47 @@ def test_a_running_workers_log_downloads_from_its_pod_and_the_tab_starts_at_its_
     assert b"step 9 loss 1.0" in downloaded
     with pytest.raises(LookupError):
         executor.log_blocks(7, 3)
+
+
+def test_a_gangs_events_come_for_every_pod_with_a_bounded_number_of_calls_at_once(
+    kube, monkeypatch
+):
+    from scheduler.executors import kubernetes as backend
+
+    executor = get_executor()
+    executor.launch(request())
+    for rank in range(20):
+        kube.put("v1/pods", f"jingtiao-job-7-{rank}-abcde", pod(7, rank, "Running"))
+        kube.put(
+            "v1/events",
+            f"e{rank}",
+            {
+                "involvedObject": {"name": f"jingtiao-job-7-{rank}-abcde"},
+                "reason": "Started",
+                "type": "Normal",
+                "message": f"rank {rank} started",
+                "lastTimestamp": ago(60 - rank),
+            },
+        )
+    at_once, most = 0, 0
+    lock = threading.Lock()
+    listing = executor.core.list_namespaced_event
+
+    def counted(*args, **kwargs):
+        nonlocal at_once, most
+        with lock:
+            at_once += 1
+            most = max(most, at_once)
+        try:
+            time.sleep(0.05)
+            return listing(*args, **kwargs)
+        finally:
+            with lock:
+                at_once -= 1
+
+    monkeypatch.setattr(executor.core, "list_namespaced_event", counted)
+
+    events = executor.events(7)
+
+    assert [e.worker for e in events] == list(range(20))  # in time order, one per pod
+    assert 1 < most <= backend.EVENT_CALLS
