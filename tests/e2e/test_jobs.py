@@ -313,6 +313,9 @@ def test_a_preset_fills_the_parameters_and_the_preview_follows_the_form(
     page.locator("input[name='param-max_steps']").dispatch_event("change")
     expect(page.get_by_test_id("launch-config")).to_contain_text('"max_steps": 33')
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    # the sticky footer (Create, the prediction, the open preview) leaves the form in view
+    footer = page.locator(".form-footer").bounding_box()
+    assert footer["height"] <= 0.5 * page.viewport_size["height"]
 
     page.get_by_role("button", name="创建", exact=True).click()
     page.wait_for_url(re.compile(r"/jobs/\d+/$"))
