@@ -105,4 +105,5 @@ def predict_for_draft(
         queued_ahead=max(answer.position - 1, 0),
         totals=spec_totals,
         node_count=node_count,
+        duration=duration,
     )

@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Max, Min
+
 from finetune import memory as fit
 from finetune.models import Dataset, Job, JobStatus, MetricPoint
 from scheduler.models import DeviceType, NodeSpec
@@ -128,11 +130,9 @@ class _Run:
     overhead: float  # before the first reported step and after the last
 
 
-def _measured(job: Job) -> _Run | None:
-    points = MetricPoint.objects.filter(job=job, step__isnull=False, loss__isnull=False)
-    first = points.order_by("time", "id").values_list("time", "step").first()
-    last = points.order_by("-time", "-id").values_list("time", "step").first()
-    if not (first and last and job.started_at and job.finished_at) or last[1] <= first[1]:
+def _measured(job: Job, first, last) -> _Run | None:
+    """What `job` took per sequence, from its first and last (time, step) reported."""
+    if not (job.started_at and job.finished_at) or last[1] <= first[1]:
         return None
     per_step = (last[0] - first[0]).total_seconds() / (last[1] - first[1])
     if per_step <= 0:
@@ -144,7 +144,8 @@ def _measured(job: Job) -> _Run | None:
 
 
 def _from_history(algorithm, model, spec: NodeSpec, node_count: int) -> list[_Run]:
-    similar = (
+    """The latest similar jobs' runs: two queries, however many jobs."""
+    similar = list(
         Job.objects.filter(
             status=JobStatus.SUCCEEDED,
             algorithm=algorithm,
@@ -157,7 +158,17 @@ def _from_history(algorithm, model, spec: NodeSpec, node_count: int) -> list[_Ru
         .select_related("algorithm")
         .order_by("-finished_at")[:SIMILAR_JOBS]
     )
-    return [run for run in map(_measured, similar) if run is not None]
+    if not similar:
+        return []
+    # training steps grow with time: the first and last step are the first and last report
+    spans = (
+        MetricPoint.objects.filter(job__in=similar, step__isnull=False, loss__isnull=False)
+        .values("job")
+        .annotate(t0=Min("time"), t1=Max("time"), s0=Min("step"), s1=Max("step"))
+    )
+    by_job = {row["job"]: ((row["t0"], row["s0"]), (row["t1"], row["s1"])) for row in spans}
+    runs = (_measured(job, *by_job[job.pk]) for job in similar if job.pk in by_job)
+    return [run for run in runs if run is not None]
 
 
 def peak_flops(spec: NodeSpec) -> float | None:

@@ -47,7 +47,7 @@ def resolve(location: str) -> Path:
     return path if path.is_absolute() else data_root() / path
 
 
-def job_output(repo_location: str, job_id: int) -> str:
+def job_output(repo_location: str, job_id: int | str) -> str:
     """Where a job saves its model: `<repo>/job-<id>`, one folder per job, so two jobs of
     one repo never meet and a relaunch writes to the same place."""
     return f"{repo_location.rstrip('/')}/job-{job_id}"

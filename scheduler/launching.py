@@ -44,7 +44,7 @@ def output_dir(job: Job) -> str:
     return str(resolve(job_output(job.model_repo.location, job.pk)))
 
 
-def report_url(job_id: int) -> str:
+def report_url(job_id: int | str) -> str:
     return f"{settings.JINGTIAO_REPORT_URL.rstrip('/')}/api/jobs/{job_id}/report/"
 
 
@@ -118,8 +118,8 @@ def preview(job: Job, spec: NodeSpec, node_count: int) -> tuple[dict[str, Any], 
     Raises ExecutorError as the launch would (a path outside the project)."""
     found = trainer_spec(job, token=NOT_YET)
     found["job_id"] = NOT_YET
-    found["output_dir"] = str(resolve(job_output(job.model_repo.location, 0)))[:-1] + NOT_YET
-    found["report"]["url"] = report_url(0).replace("/0/", f"/{NOT_YET}/")
+    found["output_dir"] = str(resolve(job_output(job.model_repo.location, NOT_YET)))
+    found["report"]["url"] = report_url(NOT_YET)
     placement = Placement.on(spec, [f"node-{rank}" for rank in range(node_count)])
     trainer = ["python", "-m", "trainer", "run", "--spec", "spec.json"]
     argv = commands.node_command(

@@ -92,16 +92,11 @@ def predict(form: JobForm, project: Project) -> Prediction:
     prediction = prediction_for(
         project, spec_ids, count, pool_id, names or "", driver, priority, draft_duration(data)
     )
-    prediction = _with_estimates(
-        prediction,
-        (form.shown_algorithm, form.shown_model, form.parameters),
-        form.shown_datasets[0],
-        draft_duration(data),
-    )
-    return prediction
+    drafted = (form.shown_algorithm, form.shown_model, form.parameters)
+    return _with_estimates(prediction, drafted, form.shown_datasets[0])
 
 
-def _with_estimates(prediction, drafted, dataset, duration):
+def _with_estimates(prediction: Prediction, drafted, dataset) -> Prediction:
     """The memory estimate and the run time of the draft's model and parameters on
     each spec of the prediction; the parameters read so far count (the rest keep
     their defaults). `drafted`: the algorithm, base model and parameters form."""
@@ -115,9 +110,8 @@ def _with_estimates(prediction, drafted, dataset, duration):
     specs = [spec for spec, _total in prediction.totals]
     prediction.memory = fit.for_specs(algorithm, model, read, specs, prediction.node_count)
     prediction.runtime = runtime.for_specs(
-        algorithm, model, read, dataset, specs, prediction.node_count, duration
+        algorithm, model, read, dataset, specs, prediction.node_count, prediction.duration
     )
-    prediction.duration = duration
     return prediction
 
 
@@ -202,7 +196,7 @@ class JobPredictionView(LoginRequiredMixin, View):
             draft_duration(data),
         )
         drafted, dataset = _posted_draft(request, project)
-        prediction = _with_estimates(prediction, drafted, dataset, draft_duration(data))
+        prediction = _with_estimates(prediction, drafted, dataset)
         return TemplateResponse(request, "finetune/_prediction.html", {"prediction": prediction})
 
 
