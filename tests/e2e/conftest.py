@@ -59,8 +59,14 @@ def page(browser, live_server, transactional_db):
     assert violations == [], "the pages broke the Content-Security-Policy"
 
 
-def log_in(page, username: str, password: str) -> None:
+def log_in(page, username: str, password: str, language: str = "") -> None:
+    """Log in; with `language` ("zh-hans"), also switch the console to it, as a user
+    does with the switch at the top of the list."""
     page.goto("/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("button[type=submit].primary")
+    if language:
+        page.wait_for_url("**/jobs/")
+        with page.expect_navigation():
+            page.select_option("#language-select", language)

@@ -45,10 +45,7 @@ def test_jobs_chosen_on_the_list_are_compared_in_chinese_and_a_running_one_grows
     _curve(done, range(1, 21), eval_every=5)
     _curve(live, range(1, 6))
     page.set_viewport_size({"width": 1280, "height": 900})
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
 
     page.get_by_test_id("edit-mode").click()
     page.get_by_label("lr-3e-4").check()

@@ -28,10 +28,7 @@ def test_a_member_logs_in_and_finds_the_fine_tuning_menu(page, project, alice, t
 
 
 def test_the_console_switches_to_simplified_chinese(page, project, alice):
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
     menu = page.get_by_role("complementary")
     assert menu.get_by_text("训练管理").is_visible()
     assert menu.get_by_role("link", name="大模型精调").is_visible()
@@ -136,10 +133,7 @@ def test_the_details_tab_follows_the_job_from_queued_to_succeeded(page, project,
     from finetune import states
 
     job = factories.job(project, alice, name="live-sft", level=Access.NONE)
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
     page.goto(f"/jobs/{job.pk}/")
     badge = page.get_by_test_id("status")
     expect(badge).to_have_text("排队中")
@@ -175,10 +169,7 @@ def test_a_waiting_job_shows_its_expected_and_latest_starts_in_chinese(page, pro
     )
     admission.admit()
 
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
     forecast = page.get_by_test_id("forecast").first
     listed = forecast.inner_text()
     assert "预计" in listed and "最晚" in listed, listed

@@ -241,10 +241,7 @@ def test_the_list_fits_1280_px_and_one_operations_menu_is_open_at_a_time(
     for name in long_names:
         factories.job(project, alice, name=name)
     page.set_viewport_size({"width": 1280, "height": 800})
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
 
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     menus = page.get_by_test_id("job-table").get_by_test_id("operations")
@@ -267,10 +264,7 @@ def test_a_running_jobs_duration_takes_a_custom_three_and_a_half_hours(
 
     job = factories.job(project, alice, name="long-run")
     transition(job, JobStatus.RUNNING)
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
     page.goto(f"/jobs/{job.pk}/duration/")
     page.select_option("#id_duration_preset", "custom")
     page.fill("#id_duration_custom_hours", "3.5")
@@ -285,10 +279,7 @@ def test_a_preset_fills_the_parameters_and_the_preview_follows_the_form(
     page, prepared, project, alice
 ):
     """The create form's presets, folded 高级参数 and 运行配置预览, in 简体中文."""
-    log_in(page, "alice", "alice-password")
-    page.wait_for_url("**/jobs/")
-    with page.expect_navigation():
-        page.select_option("#language-select", "zh-hans")
+    log_in(page, "alice", "alice-password", language="zh-hans")
     page.goto("/jobs/new/")
     page.select_option("#id_scenario", label="大语言模型微调")
     expect(page.locator("#id_train_dataset")).to_contain_text("chat")
