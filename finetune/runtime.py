@@ -35,6 +35,7 @@ from django.db.models import Max, Min
 from finetune import memory as fit
 from finetune.models import Dataset, Job, JobStatus, MetricPoint
 from scheduler.models import DeviceType, NodeSpec
+from trainer.memory import trains_lora
 
 #: How many of the latest similar jobs the estimate reads.
 SIMILAR_JOBS = 5
@@ -192,7 +193,7 @@ def _from_compute(algorithm, model, parameters, dataset, spec, node_count, steps
         length = min(length, math.ceil(dataset.size_bytes / dataset.record_count / BYTES_PER_TOKEN))
     processes = spec.processes_per_node * node_count
     tokens = steps * _per_step(parameters, schema) * processes * length
-    lora = algorithm.code == "sft_lora" or bool(_value(parameters, schema, "use_lora", False))
+    lora = trains_lora(algorithm.code, {"use_lora": _value(parameters, schema, "use_lora", False)})
     factor = (4 if lora else 6) * (
         4 / 3 if _value(parameters, schema, "gradient_checkpointing", False) else 1
     )

@@ -48,7 +48,12 @@ RUNTIME_BYTES = {"cpu": int(0.5 * GIB), "cuda": int(1.0 * GIB), "mlu": int(1.0 *
 FRAGMENTATION = 1.10
 #: The order "auto" tries strategies in: the least sharding that fits, for speed.
 LEAST_SHARDING_FIRST = ("ddp", "zero2", "fsdp2", "zero3", "zero3_offload")
-LORA_ALGORITHMS = {"sft_lora"}  # always LoRA; DPO and GRPO say so in use_lora
+LORA_ALGORITHMS = {"sft_lora", "t2i_lora"}  # always LoRA; DPO and GRPO say so in use_lora
+
+
+def trains_lora(algorithm: str, parameters: dict[str, Any]) -> bool:
+    """Whether a run of `algorithm` trains a LoRA adapter rather than every weight."""
+    return algorithm in LORA_ALGORITHMS or bool(parameters.get("use_lora"))
 
 
 class ShapeError(ValueError):
@@ -301,7 +306,7 @@ def workload(
     algorithm, parameters and base_model)."""
     p = spec.parameters
     algorithm = spec.algorithm
-    lora = algorithm in LORA_ALGORITHMS or bool(p.get("use_lora"))
+    lora = trains_lora(algorithm, p)
     reference = not lora and (
         algorithm == "dpo" or (algorithm == "grpo" and float(p.get("beta") or 0) > 0)
     )

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.memory import trains_lora
+
 #: algorithm -> learning rate for small, medium and large models; "<code>/lora" when
 #: the algorithm trains either all weights or a LoRA adapter (use_lora).
 LEARNING_RATES: dict[str, tuple[float, float, float]] = {
@@ -109,11 +111,7 @@ def presets(code: str, schema: dict[str, Any], parameters: int | None) -> list[P
     if not props:
         return []
     size = size_of(parameters)
-    lora = (
-        code == "sft_lora"
-        or code.startswith("t2i")
-        or bool(props.get("use_lora", {}).get("default"))
-    )
+    lora = trains_lora(code, {name: prop.get("default") for name, prop in props.items()})
     base = _recommended(code, props, size, lora)
     quick = {
         **base,
