@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.utils import translation
+from django.utils import timezone, translation
+from django.utils.timesince import timeuntil
 from django.utils.translation import gettext
+
+from scheduler.planner import Words
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,6 @@ def _value(value: Any) -> Any:
     if isinstance(value, Said):
         return value.render()
     if isinstance(value, Duration):
-        # the pages' one way of wording a duration; imported here, as it imports the
-        # pages' helpers, which import the state machine, which imports this module
-        from finetune.templatetags.console import span
-
         return span(timedelta(seconds=value.seconds))
     if isinstance(value, Choice):
         from finetune.models import JobStatus, Priority  # the models import this module
@@ -151,6 +150,31 @@ def split(value: str | Said | None) -> tuple[str, dict[str, Any] | None]:
 def said(msgid: str, values: Mapping[str, Any]) -> Said:
     """`say` with the parameters as a mapping, as `gettext(msgid) % values` takes them."""
     return Said(msgid, values)
+
+
+def said_of(words: Words) -> Said:
+    """The planner's words (no Django there) as words to say in a reader's language."""
+    return said(
+        words.msgid,
+        {
+            name: said_of(value) if isinstance(value, Words) else value
+            for name, value in words.params
+        },
+    )
+
+
+def cannot_run(reason: Said) -> str:
+    """Why a job can never run, as the create form's error and the prediction say it."""
+    return gettext("Cannot run: %(reason)s") % {"reason": reason.render()}
+
+
+def span(duration: timedelta | None) -> str:
+    """A duration in words of the page's language: "2 days", "1 hour, 30 minutes",
+    "2天", "1小时30分钟"; never Python's "2 days, 0:00:00"."""
+    if duration is None:
+        return "—"
+    now = timezone.now()
+    return timeuntil(now + duration, now, depth=2)
 
 
 def shown(value: Any) -> Any:

@@ -25,8 +25,8 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from finetune.models import Job, JobEvent
-from finetune.texts import Said, from_data, said
-from scheduler import planner, snapshot
+from finetune.texts import Said, cannot_run, from_data, said_of
+from scheduler import capacity, planner, snapshot
 from scheduler.models import Node, NodeSpec, ResourcePool
 from scheduler.planning.engine import no_cyclic_gc
 from scheduler.planning.expected import expected_job
@@ -52,6 +52,12 @@ class Prediction:
         return self.start is not None
 
     @property
+    def verdict(self) -> str:
+        """ "now": it starts at once; "queue": it waits; "never": no node set could ever
+        hold it (the create page colours its answer by this)."""
+        return "now" if self.starts_now else "queue" if self.can_run else "never"
+
+    @property
     def expects_earlier(self) -> bool:
         """Whether the expected start says more than the latest one."""
         return (
@@ -66,7 +72,7 @@ class Prediction:
 
     def message(self) -> str:
         if not self.can_run:
-            return _("Cannot run: %(reason)s") % {"reason": self.reason_text}
+            return cannot_run(self.reason) if self.reason is not None else ""
         if self.starts_now:
             return _("Starts now.")
         where = (
@@ -92,17 +98,6 @@ class Prediction:
 
 def _moment(when: datetime | None) -> str:
     return formats.date_format(timezone.localtime(when), "SHORT_DATETIME_FORMAT") if when else ""
-
-
-def said_of(words: planner.Words) -> Said:
-    """The planner's words (no Django there) as words to say in a reader's language."""
-    return said(
-        words.msgid,
-        {
-            name: said_of(value) if isinstance(value, planner.Words) else value
-            for name, value in words.params
-        },
-    )
 
 
 def _prediction(
@@ -260,7 +255,7 @@ def predict_draft(
         priority=priority,
         queued_at=now,
         node_count=node_count,
-        specs=tuple(snapshot.spec_request(spec) for spec in specs),
+        specs=tuple(capacity.spec_request(spec) for spec in specs),
         node_names=tuple(node_names),
         pool=pool.name if pool else None,
         driver_version=driver_version or None,

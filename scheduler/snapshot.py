@@ -12,8 +12,9 @@ from datetime import datetime
 
 from finetune.models import Job, JobNodeSpec, JobStatus
 from finetune.models.jobs import TERMINAL_STATUSES
-from scheduler.models import MIB, Node, NodeSpec, ResourcePool
-from scheduler.planner import NodeState, Pool, QueuedJob, RunningJob, SpecRequest
+from scheduler.capacity import nodes, pools, spec_request
+from scheduler.models import NodeSpec
+from scheduler.planner import NodeState, Pool, QueuedJob, RunningJob
 from scheduler.planning.expected import Progress, expected_inputs, typical_share
 
 # How many of the latest settled jobs tell how much of its duration a job runs.
@@ -35,44 +36,6 @@ class Snapshot:
     def expected(self) -> tuple[list[RunningJob], list[QueuedJob]]:
         """The running and queued jobs as they will likely run, to plan expected starts."""
         return expected_inputs(self.running, self.queue, self.progress, self.now, self.share)
-
-
-def spec_request(spec: NodeSpec) -> SpecRequest:
-    return SpecRequest(
-        spec_id=spec.pk,
-        cpu_millis=spec.cpu_millis,
-        memory_bytes=spec.memory_mib * MIB,
-        device_type=spec.device_type,
-        devices=spec.device_count,
-        device_model=spec.device_model or None,
-        name=spec.name,
-    )
-
-
-def node_state(node: Node, pool_names: dict[int, str]) -> NodeState:
-    return NodeState(
-        name=node.name,
-        pool=pool_names.get(node.pool_id) if node.pool_id else None,
-        driver_version=node.driver_version or None,
-        device_type=node.device_type,
-        cpu_millis=node.cpu_millis,
-        memory_bytes=node.memory_mib * MIB,
-        devices=node.device_count,
-        schedulable=node.schedulable,
-        device_model=node.device_model or None,
-    )
-
-
-def pools() -> tuple[list[Pool], dict[int, str]]:
-    members: dict[int, set[int]] = defaultdict(set)
-    through = ResourcePool.projects.through.objects.values_list("resourcepool_id", "project_id")
-    for pool_id, project_id in through:
-        members[pool_id].add(project_id)
-    found = list(ResourcePool.objects.values_list("pk", "name", "dedicated"))
-    result = [
-        Pool(name, frozenset(members[pk]) if dedicated else None) for pk, name, dedicated in found
-    ]
-    return result, {pk: name for pk, name, _dedicated in found}
 
 
 def queued_job(job: Job, specs: list[NodeSpec], pool_names: dict[int, str]) -> QueuedJob:
@@ -101,7 +64,7 @@ def running_job(job: Job, spec: NodeSpec) -> RunningJob:
 
 def take(now: datetime) -> Snapshot:
     pool_list, pool_names = pools()
-    nodes = [node_state(node, pool_names) for node in Node.objects.all()]
+    node_list = nodes(pool_names)
     specs = {spec.pk: spec for spec in NodeSpec.objects.all()}
 
     running, progress = [], {}
@@ -119,7 +82,7 @@ def take(now: datetime) -> Snapshot:
     ):
         choices[job_id].append(specs[spec_id])
     queue = [queued_job(job, choices[job.pk], pool_names) for job in queued]
-    return Snapshot(nodes, pool_list, running, queue, now, progress, share())
+    return Snapshot(node_list, pool_list, running, queue, now, progress, share())
 
 
 QUEUED_FIELDS = (

@@ -33,7 +33,6 @@ from finetune.models import (
     Scenario,
 )
 from finetune.models.jobs import ACTIVE_STATUSES
-from finetune.prediction import predict_for_draft
 from finetune.services.data import (
     usable_versions,
     validate_dataset,
@@ -42,7 +41,8 @@ from finetune.services.data import (
 )
 from finetune.signals import Change, job_changed
 from finetune.states import TransitionError, transition
-from finetune.texts import Said, say
+from finetune.texts import Said, cannot_run, said_of, say
+from scheduler import capacity
 from scheduler.models import NodeSpec, ResourcePool
 
 
@@ -216,18 +216,16 @@ def _used_versions(
 def _check_can_ever_run(project: Project, draft: JobDraft) -> None:
     """F1.17: a job no node set could ever hold, even on an empty cluster, is refused
     rather than left to wait forever."""
-    forecast = predict_for_draft(
-        project=project,
+    reason = capacity.why_never(
+        project_id=project.pk,
         specs=draft.node_specs,
         node_count=draft.node_count,
         pool=draft.pool,
         node_names=draft.node_names,
         driver_version=draft.driver_version,
-        priority=draft.priority,
-        duration=draft.duration,
     )
-    if forecast.verdict == "never":
-        raise ValidationError({"node_specs": [forecast.message]})
+    if reason is not None:
+        raise ValidationError({"node_specs": [cannot_run(said_of(reason.words))]})
 
 
 def _check_data(draft: JobDraft) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from datetime import timedelta
 
 from django import template
 from django.http import HttpRequest
@@ -12,10 +11,9 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.timesince import timeuntil
 
-from finetune import monitoring
+from finetune import monitoring, texts
 from finetune.filters import DEFAULT_SORT
 from finetune.models import Job, JobStatus
-from finetune.prediction import placement_nodes
 
 register = template.Library()
 
@@ -70,14 +68,7 @@ def moment(value) -> str:
     return f"{formats.date_format(local, 'MONTH_DAY_FORMAT')} {clock}"
 
 
-@register.filter
-def span(duration: timedelta | None) -> str:
-    """A duration in words of the page's language: "2 days", "1 hour, 30 minutes",
-    "2天", "1小时30分钟"; never Python's "2 days, 0:00:00"."""
-    if duration is None:
-        return "—"
-    now = timezone.now()
-    return timeuntil(now + duration, now, depth=2)
+span = register.filter("span", texts.span)
 
 
 @register.filter
@@ -96,7 +87,8 @@ def first_spec(job: Job):
 
 @register.filter
 def nodes_of(job: Job) -> list[str]:
-    return placement_nodes(job.placement)
+    """Node names of a job's placement (a list by rank of {"rank", "node", "devices"})."""
+    return [str(entry["node"]) for entry in job.placement or [] if entry.get("node")]
 
 
 @register.filter

@@ -34,7 +34,7 @@ from finetune.views.base import (
     project_or_404,
 )
 from finetune.views.logs import event_rows, rank_param, read_logs
-from scheduler.prediction import predict_job, queue_forecasts
+from scheduler.public import predict_job, queue_forecasts
 from trainer.presets import Preset
 
 JOB_LIST_RELATED = ("creator", "scenario", "algorithm", "model_repo", "spec_in_use")
@@ -180,7 +180,7 @@ class JobFormView(LoginRequiredMixin, View):
         context = {
             "form": form,
             "reports": reports,
-            "prediction": drafts.predict(form, self.project()),
+            "outlook": drafts.outlook(form, self.project()),
             "cloned_from": self.cloned_from(),
             "form_url": self.request.path,
             "presets": [drafts.shown(p) for p in drafts.presets_for(form)],

@@ -30,8 +30,7 @@ from finetune import texts
 from finetune.inputs import whole_number
 from finetune.models import Job, JobEvent, JobStatus
 from finetune.views.base import ObjectMixin
-from scheduler.executors import get_executor
-from scheduler.executors.base import ExecutorError, LogChunk
+from scheduler.public import ExecutorError, LogChunk, cluster_events, job_logs, log_blocks
 
 
 @dataclass
@@ -53,7 +52,7 @@ def read_logs(
     its last page, which is where a user looks first, however long the log."""
     running = job.status == JobStatus.RUNNING
     try:
-        chunks = list(get_executor().logs(job.pk, since, tail=tail))
+        chunks = list(job_logs(job.pk, since, tail=tail))
     except ExecutorError as exc:
         message = _("The log is not available right now: %(error)s") % {"error": exc}
         return LogPage(worker, [], [], since, running, running, error=message)
@@ -116,7 +115,7 @@ class JobLogDownloadView(ObjectMixin, View):
 
     def get(self, request: HttpRequest, pk: int, rank: int) -> HttpResponse:
         try:
-            blocks = get_executor().log_blocks(self.object.pk, rank)
+            blocks = log_blocks(self.object.pk, rank)
         except LookupError:
             raise Http404(_("This worker has no log.")) from None
         except ExecutorError as exc:
@@ -179,7 +178,7 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
     error = ""
     if job.status != JobStatus.QUEUED or job.started_at is not None:
         try:
-            cluster = list(get_executor().events(job.pk))
+            cluster = list(cluster_events(job.pk))
         except ExecutorError as exc:
             cluster = []
             error = _("The cluster's events are not available right now: %(error)s") % {

@@ -34,7 +34,7 @@ def test_the_prediction_of_a_duration_out_of_range_still_answers(client, alice, 
     post = {**draft, "duration_preset": "custom", "duration_custom_hours": hours}
     response = client.post(reverse("finetune:job_prediction"), post)
     assert response.status_code == 200
-    assert response.context["prediction"].verdict in ("now", "queue", "incomplete")
+    assert response.context["outlook"].verdict in ("now", "queue", "incomplete")
 
 
 def test_a_custom_duration_of_three_and_a_half_hours_is_taken(client, alice, draft):

@@ -9,10 +9,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from accounts.models import Access
 from finetune.models import Job, JobEvent, JobStatus
-from finetune.prediction import predict_for_draft
 from finetune.services import jobs as services
 from finetune.signals import job_changed
 from finetune.states import transition
+from finetune.views.drafts import outlook_for
+from scheduler.public import predict_draft
 from tests import factories
 from tests.finetune import pages_support as support
 
@@ -170,7 +171,7 @@ def test_deleting_a_running_job_stops_it_first(
 def test_the_prediction_counts_what_running_jobs_hold(project, alice):
     spec = factories.node_spec("mlu-4", devices=4)
     support.node("n1", devices=4)
-    assert predict_for_draft(project=project, specs=[spec], node_count=1).verdict == "now"
+    assert predict_draft(project=project, specs=[spec], node_count=1).verdict == "now"
     running = factories.job(project, alice)
     transition(
         running,
@@ -180,7 +181,7 @@ def test_the_prediction_counts_what_running_jobs_hold(project, alice):
             "spec_in_use": spec,
         },
     )
-    queued = predict_for_draft(project=project, specs=[spec], node_count=1)
+    queued = predict_draft(project=project, specs=[spec], node_count=1)
     assert queued.verdict == "queue"
-    assert predict_for_draft(project=project, specs=[spec], node_count=2).verdict == "never"
-    assert predict_for_draft(project=project, specs=[], node_count=1).verdict == "incomplete"
+    assert predict_draft(project=project, specs=[spec], node_count=2).verdict == "never"
+    assert outlook_for(project, [], 1, None, "", "", None).verdict == "incomplete"

@@ -88,8 +88,7 @@ class Command(BaseCommand):
     def _remove_orphan_folders(self) -> int:
         """Folders of jobs deleted from the pages whose teardown never came round to
         them (a broker that was down): removed once no worker of theirs lives."""
-        from scheduler.executors import get_executor
-        from scheduler.executors.base import ExecutorError
+        from scheduler.public import ExecutorError, managed_job_ids
 
         root = jobs_root()
         if not root.is_dir():
@@ -97,7 +96,7 @@ class Command(BaseCommand):
         ids = {int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
         known = set(Job.objects.filter(pk__in=ids).values_list("pk", flat=True))
         try:
-            live = get_executor().managed_job_ids()
+            live = managed_job_ids()
         except ExecutorError as exc:
             self.stderr.write(f"folders of deleted jobs kept: the executor did not answer ({exc})")
             return 0
