@@ -163,6 +163,12 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
         python, "-m", "celery", "-A", "config", "worker",
         "--concurrency", str(worker_concurrency), "--queues", "jingtiao", "--loglevel", "INFO",
     ]  # fmt: skip
+    # Data sets are validated by a worker of their own: a validation of gigabytes
+    # never holds up admission and the launches (finetune/services/validation.py).
+    data_worker = [
+        python, "-m", "celery", "-A", "config", "worker", "--hostname", "data@%h",
+        "--concurrency", "1", "--queues", "data", "--loglevel", "INFO",
+    ]  # fmt: skip
     # Beat on its own, not inside the worker (--beat): a beat that dies inside a worker
     # that lives would never be started again.
     beat = [
@@ -175,6 +181,7 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
         "--access-logfile", "-",
     ]  # fmt: skip
     found.append(Child("worker", worker, logs / "worker.log"))
+    found.append(Child("data-worker", data_worker, logs / "data-worker.log"))
     found.append(Child("beat", beat, logs / "beat.log"))
     found.append(Child("web", web, logs / "web.log"))
     return found

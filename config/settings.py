@@ -223,6 +223,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", 180, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "jingtiao"
+# Data sets are validated by workers of their own (finetune/services/validation.py).
+CELERY_TASK_ROUTES = {"finetune.tasks.validate_dataset": {"queue": "data"}}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")
 
@@ -240,6 +242,10 @@ JINGTIAO_CLEANUP_BATCH = env.int("JINGTIAO_CLEANUP_BATCH", 500, minimum=1)
 JINGTIAO_SHARED_DATA_DIRS = shared_data_dirs(env.list("JINGTIAO_SHARED_DATA_DIRS", []))
 # A text-to-image upload (.zip): at most this many files, unpacking to at most this much.
 JINGTIAO_UPLOAD_MAX_FILES = env.int("JINGTIAO_UPLOAD_MAX_FILES", 200_000, minimum=1)
+# A data set's validation (a worker of the "data" queue) is given up after this long.
+JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS = env.int(
+    "JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS", 6 * 3600, minimum=60
+)
 JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES = env.int(
     "JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES", 50 * 2**30, minimum=2**20
 )
@@ -303,6 +309,7 @@ _PERIODIC = {
     "reconcile-workloads": ("scheduler.tasks.reconcile_workloads", 60),
     "heartbeat": ("scheduler.tasks.heartbeat", 10),
     "downsample-metrics": ("finetune.tasks.downsample_metrics", 3600),
+    "sweep-validations": ("finetune.tasks.sweep_validations", 60),
 }
 # /healthz reports beat down when its heartbeat (above) is older than this.
 JINGTIAO_BEAT_MAX_AGE_SECONDS = env.int("JINGTIAO_BEAT_MAX_AGE_SECONDS", 60, minimum=15)

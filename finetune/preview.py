@@ -17,6 +17,8 @@ from django.utils.translation import pgettext_lazy
 from finetune.models import Dataset
 from finetune.storage import resolve
 from trainer import datavalidation
+from trainer.jsonl import read_rows
+from trainer.lengths import length_stats, row_text
 
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 600
@@ -88,7 +90,7 @@ def _sample(fmt: str, row: dict) -> Sample:
 def _length(fmt: str, row: dict) -> int:
     if fmt == "t2i":
         return len(row.get("text") or "")
-    return len(datavalidation.row_text(fmt, row))
+    return len(row_text(fmt, row))
 
 
 def preview(dataset: Dataset) -> Preview:
@@ -99,7 +101,7 @@ def preview(dataset: Dataset) -> Preview:
     samples: list[Sample] = []
     lengths: list[int] = []
     counted, complete = 0, True
-    for _file, _line, row, error in datavalidation.read_rows(files):
+    for _file, _line, row, error in read_rows(files):
         if error is not None or not isinstance(row, dict):
             continue
         fmt = dataset.format if dataset.format in formats else None
@@ -119,7 +121,7 @@ def preview(dataset: Dataset) -> Preview:
 def _stats(lengths: list[int]) -> dict[str, float] | None:
     if not lengths:
         return None
-    found = datavalidation.length_stats(lengths)
+    found = length_stats(lengths)
     shown = {name: int(found[name]) for name in ("min", "p50", "p95", "max")}
     return {**shown, "mean": round(found["mean"])}
 

@@ -20,12 +20,13 @@ class Change(StrEnum):
     DELETED = "deleted"
     REQUEUE = "requeue"  # an operator asked to put a running job back in the queue
     REQUEUED = "requeued"  # it is back in the queue
+    DATA_READY = "data_ready"  # its data was found good: the planner may place it now
 
 
 # After these the queue may move: an admission pass follows at once.
 MOVES_THE_QUEUE = frozenset(
     {Change.CREATED, Change.PRIORITY, Change.DURATION, Change.STOPPED, Change.DELETED}
-    | {Change.REQUEUED}
+    | {Change.REQUEUED, Change.DATA_READY}
 )
 # After these the job's workload, if any, is torn down.
 ENDS_THE_WORKLOAD = frozenset({Change.STOPPED, Change.DELETED})

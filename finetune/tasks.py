@@ -1,8 +1,11 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from finetune import retention
+from finetune.services import jobs, validation
 
 logger = logging.getLogger(__name__)
 
@@ -17,3 +20,29 @@ def downsample_metrics() -> None:
             thinned.metric_points,
             thinned.resource_samples,
         )
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=settings.JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS,
+    time_limit=settings.JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS + 60,
+)
+def validate_dataset(dataset_id: int, request: int) -> None:
+    """Validate a data set (routed to the `data` queue: CELERY_TASK_ROUTES), then let
+    the jobs waiting for it go on (finetune/services/validation.py)."""
+    try:
+        done = validation.run_validation(dataset_id, request)
+    except SoftTimeLimitExceeded:
+        logger.error("data set %s: validation ran past its time limit", dataset_id)
+        done = validation.give_up(dataset_id, request)
+    if done:
+        jobs.release_jobs_of(dataset_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
+def sweep_validations() -> None:
+    """Validations nobody carries out are asked for again; jobs whose data was judged
+    while they were being created go on (finetune/services/validation.py)."""
+    validation.sweep()
+    jobs.release_waiting_jobs()

@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job_detail"),
     path("jobs/<int:pk>/clone/", jobs.JobCloneView.as_view(), name="job_clone"),
     path("jobs/<int:pk>/logs/", logs.JobLogsView.as_view(), name="job_logs"),
+    path("jobs/<int:pk>/events/", logs.JobEventsView.as_view(), name="job_events"),
     path(
         "jobs/<int:pk>/logs/<int:rank>/download/",
         logs.JobLogDownloadView.as_view(),
@@ -31,6 +32,11 @@ urlpatterns = [
         "datasets/<int:pk>/images/<path:name>",
         data.DatasetImageView.as_view(),
         name="dataset_image",
+    ),
+    path(
+        "datasets/<int:pk>/validation/",
+        data.DatasetValidationView.as_view(),
+        name="dataset_validation",
     ),
     path(
         "datasets/<int:pk>/validate/", data.ValidateDatasetView.as_view(), name="dataset_validate"

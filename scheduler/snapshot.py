@@ -73,10 +73,12 @@ def take(now: datetime) -> Snapshot:
     ):
         running.append(running_job(job, specs[job.spec_in_use_id]))
         progress[job.pk] = Progress(job.started_at, job.eta_at, job.progress)
-    queued = list(Job.objects.filter(status=JobStatus.QUEUED).only(*QUEUED_FIELDS))
+    # a job whose data is still being validated is passed by until its data is found good
+    waiting = {"status": JobStatus.QUEUED, "waiting_for_data": False}
+    queued = list(Job.objects.filter(**waiting).only(*QUEUED_FIELDS))
     choices: dict[int, list[NodeSpec]] = defaultdict(list)
     for job_id, spec_id in (
-        JobNodeSpec.objects.filter(job__status=JobStatus.QUEUED)
+        JobNodeSpec.objects.filter(**{f"job__{name}": value for name, value in waiting.items()})
         .order_by("job_id", "rank")
         .values_list("job_id", "spec_id")
     ):

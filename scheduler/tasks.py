@@ -18,6 +18,7 @@ from django.conf import settings
 from django.dispatch import receiver
 from django.utils import timezone
 
+from config.celery import enqueue
 from finetune import states
 from finetune.models import Job, JobStatus
 from finetune.signals import ENDS_THE_WORKLOAD, MOVES_THE_QUEUE, Change, job_changed
@@ -124,22 +125,6 @@ def reconcile_workloads() -> None:
     for job_id in sorted(managed - active):
         logger.info("job %s: tearing down its orphaned workload", job_id)
         enqueue_stop(job_id)
-
-
-def enqueue(task, *args) -> bool:
-    """Queue `task`, or log why not. Called after a user's change has committed: a
-    broker that is down must not turn that into an error page (and a second
-    submission). The periodic passes catch up within one period: admission every
-    JINGTIAO_ADMISSION_INTERVAL_SECONDS, the teardown of workloads whose job is no
-    longer active at the next reconcile."""
-    try:
-        task.delay(*args)
-    except Exception as exc:  # kombu, redis and socket errors alike: the broker is away
-        logger.warning(
-            "could not queue %s%s (%s); a periodic pass will catch up", task.name, args, exc
-        )
-        return False
-    return True
 
 
 def enqueue_stop(job_id: int) -> None:

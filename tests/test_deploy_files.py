@@ -15,19 +15,23 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_compose_runs_web_worker_beat_postgres_and_redis(compose):
-    assert set(compose["services"]) == {"web", "worker", "beat", "postgres", "redis"}
+def test_compose_runs_web_workers_beat_postgres_and_redis(compose):
+    platform = {"web", "worker", "data-worker", "beat"}
+    assert set(compose["services"]) == platform | {"postgres", "redis"}
 
 
 def test_platform_services_share_one_configuration(compose):
     services = compose["services"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "data-worker", "beat"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["REDIS_URL"] == "redis://redis:6379/0"
         assert services[name]["volumes"] == ["jingtiao-data:/data"]
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["worker"]["command"].startswith("celery -A config worker")
+    # the queue every task of the platform is sent to, and the data sets' own
+    assert "--queues jingtiao " in services["worker"]["command"]
+    assert "--queues data " in services["data-worker"]["command"]
     assert services["beat"]["command"].startswith("celery -A config beat")
     assert "migrate" in services["web"]["command"]
 
@@ -42,3 +46,29 @@ def test_compose_config_accepts_the_file():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _queues(command: list[str] | str) -> set[str]:
+    words = command.split() if isinstance(command, str) else command
+    return set(words[words.index("--queues") + 1].split(",")) if "--queues" in words else set()
+
+
+def test_every_queue_a_task_is_sent_to_has_a_worker_in_each_layout(compose, settings):
+    from config.celery import app
+    from config.embedded import children
+
+    app.loader.import_default_modules()
+    routes = settings.CELERY_TASK_ROUTES
+    sent_to = {
+        routes.get(name, {}).get("queue", settings.CELERY_TASK_DEFAULT_QUEUE)
+        for name in app.tasks
+        if not name.startswith("celery.")
+    }
+    assert {"jingtiao", "data"} <= sent_to
+    composed = set().union(*(_queues(s.get("command", "")) for s in compose["services"].values()))
+    embedded = set().union(*(_queues(child.command) for child in children("127.0.0.1", 0, 1, 1)))
+    manifests = set()
+    for path in (ROOT / "deploy" / "kubernetes").glob("*worker.yaml"):
+        for container in yaml.safe_load(path.read_text())["spec"]["template"]["spec"]["containers"]:
+            manifests |= _queues(container["command"])
+    assert sent_to <= composed and sent_to <= embedded and sent_to <= manifests

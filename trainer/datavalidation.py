@@ -6,13 +6,14 @@ only the standard library; transformers is imported only when a tokenizer is giv
 
 from __future__ import annotations
 
-import codecs
-import json
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trainer import fingerprint
+from trainer.jsonl import Meter, file_rows
+from trainer.lengths import length_stats, row_text, tokenizer_counter
 
 # The data formats, keyed by name; each names the fields a row must hold.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -63,6 +64,12 @@ class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     token_lengths: dict[str, float] | None = None
     images: int | None = None
+    #: per candidate format, where the data set may have one of several: the report's
+    #: format, rows, problems and verdict as that format makes them
+    by_format: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: what the files were and what each came to (trainer/fingerprint.py): kept by the
+    #: platform to validate only what changed; not part of ``to_dict``
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +84,7 @@ class ValidationReport:
         """The report as JSON-safe data: every string valid UTF-8 (a lone surrogate from a
         file name or a row is written as its escape, which any database stores)."""
         data = asdict(self)
+        del data["fingerprint"]
         data["ok"] = self.ok
         data["problems_truncated"] = self.problem_count > len(self.problems)
         return _printable(data)
@@ -124,145 +132,6 @@ def _files(path: Path, scenario: str) -> tuple[list[Path], list[Path]]:
     folder = path.resolve()
     inside = [p for p in found if p.resolve().is_relative_to(folder)]
     return inside, [p for p in found if p not in inside]
-
-
-#: Deeper rows than this are refused before the JSON parser's own recursion limit.
-MAX_DEPTH = 100
-
-
-def read_rows(files: list[Path]) -> Iterator[tuple[Path, int | None, Any | None, str | None]]:
-    """Yield (file, line number, parsed row or None, error or None), skipping blank lines.
-
-    A file must be UTF-8 (a byte-order mark is accepted); a UTF-16 file yields one
-    whole-file error (line number None) and no rows.
-    """
-    for file in files:
-        yield from _file_rows(file)
-
-
-def _file_rows(file: Path) -> Iterator[tuple[Path, int | None, Any | None, str | None]]:
-    with file.open("rb") as handle:
-        wide = _wide_encoding(handle.read(4096))
-        if wide:
-            yield file, None, None, f"the file is {wide} text, not UTF-8: save it as UTF-8"
-            return
-        handle.seek(0)
-        looks_like_csv = None
-        for number, raw in _lines(handle):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield (
-                    file,
-                    number,
-                    None,
-                    (
-                        f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
-                        f"{exc.start + 1} of this line cannot be read (save the file as UTF-8, "
-                        "not GBK or Latin-1)"
-                    ),
-                )
-                continue
-            if not line.strip():
-                continue
-            if looks_like_csv is None:
-                looks_like_csv = _looks_like_csv(file, line)
-                if looks_like_csv:
-                    yield (
-                        file,
-                        None,
-                        None,
-                        (
-                            "the file looks like CSV, not JSON Lines: every line must be one JSON "
-                            'object, e.g. {"text": "..."}'
-                        ),
-                    )
-            try:
-                yield file, number, _parse(line), None
-            except json.JSONDecodeError as exc:
-                yield file, number, None, _json_error(line, exc)
-            except _TooDeep:
-                yield file, number, None, f"the row is nested more than {MAX_DEPTH} levels deep"
-            except ValueError:  # a number of thousands of digits, past Python's int limit
-                yield file, number, None, "invalid JSON: a number has too many digits"
-
-
-def _lines(handle) -> Iterator[tuple[int, bytes]]:
-    """Numbered lines of a binary file, ended by \\n, \\r\\n or a lone \\r, as text mode
-    reads them (and JSON strings never hold a raw line break)."""
-    number = 0
-    for raw in handle:
-        parts = raw.rstrip(b"\n").rstrip(b"\r").split(b"\r") if b"\r" in raw else [raw]
-        for part in parts:
-            number += 1
-            yield number, part
-
-
-class _TooDeep(Exception):
-    pass
-
-
-def _parse(line: str) -> Any:
-    # Brackets outside strings bound the depth; only a deep-looking line pays for it.
-    if line.count("[") + line.count("{") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
-        raise _TooDeep
-    try:
-        return json.loads(line.rstrip("\r\n"))
-    except RecursionError:
-        raise _TooDeep from None
-
-
-def _depth(line: str) -> int:
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in line:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _json_error(line: str, exc: json.JSONDecodeError) -> str:
-    """Where the row broke: for a string left open that is the end of the line."""
-    if exc.msg.startswith("Unterminated string"):
-        end = len(line.rstrip("\r\n"))
-        return f"invalid JSON: a string opened at column {exc.colno} is not closed by column {end}"
-    return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
-
-
-def _wide_encoding(head: bytes) -> str | None:
-    """UTF-16 or UTF-32, told by a byte-order mark or by the NUL bytes of ASCII text."""
-    for bom, name in (
-        (codecs.BOM_UTF32_LE, "UTF-32"),
-        (codecs.BOM_UTF32_BE, "UTF-32"),
-        (codecs.BOM_UTF16_LE, "UTF-16"),
-        (codecs.BOM_UTF16_BE, "UTF-16"),
-    ):
-        if head.startswith(bom):
-            return name
-    if len(head) >= 4 and head.count(0) * 3 >= len(head):
-        return "UTF-16"
-    return None
-
-
-def _looks_like_csv(file: Path, first_line: str) -> bool:
-    text = first_line.lstrip()
-    if text.startswith(("{", "[")):
-        return False
-    return file.suffix.lower() in (".csv", ".tsv") or "," in text or "\t" in text
 
 
 def _type_name(value: Any) -> str:
@@ -388,54 +257,6 @@ def _check_image(folder: Path, row: dict) -> str | None:
     return None
 
 
-def length_stats(lengths: list[int]) -> dict[str, float]:
-    """count, min, max, mean, p50, p95 and total of some lengths (tokens, characters)."""
-    ordered = sorted(lengths)
-
-    def pct(q: float) -> float:
-        return float(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)])
-
-    return {
-        "count": float(len(ordered)),
-        "min": float(ordered[0]),
-        "max": float(ordered[-1]),
-        "mean": round(sum(ordered) / len(ordered), 2),
-        "p50": pct(0.5),
-        "p95": pct(0.95),
-        "total": float(sum(ordered)),
-    }
-
-
-def row_text(fmt: str, row: dict, chat: Callable[[list[dict]], str] | None = None) -> str:
-    """The text a model sees for a row, for token-length statistics."""
-    if fmt == "sft_messages":
-        return chat(row["messages"]) if chat else "\n".join(m["content"] for m in row["messages"])
-    if fmt == "sft_alpaca":
-        return "\n".join(row.get(k) or "" for k in ("instruction", "input", "output"))
-    if fmt == "preference":
-        return row["prompt"] + max(row["chosen"], row["rejected"], key=len)
-    if fmt == "prompts":
-        return row["prompt"]
-    return row["text"]
-
-
-def _tokenizer_counter(tokenizer_path: str) -> tuple[Callable[[str], int], Callable | None]:
-    from transformers import AutoTokenizer  # heavy; only when statistics are asked for
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    chat = None
-    if getattr(tokenizer, "chat_template", None):
-
-        def chat(messages: list[dict]) -> str:
-            return tokenizer.apply_chat_template(messages, tokenize=False)
-
-    return count, chat
-
-
 @dataclass
 class _Tally:
     """What rows of one candidate format came to; the report takes the best tally."""
@@ -453,6 +274,77 @@ class _Tally:
         if len(self.problems) < max_problems:
             self.problems.append(problem)
 
+    def data(self) -> dict[str, Any]:
+        """What a file's rows came to, kept with the fingerprint (without the lengths:
+        a run with a tokenizer reads every file again)."""
+        return {
+            "votes": self.votes,
+            "valid_rows": self.valid_rows,
+            "problem_count": self.problem_count,
+            "problems": [asdict(problem) for problem in self.problems],
+            "seen": sorted(self.seen),
+        }
+
+    def absorb(self, data: dict[str, Any], max_problems: int, named: bool) -> None:
+        """Add one file's tally; ``named``: problems say their file (several files)."""
+        self.votes += data["votes"]
+        self.valid_rows += data["valid_rows"]
+        self.problem_count += data["problem_count"]
+        self.seen.update(data["seen"])
+        for problem in data["problems"][: max(max_problems - len(self.problems), 0)]:
+            self.problems.append(Problem(**{**problem, "file": problem["file"] if named else None}))
+
+
+def _file_result(
+    file: Path,
+    formats: tuple[str, ...],
+    keys: list[str | None],
+    max_problems: int,
+    counter: Callable[[str], int] | None,
+    chat: Callable | None,
+    meter: Meter,
+) -> tuple[dict[str, Any], dict[str | None, list[int]]]:
+    """One data file read and checked against each candidate format of ``keys`` (None:
+    each row's own format): its row count, the SHA-256 of what was read, the problems
+    every candidate shares and one tally per candidate; and the token lengths per
+    candidate, where a tokenizer counts them."""
+    tallies = {key: _Tally(key) for key in keys}
+    common = _Tally()  # unreadable lines, whole-file problems
+    rows = 0
+    for _file, number, row, error in file_rows(file, meter):
+        if number is None:
+            common.add(Problem(None, None, error, file.name), max_problems)
+            continue
+        rows += 1
+        if error:
+            common.add(Problem(number, None, error, file.name), max_problems)
+            continue
+        detected = detect_format(formats, row)
+        if detected in tallies:
+            tallies[detected].votes += 1
+        for candidate, tally in tallies.items():
+            fmt = candidate or detected
+            problems = check_row(fmt, row)
+            if fmt == "t2i" and not problems:
+                image_problem = _check_image(file.parent, row)
+                if image_problem:
+                    problems.append(("file_name", image_problem))
+            for name, text in problems:
+                tally.add(Problem(number, name or None, text, file.name), max_problems)
+            if problems:
+                continue
+            tally.seen.add(fmt)
+            tally.valid_rows += 1
+            if counter:
+                text = row["text"] if fmt == "t2i" else row_text(fmt, row, chat)
+                tally.lengths.append(counter(text))
+    result = {
+        "rows": rows,
+        "common": common.data(),
+        "tallies": {key or "": tally.data() for key, tally in tallies.items()},
+    }
+    return result, {key: tally.lengths for key, tally in tallies.items()}
+
 
 def validate(
     scenario: str,
@@ -460,6 +352,9 @@ def validate(
     tokenizer_path: str | None = None,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
     algorithm: str | None = None,
+    *,
+    previous: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ValidationReport:
     """Check every row of the data set at ``path`` for ``scenario``.
 
@@ -467,10 +362,17 @@ def validate(
     has one format, the one the fields of most rows name, and every row is reported
     against it: one bad first row cannot decide the format of the whole file. SFT data
     may mix chat and alpaca rows; each row is checked against the format its fields name.
+    Where a data set may have one of several formats, the report also says what each
+    of them would make of it (``by_format``, read by ``report_for``).
+
+    ``previous``: the ``fingerprint`` of an earlier report of the same data set; the
+    files it saw unchanged are not read again. ``progress(bytes read, bytes to read)``
+    is called every half second or so while files are read.
     """
     formats = formats_for(scenario, algorithm)
     report = ValidationReport(scenario=scenario, path=str(path))
-    files, links = _files(Path(path), scenario)
+    root = Path(path)
+    files, links = _files(root, scenario)
     report.files = [str(f) for f in files]
     escaping = [
         Problem(None, None, f"{link.name} links to a file outside the data folder; it is not read")
@@ -486,60 +388,115 @@ def validate(
         )
         problem = Problem(None, None, f"no data found at {path}: expected {expected}")
         report.add(problem, max_problems)
+        images = scenario.startswith("t2i/")
+        report.fingerprint = {
+            "formats": list(formats),
+            **fingerprint.stats(root, [], images=images),
+        }
         return report
     counter = chat = None
     if tokenizer_path:
-        counter, chat = _tokenizer_counter(tokenizer_path)
+        counter, chat = tokenizer_counter(tokenizer_path)
+        previous = None  # the lengths are not kept: every file is read
     one_format = len(formats) > 1 and "sft_messages" not in formats
     # None: each row's own format (sft may mix); else one tally per candidate format.
-    tallies = {fmt: _Tally(fmt) for fmt in formats} if one_format else {None: _Tally()}
-    common = _Tally()  # problems every candidate shares: unreadable lines, whole files
+    keys: list[str | None] = list(formats) if one_format else [None]
+    images = scenario.startswith("t2i/")
+    now = fingerprint.stats(root, files, images=images)
+    kept = (previous or {}).get("files", {}) if _same_reading(previous, formats, now) else {}
+    meter = Meter(sum(stat[0] for stat in now["files"].values()), progress)
+    results: dict[str, dict[str, Any]] = {}
+    lengths: dict[str | None, list[int]] = {key: [] for key in keys}
+    for file in files:
+        name = fingerprint.name_of(root, file)
+        entry = kept.get(name)
+        stat = now["files"][name]
+        if entry is not None and entry.get("stat") != stat:
+            # changed on the clock, perhaps not in content (a copy, a touch)
+            same = entry.get("sha256") and fingerprint.sha256_of(file, meter) == entry["sha256"]
+            entry = {**entry, "stat": stat} if same else None
+        elif entry is not None:
+            meter.advance(stat[0])
+        if entry is None:
+            result, found = _file_result(file, formats, keys, max_problems, counter, chat, meter)
+            entry = {"stat": stat, "sha256": meter.digest.hexdigest(), "result": result}
+            for key in keys:
+                lengths[key] += found[key]
+        results[name] = entry
+    report.fingerprint = {"formats": list(formats), **now, "files": results}
+    _merge(report, [results[name]["result"] for name in results], keys, escaping, max_problems)
+    if counter:
+        best = report.format.split("+")[0] if one_format and report.format else None
+        counted = lengths.get(best if one_format else None) or []
+        if counted:
+            report.token_lengths = length_stats(counted)
+    return report
+
+
+def _same_reading(previous: dict[str, Any] | None, formats, now: dict[str, Any]) -> bool:
+    """Whether an earlier fingerprint's results can stand: read for the same formats,
+    at the same place and, for images, with every other file as it is now."""
+    return (
+        bool(previous)
+        and previous.get("formats") == list(formats)
+        and previous.get("root") == now["root"]
+        and previous.get("others") == now.get("others")
+    )
+
+
+def _merge(
+    report: ValidationReport,
+    results: list[dict[str, Any]],
+    keys: list[str | None],
+    escaping: list[Problem],
+    max_problems: int,
+) -> None:
+    """The report of the whole data set from what each of its files came to."""
+    named = len(results) > 1
+    common = _Tally()
     for problem in escaping:
         common.add(problem, max_problems)
-    multi = len(files) > 1
-    for file, number, row, error in read_rows(files):
-        where = file.name if multi else None
-        if number is None:
-            common.add(Problem(None, None, error, where), max_problems)
-            continue
-        report.rows += 1
-        if error:
-            common.add(Problem(number, None, error, where), max_problems)
-            continue
-        detected = detect_format(formats, row)
-        if detected in tallies:
-            tallies[detected].votes += 1
-        for candidate, tally in tallies.items():
-            fmt = candidate or detected
-            problems = check_row(fmt, row)
-            if fmt == "t2i" and not problems:
-                image_problem = _check_image(file.parent, row)
-                if image_problem:
-                    problems.append(("file_name", image_problem))
-            for name, text in problems:
-                tally.add(Problem(number, name or None, text, where), max_problems)
-            if problems:
-                continue
-            tally.seen.add(fmt)
-            tally.valid_rows += 1
-            if counter:
-                text = row["text"] if fmt == "t2i" else row_text(fmt, row, chat)
-                tally.lengths.append(counter(text))
+    tallies = {key: _Tally(key) for key in keys}
+    for result in results:
+        report.rows += result["rows"]
+        common.absorb(result["common"], max_problems, named)
+        for key in keys:
+            tallies[key].absorb(result["tallies"][key or ""], max_problems, named)
     best = max(tallies.values(), key=lambda t: (t.votes, t.valid_rows, -t.problem_count))
-    report.valid_rows = best.valid_rows
+    if report.rows == 0 and common.problem_count == 0:
+        common.add(Problem(None, None, "the data set has no rows"), max_problems)
+    _take(report, common, best, max_problems)
+    if report.scenario.startswith("t2i/"):
+        report.images = report.valid_rows
+    if len(keys) > 1:
+        for key, tally in tallies.items():
+            other = ValidationReport(scenario=report.scenario, path=report.path)
+            _take(other, common, tally, max_problems)
+            report.by_format[str(key)] = {
+                name: value
+                for name, value in other.to_dict().items()
+                if name in ("format", "valid_rows", "problem_count", "problems", "ok")
+            } | {"problems_truncated": other.problem_count > len(other.problems)}
+
+
+def _take(report: ValidationReport, common: _Tally, tally: _Tally, max_problems: int) -> None:
+    report.valid_rows = tally.valid_rows
     for problem in sorted(
-        [*common.problems, *best.problems], key=lambda p: (p.file or "", p.row or 0)
+        [*common.problems, *tally.problems], key=lambda p: (p.file or "", p.row or 0)
     ):
         report.add(problem, max_problems)
-    report.problem_count = common.problem_count + best.problem_count
-    if len(best.seen) == 1:
-        report.format = next(iter(best.seen))
-    elif best.seen:
-        report.format = "+".join(sorted(best.seen))
-    if scenario.startswith("t2i/"):
-        report.images = report.valid_rows
-    if best.lengths:
-        report.token_lengths = length_stats(best.lengths)
-    if report.rows == 0 and common.problem_count == 0:
-        report.add(Problem(None, None, "the data set has no rows"), max_problems)
-    return report
+    report.problem_count = common.problem_count + tally.problem_count
+    if len(tally.seen) == 1:
+        report.format = next(iter(tally.seen))
+    elif tally.seen:
+        report.format = "+".join(sorted(tally.seen))
+
+
+def report_for(report: dict[str, Any], formats: tuple[str, ...]) -> dict[str, Any] | None:
+    """A kept report (``to_dict``) as validating for an algorithm that reads only
+    ``formats`` would have made it; None where the report cannot tell."""
+    if tuple(formats) == SCENARIO_FORMATS.get(report.get("scenario", "")):
+        return report
+    if len(formats) == 1 and formats[0] in (report.get("by_format") or {}):
+        return {**report, **report["by_format"][formats[0]]}
+    return None

@@ -63,7 +63,8 @@ class Dataset(ProjectResource):
         T2I = "t2i", _("Images with metadata.jsonl captions")
 
     class Validation(models.TextChoices):
-        PENDING = "pending", _("Not yet validated")
+        PENDING = "pending", _("Waiting to be validated")
+        VALIDATING = "validating", _("Validating")
         VALID = "valid", _("Valid")
         INVALID = "invalid", _("Invalid")
 
@@ -79,6 +80,16 @@ class Dataset(ProjectResource):
     )
     validation_report = models.JSONField(_("validation report"), default=dict, blank=True)
     validated_at = models.DateTimeField(_("validated"), null=True, blank=True)
+    # Validation runs in a worker (finetune/services/validation.py). Each request counts
+    # one up, and only the run of the latest request writes its verdict.
+    validation_requests = models.PositiveIntegerField(
+        _("validation requests"), default=0, editable=False
+    )
+    validation_progress = models.FloatField(_("validation progress"), null=True, blank=True)
+    # The last sign of life of a validation under way: one long silent is run again.
+    validation_beat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the files were when validated and what each came to (trainer/fingerprint.py).
+    validation_fingerprint = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -129,6 +129,9 @@ class Job(models.Model):
     status_said = models.JSONField(_("reason, as said"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    # Queued, but a data set of it is still being validated: the planner passes it
+    # by until its data is found good (or fails it with the report).
+    waiting_for_data = models.BooleanField(_("validating data"), default=False)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     # The latest progress the trainer reported (0..1) and when it expects to end;

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import zipfile
-import zlib
 from pathlib import Path
 
 from django.conf import settings
@@ -21,14 +20,14 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
-from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts.models import Project
 from finetune import access, storage
 from finetune.inputs import whole_number
-from finetune.models import Algorithm, Dataset, ModelRepo, ModelVersion, Scenario
+from finetune.models import Dataset, ModelRepo, ModelVersion, Scenario
+from finetune.services.validation import ARCHIVE, ZIP_ERRORS, request_validation
 from finetune.storage import data_root, resolve
 from trainer import datavalidation
 
@@ -41,16 +40,11 @@ def _folder_for(project: Project, name: str) -> Path:
     return folder
 
 
-#: What a broken, encrypted or unsupported archive raises while it is read. (zipfile
-#: never writes more of a member than its header declares, so the declared sizes
-#: bound the disk an archive takes.)
-ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error)
-
-
-def _extract_zip(upload: UploadedFile, folder: Path) -> Path:
-    """Unpack a text-to-image archive. Refused: members that would land outside, more
-    members or more unpacked bytes than the settings allow (an archive that unpacks
-    to far more than it weighs), encrypted or otherwise unreadable archives."""
+def _check_archive(upload: UploadedFile) -> None:
+    """Refuse a text-to-image archive before it is kept: members that would land
+    outside its folder, more members or more unpacked bytes than the settings allow
+    (an archive that unpacks to far more than it weighs), an unreadable one. Only its
+    table of contents is read here; a worker unpacks it (services/validation.py)."""
     try:
         archive = zipfile.ZipFile(upload)
     except ZIP_ERRORS as exc:
@@ -76,25 +70,28 @@ def _extract_zip(upload: UploadedFile, folder: Path) -> Path:
                     ]
                 }
             )
-        for member in archive.namelist():
+        folder = Path("/unpacked")
+        for member in members:
             try:
-                inside = (folder / member).resolve().is_relative_to(folder.resolve())
+                inside = (folder / member.filename).resolve().is_relative_to(folder)
             except (OSError, ValueError):  # a NUL byte, a name too long
                 inside = False
             if not inside:
                 raise ValidationError({"upload": [_("The archive contains unsafe paths.")]})
-        folder.mkdir(parents=True)
-        try:
-            archive.extractall(folder)
-        except ZIP_ERRORS as exc:
-            raise ValidationError(
-                {"upload": [_("The archive cannot be unpacked: %(error)s") % {"error": exc}]}
-            ) from exc
-    # An archive of one top folder is common (zip -r data.zip data/): use that folder.
-    entries = list(folder.iterdir())
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return folder
+            if member.flag_bits & 0x1:
+                raise ValidationError({"upload": [_("The archive is encrypted.")]})
+
+
+def _keep(upload: UploadedFile, target: Path) -> None:
+    """Put the uploaded file at ``target``: a large one Django spooled to a temporary
+    file is moved (a rename on the same disk), a small one written in chunks; never
+    the whole file in memory."""
+    if hasattr(upload, "temporary_file_path"):
+        shutil.move(upload.temporary_file_path(), target)
+        return
+    with target.open("wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
 
 
 def store_upload(
@@ -110,53 +107,18 @@ def store_upload(
             {"upload": [_("Upload a %(suffix)s file for this scenario.") % {"suffix": expected}]}
         )
     folder = _folder_for(project, name)
+    if text_to_image:
+        _check_archive(upload)
     try:
-        if text_to_image:
-            target = _extract_zip(upload, folder)
-        else:
-            folder.mkdir(parents=True)
-            target = folder / "data.jsonl"
-            with target.open("wb") as handle:
-                for chunk in upload.chunks():
-                    handle.write(chunk)
+        folder.mkdir(parents=True)
+        # an archive is unpacked by the worker that validates it
+        target = folder / (ARCHIVE if text_to_image else "data.jsonl")
+        _keep(upload, target)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # a disk that filled up, a broken archive
+        shutil.rmtree(folder, ignore_errors=True)  # a disk that filled up
         raise
-    return str(target.relative_to(data_root())), folder
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return 0
-
-
-def validate_dataset(dataset: Dataset, algorithm: Algorithm | None = None) -> dict:
-    """Run the trainer's validator on the data set and keep its report on the row."""
-    path = resolve(dataset.location)
-    code = algorithm.code if algorithm is not None else None
-    try:
-        report = datavalidation.validate(dataset.scenario.code, str(path), algorithm=code)
-    except (ValueError, KeyError):
-        # An algorithm the trainer does not know (retired): judge by the scenario alone.
-        report = datavalidation.validate(dataset.scenario.code, str(path))
-    result = report.to_dict()
-    dataset.validation_report = result
-    dataset.validation_status = (
-        Dataset.Validation.VALID if report.ok else Dataset.Validation.INVALID
-    )
-    dataset.validated_at = timezone.now()
-    dataset.record_count = report.valid_rows
-    dataset.size_bytes = _size(path)
-    fields = ["validation_report", "validation_status", "validated_at", "record_count"]
-    fields.append("size_bytes")
-    if report.format in Dataset.Format.values:
-        dataset.format = report.format
-        fields.append("format")
-    dataset.save(update_fields=[*fields, "updated_at"])
-    return result
+    location = folder if text_to_image else target
+    return str(location.relative_to(data_root())), folder
 
 
 def _default_format(scenario: Scenario) -> str:
@@ -173,7 +135,8 @@ def create_dataset(
     upload: UploadedFile | None = None,
     path: str = "",
 ) -> Dataset:
-    """A data set from an upload or a path under the data root, validated at once."""
+    """A data set from an upload or a path under the data root; a worker validates it
+    (services/validation.py) while the page shows its progress."""
     if Dataset.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": [_("A data set with this name already exists.")]})
     uploaded = None
@@ -196,7 +159,7 @@ def create_dataset(
                 location=location,
             )
             access.share_new(dataset, level)
-        validate_dataset(dataset)
+            request_validation(dataset.pk)
     except BaseException:
         # Nothing half-made stays: neither the row (if it was made) nor uploaded files.
         if dataset is not None and dataset.pk is not None:

@@ -7,11 +7,13 @@ commits, so a worker never sees a change that was rolled back.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -33,12 +35,8 @@ from finetune.models import (
     Scenario,
 )
 from finetune.models.jobs import ACTIVE_STATUSES
-from finetune.services.data import (
-    usable_versions,
-    validate_dataset,
-    version_parameters,
-    version_ref,
-)
+from finetune.services import validation
+from finetune.services.data import usable_versions, version_parameters, version_ref
 from finetune.signals import Change, job_changed
 from finetune.states import TransitionError, transition
 from finetune.texts import Said, cannot_run, said_of, say
@@ -228,29 +226,39 @@ def _check_can_ever_run(project: Project, draft: JobDraft) -> None:
         raise ValidationError({"node_specs": [cannot_run(said_of(reason.words))]})
 
 
-def _check_data(draft: JobDraft) -> None:
-    """Validate every data set before queueing (DESIGN.md "Trainer"): a bad one is refused."""
+DATA_FIELDS = ("train_dataset", "validation_dataset", "test_dataset")
+
+
+def _check_data(draft: JobDraft) -> list[Dataset]:
+    """The kept verdict on every data set of the draft (no row is read here: a worker
+    validated them, services/validation.py): a bad one is refused with its report;
+    those still being validated are returned, for the job to wait for."""
     rejected: list[tuple[Dataset, dict]] = []
     errors: dict[str, list[str]] = {}
-    for name in ("train_dataset", "validation_dataset", "test_dataset"):
+    waiting = []
+    for name in DATA_FIELDS:
         dataset = getattr(draft, name)
         if dataset is None:
             continue
-        report = validate_dataset(dataset, draft.algorithm)
-        if not report["ok"]:
-            rejected.append((dataset, report))
+        found = validation.verdict(dataset, draft.algorithm)
+        if found.state == "pending":
+            waiting.append(dataset)
+        elif found.state == "invalid":
+            rejected.append((dataset, found.report))
             errors[name] = [
                 _("The data set “%(name)s” has %(count)s problem(s); see the report below.")
-                % {"name": dataset.name, "count": report["problem_count"]}
+                % {"name": dataset.name, "count": found.report.get("problem_count", 0)}
             ]
     if rejected:
         raise DataSetRejected(errors, rejected)
+    return waiting
 
 
 def create_job(user, project: Project, draft: JobDraft) -> Job:
-    """Queue a new job (F1): checked, data validated, granted, announced."""
+    """Queue a new job (F1): checked, granted, announced. A job whose data is still
+    being validated is queued all the same, waiting for the verdict."""
     check_draft(user, project, draft)
-    _check_data(draft)
+    waiting = _check_data(draft)
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(
@@ -259,6 +267,7 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
             access=Access.NONE,
             status=JobStatus.QUEUED,
             queued_at=now,
+            waiting_for_data=bool(waiting),
             **draft.job_fields(),
         )
         JobNodeSpec.objects.bulk_create(
@@ -278,8 +287,60 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
             message=str(created),
             said=created.data(),
         )
+        if waiting:
+            _note(job, WAITS_FOR_DATA, names=", ".join(f"“{d.name}”" for d in waiting))
+            # its data may have been judged between the look above and this commit
+            transaction.on_commit(lambda: release_waiting_jobs([job.pk]))
         _notify(job.pk, Change.CREATED)
     return job
+
+
+WAITS_FOR_DATA = gettext_noop("Waiting for data set %(names)s to be validated")
+DATA_GOOD = gettext_noop("Its data was validated: it takes its place in the queue")
+DATA_BAD = gettext_noop("The data set “%(name)s” has %(count)s problem(s); see its report")
+
+
+def _note(job: Job, msgid: str, **params) -> None:
+    said = say(msgid, **params)
+    JobEvent.objects.create(job=job, kind=JobEvent.Kind.NOTE, message=str(said), said=said.data())
+
+
+def release_jobs_of(dataset_id: int) -> None:
+    """After a data set's verdict: the queued jobs that wait for it go on."""
+    uses = Q(train_dataset=dataset_id) | Q(validation_dataset=dataset_id)
+    waiting = Job.objects.filter(uses | Q(test_dataset=dataset_id))
+    release_waiting_jobs(waiting.values_list("pk", flat=True))
+
+
+def release_waiting_jobs(job_ids=None) -> None:
+    """Jobs waiting for their data (all of them, or these) whose data sets are all
+    judged: into the queue where every one is good, failed with the report of the
+    first bad one otherwise; the others wait on."""
+    jobs = Job.objects.filter(status=JobStatus.QUEUED, waiting_for_data=True)
+    if job_ids is not None:
+        jobs = jobs.filter(pk__in=list(job_ids))
+    for job in jobs.select_related("algorithm", *(f"{name}__scenario" for name in DATA_FIELDS)):
+        verdicts = [
+            (dataset, validation.verdict(dataset, job.algorithm))
+            for dataset in (getattr(job, name) for name in DATA_FIELDS)
+            if dataset is not None
+        ]
+        if any(found.state == "pending" for _dataset, found in verdicts):
+            continue
+        bad = next(((d, found) for d, found in verdicts if found.state == "invalid"), None)
+        if bad is not None:
+            dataset, found = bad
+            reason = say(DATA_BAD, name=dataset.name, count=found.report.get("problem_count", 0))
+            with contextlib.suppress(TransitionError):  # stopped or deleted meanwhile
+                transition(job, JobStatus.FAILED, reason=reason, data={"dataset": dataset.pk})
+            continue
+        with transaction.atomic():
+            released = Job.objects.filter(
+                pk=job.pk, status=JobStatus.QUEUED, waiting_for_data=True
+            ).update(waiting_for_data=False)
+            if released:
+                _note(job, DATA_GOOD)
+                _notify(job.pk, Change.DATA_READY)
 
 
 def draft_from(job: Job) -> JobDraft:
@@ -424,6 +485,10 @@ def requeue_job(user, job: Job) -> bool:
 def delete_job(user, job: Job) -> None:
     """F8.3: a queued or running job is stopped first, so its workload is torn down."""
     _require(user, "delete", job)
+    _delete(user, job)
+
+
+def _delete(user, job: Job) -> None:
     with transaction.atomic():
         if job.status in ACTIVE_STATUSES:
             try:
@@ -440,5 +505,5 @@ def delete_jobs(user, jobs) -> int:
     deletable = list(access.restrict(jobs, user, "delete"))
     with transaction.atomic():
         for job in deletable:
-            delete_job(user, job)
+            _delete(user, job)  # allowed: the restriction above asked once for all
     return len(deletable)

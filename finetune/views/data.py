@@ -16,6 +16,7 @@ from finetune import preview
 from finetune.forms.data import DatasetForm, ModelRepoForm
 from finetune.models import Dataset, ModelRepo
 from finetune.services import data as services
+from finetune.services import validation
 from finetune.views.base import (
     ObjectActionView,
     ObjectDetailView,
@@ -55,20 +56,37 @@ class DatasetImageView(ObjectMixin, View):
         return FileResponse(file.open("rb"), headers={"Cache-Control": "private, max-age=300"})
 
 
+class DatasetValidationView(ObjectMixin, View):
+    """The validation's state, asked every 2 s by the data set's page while a worker
+    validates it; once it is done the page reloads whole (the preview may change)."""
+
+    model = Dataset
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        dataset = self.object
+        response = TemplateResponse(
+            request, "finetune/_dataset_validation.html", {"object": dataset}
+        )
+        if dataset.validation_status in (Dataset.Validation.VALID, Dataset.Validation.INVALID):
+            response["HX-Refresh"] = "true"
+        return response
+
+
 class ValidateDatasetView(ObjectActionView):
-    """Run the validator again, e.g. after the files under the data root changed."""
+    """Validate again, e.g. after the files under the data root changed: a worker
+    reads what changed while the page shows its progress."""
 
     model = Dataset
     action = "change"
     template_name = "finetune/dataset_detail.html"
     detail_url_name = "finetune:dataset_detail"
-    success_message = gettext_lazy("The data set “%(name)s” was validated again.")
+    success_message = gettext_lazy("The data set “%(name)s” is being validated again.")
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(self.success_url())
 
     def perform(self, form) -> None:
-        services.validate_dataset(self.object)
+        validation.request_validation(self.object.pk)
 
 
 class ModelRepoListView(ObjectListView):

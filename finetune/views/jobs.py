@@ -33,7 +33,7 @@ from finetune.views.base import (
     add_service_errors,
     project_or_404,
 )
-from finetune.views.logs import event_rows, rank_param, read_logs
+from finetune.views.logs import asks_the_cluster, event_rows, rank_param, read_logs
 from scheduler.public import predict_job, queue_forecasts
 from trainer.presets import Preset
 
@@ -87,7 +87,9 @@ class JobDetailView(ObjectDetailView):
             "failure_log": _failure_log(self.object),
             "log": self._log() if tab == "logs" else None,
             "monitoring": self._monitoring() if tab == "monitoring" else None,
-            "event_rows": event_rows(self.object) if tab == "events" else None,
+            # the cluster's events come after the page (logs.JobEventsView)
+            "event_rows": event_rows(self.object, cluster=False) if tab == "events" else None,
+            "loading": tab == "events" and asks_the_cluster(self.object),
         }
 
     def _log(self):

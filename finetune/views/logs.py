@@ -162,9 +162,15 @@ def _event_word(word: str) -> str:
     return words.get(word, word)
 
 
-def event_rows(job: Job) -> tuple[list[EventRow], str]:
-    """Platform and cluster events of a job, newest first, and an error if the
-    backend could not be asked (the platform's events are shown all the same)."""
+def asks_the_cluster(job: Job) -> bool:
+    """Whether the backend may hold events of the job (it has been launched)."""
+    return job.status != JobStatus.QUEUED or job.started_at is not None
+
+
+def event_rows(job: Job, *, cluster: bool = True) -> tuple[list[EventRow], str]:
+    """Platform and, with ``cluster``, cluster events of a job, newest first, and an
+    error if the backend could not be asked (the platform's events are shown all the
+    same)."""
     rows = [
         EventRow(
             event.time,
@@ -176,15 +182,15 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
         for event in job.events.select_related("actor")[:200]
     ]
     error = ""
-    if job.status != JobStatus.QUEUED or job.started_at is not None:
+    if cluster and asks_the_cluster(job):
         try:
-            cluster = list(cluster_events(job.pk))
+            found = list(cluster_events(job.pk))
         except ExecutorError as exc:
-            cluster = []
+            found = []
             error = _("The cluster's events are not available right now: %(error)s") % {
                 "error": exc
             }
-        for event in cluster:
+        for event in found:
             worker = (
                 _("worker %(rank)s") % {"rank": event.worker} if event.worker is not None else ""
             )
@@ -200,3 +206,15 @@ def event_rows(job: Job) -> tuple[list[EventRow], str]:
     oldest = datetime.min.replace(tzinfo=UTC)
     rows.sort(key=lambda row: row.time or oldest, reverse=True)
     return rows, error
+
+
+class JobEventsView(ObjectMixin, View):
+    """The events tab's table with the cluster's events, asked by the tab once it is
+    shown: the cluster's API answers (one call per pod, EVENT_CALLS at once) after
+    the page, never while it renders."""
+
+    model = Job
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        context = {"job": self.object, "event_rows": event_rows(self.object), "loading": False}
+        return TemplateResponse(request, "finetune/_job_events.html", context)

@@ -1,6 +1,7 @@
 """A running job with a known report token, as launching leaves it (F7.1 tests)."""
 
 import json
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,6 +15,24 @@ from tests.finetune import pages_support as support
 from tests.trainer.test_trainer_memory import QWEN2_7B
 
 REPORT_TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def data_worker(django_capture_on_commit_callbacks):
+    """``with data_worker():`` carries out, as the block ends, the validations its
+    requests asked for (and what they queue in turn), as the data worker would."""
+    from config.celery import app
+
+    @contextmanager
+    def working():
+        app.conf.task_always_eager = True
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                yield
+        finally:
+            app.conf.task_always_eager = False
+
+    return working
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from django.conf import settings
 from accounts.models import Access
 from finetune.catalog_sync import sync_catalog
 from finetune.models import Algorithm, Dataset, PretrainedModel
+from finetune.services.validation import validate_now
 from scheduler.models import DeviceType, Node
 from tests import factories
 from trainer.samples import write_sample_dataset
@@ -30,7 +31,14 @@ def good_dataset(project, creator, level=Access.READ_WRITE, name="chat", rows=8)
     """A data set whose file exists under the data root and passes validation."""
     location = f"datasets/{project.pk}/{name}.jsonl"
     write_sample_dataset("sft_messages", Path(settings.DATA_ROOT) / location, rows=rows)
-    return factories.dataset(project, creator, level=level, name=name, location=location)
+    return validated(factories.dataset(project, creator, level=level, name=name, location=location))
+
+
+def validated(dataset: Dataset) -> Dataset:
+    """The data set as a worker leaves it once it has validated it."""
+    validate_now(dataset.pk)
+    dataset.refresh_from_db()
+    return dataset
 
 
 def bad_dataset(project, creator, name="broken") -> Dataset:
@@ -38,7 +46,7 @@ def bad_dataset(project, creator, name="broken") -> Dataset:
     path = Path(settings.DATA_ROOT) / location
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
-    return factories.dataset(project, creator, name=name, location=location)
+    return validated(factories.dataset(project, creator, name=name, location=location))
 
 
 def node(name="mlu-node-1", devices=8) -> Node:

@@ -19,6 +19,7 @@ from django.urls import reverse
 from accounts.models import Access
 from finetune import access
 from finetune.models import Dataset, Job, ModelRepo, ModelVersion
+from finetune.storage import resolve
 from scheduler.launching import trainer_parameters
 from tests import factories
 from tests.finetune import pages_support as support
@@ -534,9 +535,7 @@ def test_the_admin_keeps_a_job_no_more_open_than_its_reward_model(admin, project
     assert "access" in _admin_change(admin, job, access=Access.READ_ONLY)
 
 
-def test_a_failed_validation_leaves_no_row_and_only_its_own_folder_goes(
-    project, alice, monkeypatch
-):
+def test_a_failed_creation_leaves_no_row_and_only_its_own_folder_goes(project, alice, monkeypatch):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from finetune.services import data as services
@@ -545,9 +544,9 @@ def test_a_failed_validation_leaves_no_row_and_only_its_own_folder_goes(
     write_sample_dataset("sft_messages", neighbour, rows=2)
 
     def broken(*args, **kwargs):
-        raise RuntimeError("the validator broke")
+        raise RuntimeError("the grants could not be written")
 
-    monkeypatch.setattr(services.datavalidation, "validate", broken)
+    monkeypatch.setattr(services.access, "share_new", broken)
     upload = SimpleUploadedFile("chat.jsonl", neighbour.read_bytes())
     with pytest.raises(RuntimeError):
         services.create_dataset(
@@ -561,6 +560,27 @@ def test_a_failed_validation_leaves_no_row_and_only_its_own_folder_goes(
     assert not Dataset.objects.exists()
     assert not (_root() / f"datasets/{project.pk}/fresh").exists()
     assert neighbour.exists()
+
+
+def test_a_validator_that_breaks_leaves_the_data_set_invalid_saying_why(
+    project, alice, monkeypatch
+):
+    from finetune.services import validation
+
+    dataset = support.good_dataset(project, alice)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the validator broke")
+
+    monkeypatch.setattr(validation.datavalidation, "validate", broken)
+    validation.validate_now(dataset.pk)
+    dataset.refresh_from_db()
+    assert dataset.validation_status == Dataset.Validation.INVALID
+    problems = dataset.validation_report["problems"]
+    assert [p["problem"] for p in problems] == [
+        "the validator failed: RuntimeError: the validator broke"
+    ]
+    assert resolve(dataset.location).exists()  # the files are the user's: kept
 
 
 def test_a_shared_folder_that_links_into_the_projects_areas_is_ignored(

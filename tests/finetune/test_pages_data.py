@@ -11,6 +11,8 @@ from django.urls import reverse
 
 from accounts.models import Access
 from finetune.models import Dataset, ModelRepo
+from finetune.services import validation
+from finetune.storage import resolve
 from tests import factories
 from tests.finetune import pages_support as support
 from trainer.samples import write_sample_dataset
@@ -24,20 +26,48 @@ def _post(client, **fields):
     return client.post(reverse("finetune:dataset_create"), data)
 
 
-def test_an_uploaded_jsonl_is_stored_validated_and_shared(client, alice, bob, tmp_path):
+def test_an_uploaded_jsonl_is_stored_then_validated_by_a_worker_and_shared(
+    client, alice, bob, tmp_path, data_worker
+):
     sample = write_sample_dataset("sft_messages", tmp_path / "chat.jsonl", rows=5)
     client.force_login(alice)
     response = _post(client, upload=SimpleUploadedFile("chat.jsonl", sample.read_bytes()))
     dataset = Dataset.objects.get()
     assert response["Location"] == reverse("finetune:dataset_detail", args=[dataset.pk])
+    assert dataset.validation_status == "pending" and dataset.record_count == 0
+    detail = reverse("finetune:dataset_detail", args=[dataset.pk])
+    polled = reverse("finetune:dataset_validation", args=[dataset.pk])
+    page = client.get(detail).content.decode()
+    assert "Waiting to be validated" in page and f'hx-get="{polled}"' in page
+
+    with data_worker():
+        validation.request_validation(dataset.pk)
+    dataset.refresh_from_db()
     assert dataset.validation_status == "valid" and dataset.record_count == 5
+    answer = client.get(polled, headers={"HX-Request": "true"})
+    assert answer["HX-Refresh"] == "true"  # done: the page reloads whole, polling no more
     client.force_login(bob)
-    page = client.get(reverse("finetune:dataset_detail", args=[dataset.pk])).content.decode()
-    assert "5 rows, 5 valid, 0 problem(s)." in page
+    page = client.get(detail).content.decode()
+    assert "5 rows, 5 valid, 0 problem(s)." in page and "hx-get" not in page.split("data-report")[1]
     assert "Validate again" not in page  # read-only: bob may not change it
 
 
-def test_a_text_to_image_zip_is_unpacked(client, alice, tmp_path):
+def test_a_large_upload_is_moved_into_place_not_read_into_memory(client, alice, tmp_path, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # anything larger is spooled to disk
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(spool)
+    sample = write_sample_dataset("sft_messages", tmp_path / "chat.jsonl", rows=200)
+    client.force_login(alice)
+    _post(client, upload=SimpleUploadedFile("chat.jsonl", sample.read_bytes()))
+    stored = resolve(Dataset.objects.get().location)
+    assert stored.read_bytes() == sample.read_bytes()
+    assert list(spool.iterdir()) == []  # the spooled file became the data set's
+
+
+def test_a_text_to_image_zip_is_kept_and_unpacked_by_the_worker(
+    client, alice, tmp_path, data_worker
+):
     folder = write_sample_dataset("t2i", tmp_path / "images", rows=3)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -45,9 +75,28 @@ def test_a_text_to_image_zip_is_unpacked(client, alice, tmp_path):
             archive.write(path, f"images/{path.name}")
     client.force_login(alice)
     upload = SimpleUploadedFile("images.zip", buffer.getvalue())
-    _post(client, scenario="t2i/finetune", upload=upload)
-    dataset = Dataset.objects.get()
+    with data_worker():
+        _post(client, scenario="t2i/finetune", upload=upload)
+        dataset = Dataset.objects.get()
+        assert (resolve(dataset.location) / "upload.zip").is_file()  # kept as it came
+    dataset.refresh_from_db()
     assert dataset.validation_status == "valid" and dataset.format == "t2i"
+    assert dataset.location.endswith("/uploaded/images")  # the archive's one top folder
+    assert not (resolve(dataset.location).parent / "upload.zip").exists()
+
+
+def test_a_broken_archive_makes_an_invalid_data_set_that_says_why(client, alice, data_worker):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.jsonl", "x" * 1000)
+    damaged = bytearray(buffer.getvalue())
+    damaged[40:60] = b"\0" * 20  # the member's data, past its header
+    client.force_login(alice)
+    with data_worker():
+        _post(client, scenario="t2i/finetune", upload=SimpleUploadedFile("a.zip", bytes(damaged)))
+    dataset = Dataset.objects.get()
+    assert dataset.validation_status == "invalid"
+    assert "the archive cannot be unpacked" in dataset.validation_report["problems"][0]["problem"]
 
 
 def test_an_archive_with_unsafe_paths_is_refused(client, alice):
@@ -72,10 +121,11 @@ def test_a_path_escaping_the_data_root_is_refused(client, project, alice):
     )
 
 
-def test_a_bad_data_set_shows_its_row_level_report(client, project, alice):
+def test_a_bad_data_set_shows_its_row_level_report(client, project, alice, data_worker):
     broken = support.bad_dataset(project, alice)
     client.force_login(alice)
-    client.post(reverse("finetune:dataset_validate", args=[broken.pk]))
+    with data_worker():
+        client.post(reverse("finetune:dataset_validate", args=[broken.pk]))
     page = client.get(reverse("finetune:dataset_detail", args=[broken.pk])).content.decode()
     assert "Invalid" in page and "invalid JSON" in page
 

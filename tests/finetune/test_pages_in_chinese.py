@@ -121,6 +121,7 @@ def test_the_console_pages_show_no_english_but_names(client, alice, scene):
     for each in scene.values():
         detail = reverse("finetune:job_detail", args=[each.pk])
         urls += [detail, f"{detail}?tab=monitoring", f"{detail}?tab=logs", f"{detail}?tab=events"]
+        urls += [reverse("finetune:job_events", args=[each.pk])]
     found = {url: english(_get(client, url)) for url in urls}
     assert {url: words for url, words in found.items() if words} == {}
 

@@ -185,3 +185,18 @@ def test_the_prediction_counts_what_running_jobs_hold(project, alice):
     assert queued.verdict == "queue"
     assert predict_draft(project=project, specs=[spec], node_count=2).verdict == "never"
     assert outlook_for(project, [], 1, None, "", "", None).verdict == "incomplete"
+
+
+def test_a_bulk_delete_removes_only_what_the_user_may_delete_asking_once(
+    project, alice, bob, monkeypatch
+):
+    hers = [factories.job(project, alice) for _ in range(3)]
+    theirs = factories.job(project, bob, level=Access.READ_ONLY)
+
+    def asked_again(*args, **kwargs):
+        raise AssertionError("the permission was asked again for one job")
+
+    monkeypatch.setattr(services, "_require", asked_again)
+    assert services.delete_jobs(alice, Job.objects.all()) == 3
+    assert list(Job.objects.all()) == [theirs]
+    assert not Job.objects.filter(pk__in=[job.pk for job in hers]).exists()

@@ -81,8 +81,11 @@ def test_the_events_tab_shows_platform_and_cluster_events_newest_first(
     launch_job(job, placement(device_type="none", devices_per_node=0))
     wait_for(job.pk, {Phase.FAILED})
     client.force_login(alice)
-    page = client.get(reverse("finetune:job_detail", args=[job.pk]), {"tab": "events"})
-    text = page.content.decode()
+    tab = client.get(reverse("finetune:job_detail", args=[job.pk]), {"tab": "events"})
+    events = reverse("finetune:job_events", args=[job.pk])
+    assert f'hx-get="{events}"' in tab.content.decode()  # asked after the page
+    assert "worker 0 started as process" not in tab.content.decode()
+    text = client.get(events).content.decode()
     started = text.index("worker 0 started as process")
     exited = text.index("Warning Exited")
     admitted = text.index("Status changed: Queued → Running")
@@ -103,7 +106,7 @@ def test_the_events_tab_still_shows_the_platforms_events_when_the_cluster_cannot
 
     monkeypatch.setattr(get_executor(), "events", unreachable)
     client.force_login(alice)
-    page = client.get(reverse("finetune:job_detail", args=[job.pk]), {"tab": "events"})
+    page = client.get(reverse("finetune:job_events", args=[job.pk]))
     text = page.content.decode()
     assert page.status_code == 200
     assert "The cluster&#x27;s events are not available right now" in text and "HTTP 503" in text

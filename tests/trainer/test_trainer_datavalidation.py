@@ -278,3 +278,109 @@ def test_old_mac_line_endings_split_rows(tmp_path):
     path.write_bytes(b'{"text": "one"}\r{"text": "two"}\r\n{"text": "three"}\n')
     report = validate("llm/pretrain", str(path))
     assert report.ok and report.rows == 3
+
+
+# Validating again reads only what changed (trainer/fingerprint.py).
+
+
+def _shards(folder, count=3):
+    folder.mkdir()
+    for index in range(count):
+        write_sample_dataset("sft_messages", folder / f"part-{index}.jsonl", rows=4, seed=index)
+    return folder
+
+
+def _reading(monkeypatch):
+    """The data files the validator parses from here on."""
+    from trainer import datavalidation
+
+    parsed = []
+    real = datavalidation.file_rows
+
+    def spy(file, meter=None):
+        parsed.append(file.name)
+        return real(file, meter)
+
+    monkeypatch.setattr(datavalidation, "file_rows", spy)
+    return parsed
+
+
+def test_validating_again_parses_only_the_files_that_changed(tmp_path, monkeypatch):
+    folder = _shards(tmp_path / "shards")
+    first = validate("llm/sft", str(folder))
+    assert first.ok and first.rows == 12
+    with (folder / "part-1.jsonl").open("a") as handle:
+        handle.write('{"messages": "not a list"}\n')
+    parsed = _reading(monkeypatch)
+    again = validate("llm/sft", str(folder), previous=first.fingerprint)
+    assert parsed == ["part-1.jsonl"]
+    assert again.to_dict() == validate("llm/sft", str(folder)).to_dict()
+    assert not again.ok and [(p.file, p.row) for p in again.problems] == [("part-1.jsonl", 5)]
+
+
+def test_a_file_touched_but_not_changed_is_hashed_not_parsed(tmp_path, monkeypatch):
+    import os
+
+    folder = _shards(tmp_path / "shards")
+    first = validate("llm/sft", str(folder))
+    os.utime(folder / "part-0.jsonl", ns=(1, 1))
+    parsed = _reading(monkeypatch)
+    again = validate("llm/sft", str(folder), previous=first.fingerprint)
+    assert parsed == []
+    assert again.to_dict() == first.to_dict()
+    assert again.fingerprint["files"]["part-0.jsonl"]["stat"][1] == 1
+
+
+def test_a_file_added_or_removed_is_seen(tmp_path, monkeypatch):
+    folder = _shards(tmp_path / "shards")
+    first = validate("llm/sft", str(folder))
+    write_sample_dataset("sft_messages", folder / "part-9.jsonl", rows=2, seed=9)
+    (folder / "part-0.jsonl").unlink()
+    parsed = _reading(monkeypatch)
+    again = validate("llm/sft", str(folder), previous=first.fingerprint)
+    assert parsed == ["part-9.jsonl"] and again.rows == 10
+    assert sorted(again.fingerprint["files"]) == ["part-1.jsonl", "part-2.jsonl", "part-9.jsonl"]
+
+
+def test_a_replaced_image_has_its_rows_checked_again(tmp_path):
+    folder = write_sample_dataset("t2i", tmp_path / "images", rows=3)
+    first = validate("t2i/finetune", str(folder))
+    assert first.ok
+    image = sorted(folder.glob("*.png"))[0]
+    image.write_bytes(b"not a png any more")
+    again = validate("t2i/finetune", str(folder), previous=first.fingerprint)
+    assert not again.ok and "unreadable image" in again.problems[0].problem
+
+
+def test_a_report_read_for_another_format_is_a_fresh_one_for_its_algorithm(tmp_path):
+    from trainer.datavalidation import formats_for, report_for
+
+    rows = [
+        {"prompt": "p", "chosen": "a", "rejected": "b"},
+        {"prompt": "q", "chosen": "c", "rejected": "d"},
+        {"prompt": "   "},
+        {"chosen": "x"},
+    ]
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])
+    kept = validate("llm/rl", str(path)).to_dict()
+    for algorithm in ("dpo", "grpo"):
+        fresh = validate("llm/rl", str(path), algorithm=algorithm).to_dict()
+        read = report_for(kept, formats_for("llm/rl", algorithm))
+        fields = ("ok", "format", "valid_rows", "problem_count", "problems")
+        assert {f: read[f] for f in fields} == {f: fresh[f] for f in fields}, algorithm
+    assert report_for(kept, ("pretrain",)) is None
+
+
+def test_the_same_files_at_another_place_are_read_again(tmp_path, monkeypatch):
+    import shutil
+
+    from trainer import fingerprint
+
+    folder = _shards(tmp_path / "shards")
+    first = validate("llm/sft", str(folder))
+    copy = shutil.copytree(folder, tmp_path / "copy")  # sizes and times kept
+    files = sorted(copy.glob("*.jsonl"))
+    assert not fingerprint.unchanged(first.fingerprint, copy, files, images=False)
+    parsed = _reading(monkeypatch)
+    validate("llm/sft", str(copy), previous=first.fingerprint)
+    assert sorted(parsed) == ["part-0.jsonl", "part-1.jsonl", "part-2.jsonl"]

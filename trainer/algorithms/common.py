@@ -11,8 +11,9 @@ from transformers import TrainerCallback
 
 from trainer import memory, sharding
 from trainer.context import RunContext, TrainResult
-from trainer.datavalidation import FORMATS, data_files, detect_format, read_rows
+from trainer.datavalidation import FORMATS, data_files, detect_format
 from trainer.devices import supports_bf16
+from trainer.jsonl import read_rows
 from trainer.progress import ProgressTracker
 
 log = logging.getLogger("jingtiao.train")

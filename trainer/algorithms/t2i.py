@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.context import RunContext, TrainResult
-from trainer.datavalidation import data_files, read_rows
+from trainer.datavalidation import data_files
+from trainer.jsonl import read_rows
 from trainer.progress import ProgressTracker
 
 log = logging.getLogger("jingtiao.train")

@@ -22,6 +22,7 @@ from accounts.models import Access, Membership, Project
 from finetune import access, storage
 from finetune.catalog_sync import sync_catalog
 from finetune.models import Dataset, ModelRepo, PretrainedModel, Scenario
+from finetune.services.validation import validate_now
 from finetune.storage import data_root, resolve
 from scheduler.models import MIB, DeviceType, Node, NodeSpec
 
@@ -213,7 +214,6 @@ class Command(BaseCommand):
             )
 
     def _datasets(self, project: Project, creator) -> None:
-        from trainer.datavalidation import validate
         from trainer.samples import write_sample_dataset
 
         scenarios = {scenario.code: scenario for scenario in Scenario.objects.all()}
@@ -226,23 +226,16 @@ class Command(BaseCommand):
             folder = resolve(location)
             target = folder if kind == "t2i" else folder / "data.jsonl"
             write_sample_dataset(kind, target, rows=rows, seed=seed)
-            report = validate(scenario_code, str(folder))
             dataset = Dataset.objects.create(
                 project=project,
                 creator=creator,
                 name=name,
                 scenario=scenarios[scenario_code],
-                format=report.format or kind,
+                format=kind,
                 location=location,
-                size_bytes=sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
-                record_count=report.valid_rows,
-                validation_status=(
-                    Dataset.Validation.VALID if report.ok else Dataset.Validation.INVALID
-                ),
-                validation_report=report.to_dict(),
-                validated_at=timezone.now(),
             )
             access.share_new(dataset, Access.READ_WRITE)
+            validate_now(dataset.pk)
 
     def _repos(self, project: Project, creator) -> None:
         scenarios = {scenario.code: scenario for scenario in Scenario.objects.all()}
