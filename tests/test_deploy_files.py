@@ -21,13 +21,22 @@ def test_compose_runs_web_workers_beat_postgres_and_redis(compose):
 
 
 def test_platform_services_share_one_configuration(compose):
+    from urllib.parse import urlparse
+
     services = compose["services"]
-    for name in ("web", "worker", "data-worker", "beat"):
-        env = services[name]["environment"]
-        assert env["DATABASE_URL"].startswith("postgres://")
-        assert env["REDIS_URL"] == "redis://redis:6379/0"
-        assert services[name]["volumes"] == ["jingtiao-data:/data"]
-        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    platform = ("web", "worker", "data-worker", "beat")
+    first = services["web"]
+    for name in platform:
+        # one configuration: the same settings, data volume and start order everywhere
+        for key in ("environment", "volumes", "depends_on", "image"):
+            assert services[name].get(key) == first.get(key), (name, key)
+    env = first["environment"]
+    database, redis = urlparse(env["DATABASE_URL"]), urlparse(env["REDIS_URL"])
+    assert database.scheme.startswith("postgres") and database.hostname in services
+    assert redis.scheme == "redis" and redis.hostname in services
+    assert first["depends_on"][database.hostname]["condition"] == "service_healthy"
+    data_volume = first["volumes"][0].split(":")
+    assert data_volume[0] in compose["volumes"] and data_volume[1] == "/data"
     assert services["worker"]["command"].startswith("celery -A config worker")
     # the queue every task of the platform is sent to, and the data sets' own
     assert "--queues jingtiao " in services["worker"]["command"]

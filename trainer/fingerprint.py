@@ -10,6 +10,7 @@ whose content did not (copied, touched) is hashed, not parsed again.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from pathlib import Path
@@ -32,25 +33,37 @@ def file_stat(file: Path) -> list[int]:
 
 def others_of(root: Path, data_files: list[Path]) -> list[Any] | None:
     """[count, bytes, digest] of every file under a folder but its data files: what
-    a text-to-image data set's rows point at. None for a data set that is one file."""
+    a text-to-image data set's rows point at. None for a data set that is one file.
+    One stat per file and no more (20,000 images: some tens of milliseconds)."""
     if not root.is_dir():
         return None
     skip = {str(file) for file in data_files}
     count = size = 0
-    digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            if path in skip:
-                continue
+    lines = []
+    folders = [(str(root), "")]
+    collecting = gc.isenabled()
+    gc.disable()  # thousands of short-lived entries: no cycles among them to look for
+    try:
+        while folders:
+            folder, prefix = folders.pop()
             try:
-                found = os.stat(path)
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append((entry.path, f"{prefix}{entry.name}/"))
+                        elif entry.path not in skip:
+                            found = entry.stat()
+                            count, size = count + 1, size + found.st_size
+                            lines.append(
+                                f"{prefix}{entry.name}\0{found.st_size}\0{found.st_mtime_ns}\n"
+                            )
             except OSError:
-                continue  # went while we walked: a change the next look sees
-            count, size = count + 1, size + found.st_size
-            line = f"{os.path.relpath(path, root)}\0{found.st_size}\0{found.st_mtime_ns}\n"
-            digest.update(line.encode("utf-8", "surrogateescape"))
+                continue  # went while we looked: a change the next look sees
+    finally:
+        if collecting:
+            gc.enable()
+    lines.sort()
+    digest = hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape"))
     return [count, size, digest.hexdigest()]
 
 

@@ -45,11 +45,12 @@ def test_node_names_are_refused_together_with_a_driver_version(project, alice):
 
 
 def test_node_names_alone_or_pool_with_driver_version_are_accepted(project, alice):
-    job = factories.job(project, alice, node_names=["node-1", "node-2"])
-    assert job.node_names == ["node-1", "node-2"]
+    pinned = factories.job(project, alice, node_names=["node-1", "node-2"])
     pool = ResourcePool.objects.create(name="shared-a")
-    other = factories.job(project, alice, pool=pool, driver_version="5.10.22")
-    assert other.pool == pool
+    pooled = factories.job(project, alice, pool=pool, driver_version="5.10.22")
+    stored = Job.objects.in_bulk([pinned.pk, pooled.pk])  # as the database kept them
+    assert stored[pinned.pk].node_names == ["node-1", "node-2"]
+    assert (stored[pooled.pk].pool_id, stored[pooled.pk].driver_version) == (pool.pk, "5.10.22")
 
 
 def test_node_count_must_be_at_least_one(project, alice):
@@ -143,9 +144,11 @@ def test_data_set_names_are_unique_within_a_project(project, other_project, alic
         factories.dataset(project, alice, name="chat")
 
 
-def test_membership_keeps_the_project_member_group_in_step(project, alice):
-    from accounts.models import Membership
+def test_a_member_who_leaves_the_project_loses_its_shared_objects_at_once(project, alice, bob):
+    from accounts.models import Access, Membership
+    from finetune import access
 
-    assert project.member_group in alice.groups.all()
-    Membership.objects.filter(project=project, user=alice).get().delete()
-    assert project.member_group not in alice.groups.all()
+    job = factories.job(project, alice, level=Access.READ_WRITE)
+    assert access.restrict(Job.objects.all(), bob, "stop").get() == job
+    Membership.objects.filter(project=project, user=bob).get().delete()
+    assert not access.restrict(Job.objects.all(), bob).exists()
