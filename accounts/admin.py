@@ -20,7 +20,7 @@ class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "sharing_enabled", "member_count", "created_at"]
     list_filter = ["sharing_enabled"]
     search_fields = ["name", "description"]
-    readonly_fields = ["member_group", "created_at"]
+    readonly_fields = ["created_at"]
     inlines = [MembershipInline]
     actions = ["turn_sharing_off", "turn_sharing_on"]
 

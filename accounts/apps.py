@@ -9,7 +9,7 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Projects and members")
 
     def ready(self) -> None:
-        from accounts import signals, wording  # noqa: F401
+        from accounts import wording
 
         wording.install()  # permission names in the reader's language
 

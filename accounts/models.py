@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import Group
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -37,13 +36,6 @@ class Project(models.Model):
         default=True,
         help_text=_("When off, others' access of every job, data set and model repo is none."),
     )
-    member_group = models.OneToOneField(
-        Group,
-        on_delete=models.PROTECT,
-        related_name="project",
-        editable=False,
-        verbose_name=_("member group"),
-    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         through="Membership",
@@ -59,13 +51,6 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def save(self, *args, **kwargs) -> None:
-        if self.member_group_id is None:
-            self.member_group, _created = Group.objects.get_or_create(
-                name=f"project:{self.name}:members"
-            )
-        super().save(*args, **kwargs)
 
 
 class Membership(models.Model):

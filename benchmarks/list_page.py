@@ -37,7 +37,7 @@ BENCH_DB = "jingtiao_bench"
 def _fill() -> object:
     """Bulk-insert the data set; returns the member of five projects whose page is timed."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.models import Permission
 
     from accounts.models import Access, Membership, Project
     from finetune.access import LEVEL_ACTIONS, codename
@@ -46,7 +46,6 @@ def _fill() -> object:
         Algorithm,
         Dataset,
         Job,
-        JobGroupObjectPermission,
         JobNodeSpec,
         JobStatus,
         JobUserObjectPermission,
@@ -70,24 +69,17 @@ def _fill() -> object:
         )
         for n in (1, 2, 4, 8)
     ]
-    groups = Group.objects.bulk_create(Group(name=f"project:p{i}:members") for i in range(PROJECTS))
-    projects = Project.objects.bulk_create(
-        Project(name=f"p{i}", member_group=groups[i]) for i in range(PROJECTS)
-    )
+    projects = Project.objects.bulk_create(Project(name=f"p{i}") for i in range(PROJECTS))
     User = get_user_model()
     users = User.objects.bulk_create(User(username=f"user{i}") for i in range(USERS))
     members: dict[int, list] = {p.pk: [] for p in projects}
-    memberships, group_links = [], []
+    memberships = []
     for index, user in enumerate(users):
         for k in range(PROJECTS_PER_USER):
             project = projects[(index + k * 41) % PROJECTS]
             members[project.pk].append(user)
             memberships.append(Membership(project=project, user=user))
-            group_links.append(
-                User.groups.through(user_id=user.pk, group_id=project.member_group_id)
-            )
     Membership.objects.bulk_create(memberships)
-    User.groups.through.objects.bulk_create(group_links)
     datasets = Dataset.objects.bulk_create(
         Dataset(
             project=p,
@@ -148,7 +140,7 @@ def _fill() -> object:
             [JobNodeSpec(job=job, spec=rng.choice(specs), rank=0) for job in jobs],
             batch_size=batch,
         )
-        user_grants, group_grants = [], []
+        user_grants = []  # the creators'; the others' access is the job's level
         for job in jobs:
             for action in LEVEL_ACTIONS[Job][Access.READ_WRITE]:
                 user_grants.append(
@@ -156,16 +148,7 @@ def _fill() -> object:
                         content_object=job, user=job.creator, permission=permission[action]
                     )
                 )
-            for action in LEVEL_ACTIONS[Job][job.access]:
-                group_grants.append(
-                    JobGroupObjectPermission(
-                        content_object=job,
-                        group_id=job.project.member_group_id,
-                        permission=permission[action],
-                    )
-                )
         JobUserObjectPermission.objects.bulk_create(user_grants, batch_size=batch)
-        JobGroupObjectPermission.objects.bulk_create(group_grants, batch_size=batch)
     from django.db import connection
 
     with connection.cursor() as cursor:

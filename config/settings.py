@@ -125,7 +125,8 @@ AUTHENTICATION_BACKENDS = [
     # First: refuses a login that is locked out before any password is checked.
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
+    # Object permissions (user.has_perm(perm, job)): the platform's one rule.
+    "finetune.access.ObjectAccessBackend",
 ]
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no anonymous object permissions: every page needs a login

@@ -1,31 +1,30 @@
 """Others' access (F9): who may do what with a job, a data set or a model repo.
 
-Grants live in django-guardian's direct-foreign-key tables. The creator holds
-every permission on what they made; the project's member group holds those of
-the object's access level; project administrators may do everything by their
-role. Every page and API gets objects through `restrict` (or `get_for`), so an
-object a user may not see is simply not there.
+One source for each rule: the creator holds every permission on what they made,
+as grants in django-guardian's direct-foreign-key user table (written once, when
+the object is made); what the project's other members may do is the object's
+level (`access`: LEVEL_ACTIONS), and nothing else; project administrators may do
+everything by their role. Every page and API gets objects through `restrict` (or
+`get_for`), so an object a user may not see is simply not there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
-from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts.models import Access, Membership, Project
 from finetune.models import (
     Dataset,
-    DatasetGroupObjectPermission,
     DatasetUserObjectPermission,
     Job,
-    JobGroupObjectPermission,
     JobUserObjectPermission,
     ModelRepo,
-    ModelRepoGroupObjectPermission,
     ModelRepoUserObjectPermission,
 )
 
@@ -51,13 +50,20 @@ LEVEL_ACTIONS: dict[type[models.Model], dict[str, tuple[str, ...]]] = {
     },
 }
 
-_PERMISSION_TABLES = {
-    Job: (JobUserObjectPermission, JobGroupObjectPermission),
-    Dataset: (DatasetUserObjectPermission, DatasetGroupObjectPermission),
-    ModelRepo: (ModelRepoUserObjectPermission, ModelRepoGroupObjectPermission),
+#: The creators' grants, one table per model.
+_GRANTS = {
+    Job: JobUserObjectPermission,
+    Dataset: DatasetUserObjectPermission,
+    ModelRepo: ModelRepoUserObjectPermission,
 }
 
 Shareable = Job | Dataset | ModelRepo
+
+
+def levels_allowing(model: type[models.Model], action: str) -> list[str]:
+    """The levels at which the other members may perform ``action``."""
+    codename(model, action)  # a known action
+    return [level for level, actions in LEVEL_ACTIONS[model].items() if action in actions]
 
 
 def codename(model: type[models.Model], action: str) -> str:
@@ -68,15 +74,25 @@ def codename(model: type[models.Model], action: str) -> str:
 
 
 def grant_creator(obj: Shareable) -> None:
-    """The creator may always do everything with what they made (F9.4)."""
+    """The creator may always do everything with what they made (F9.4): one row per
+    action, written in one statement (guardian's assign_perm takes three per row)."""
     model = type(obj)
-    for action in LEVEL_ACTIONS[model][Access.READ_WRITE]:
-        assign_perm(codename(model, action), obj.creator, obj)
+    codenames = [codename(model, action) for action in LEVEL_ACTIONS[model][Access.READ_WRITE]]
+    permissions = Permission.objects.filter(
+        content_type=ContentType.objects.get_for_model(model), codename__in=codenames
+    )
+    _GRANTS[model].objects.bulk_create(
+        [
+            _GRANTS[model](content_object=obj, user_id=obj.creator_id, permission=permission)
+            for permission in permissions
+        ],
+        ignore_conflicts=True,  # granted already: the same rows
+    )
 
 
 @transaction.atomic
 def set_access(obj: Shareable, level: str, *, chosen: bool = True) -> Access:
-    """Set others' access of `obj` and rewrite the member group's grants to match.
+    """Set others' access of `obj`.
 
     Returns the level applied: none whenever the project's sharing is off (F9.3).
     While sharing is on, `level` is also kept as the one chosen (`chosen_access`),
@@ -87,13 +103,6 @@ def set_access(obj: Shareable, level: str, *, chosen: bool = True) -> Access:
         obj.chosen_access = Access(level)
         model.objects.filter(pk=obj.pk).update(chosen_access=level)
     applied = Access(level) if obj.project.sharing_enabled else Access.NONE
-    group = obj.project.member_group
-    wanted = set(LEVEL_ACTIONS[model][applied])
-    for action in LEVEL_ACTIONS[model][Access.READ_WRITE]:
-        if action in wanted:
-            assign_perm(codename(model, action), group, obj)
-        else:
-            remove_perm(codename(model, action), group, obj)
     if obj.access != applied:
         obj.access = applied
         model.objects.filter(pk=obj.pk).update(access=applied)
@@ -135,11 +144,8 @@ def turn_sharing_off(project: Project) -> int:
     Project.objects.filter(pk=project.pk).update(sharing_enabled=False)
     project.sharing_enabled = False
     changed = 0
-    for model, (_user_table, group_table) in _PERMISSION_TABLES.items():
+    for model in _GRANTS:
         objects = model.objects.filter(project=project)
-        group_table.objects.filter(
-            content_object__in=objects, group_id=project.member_group_id
-        ).delete()
         changed += objects.exclude(access=Access.NONE).update(access=Access.NONE)
     return changed
 
@@ -164,19 +170,13 @@ def restrict(queryset: models.QuerySet, user, action: str = "view") -> models.Qu
         return queryset.none()
     if user.is_superuser:
         return queryset
-    user_table, group_table = _PERMISSION_TABLES[model]
     memberships = Membership.objects.filter(user=user)
     admin_of = memberships.filter(role=Membership.Role.ADMIN).values("project_id")
-    user_grant = user_table.objects.filter(
+    created = _GRANTS[model].objects.filter(
         content_object=OuterRef("pk"), user=user, permission__codename=perm
     )
-    group_grant = group_table.objects.filter(
-        content_object=OuterRef("pk"),
-        group__in=user.groups.all(),
-        permission__codename=perm,
-    )
     return queryset.filter(project__in=memberships.values("project_id")).filter(
-        Q(project__in=admin_of) | Exists(user_grant) | Exists(group_grant)
+        Q(project__in=admin_of) | Exists(created) | Q(access__in=levels_allowing(model, action))
     )
 
 
@@ -185,7 +185,7 @@ def can(user, action: str, obj: Shareable) -> bool:
 
 
 def allowed_actions(user, obj: Shareable) -> set[str]:
-    """The actions the pages may offer `user` on `obj` (at most three queries)."""
+    """The actions the pages may offer `user` on `obj` (at most two queries)."""
     return allowed_actions_for_many(user, [obj])[obj.pk]
 
 
@@ -199,7 +199,7 @@ def get_for(queryset: models.QuerySet, user, action: str = "view", **lookup) -> 
 
 
 def allowed_actions_for_many(user, objects: Iterable[Shareable]) -> dict[int, set[str]]:
-    """`allowed_actions` for a whole page of objects of one model in three queries,
+    """`allowed_actions` for a whole page of objects of one model in two queries,
     so a list that draws an operations menu on every row has no N+1."""
     objects = list(objects)
     if not objects:
@@ -213,17 +213,13 @@ def allowed_actions_for_many(user, objects: Iterable[Shareable]) -> dict[int, se
             user=user, project_id__in={obj.project_id for obj in objects}
         ).values_list("project_id", "role")
     )
-    user_table, group_table = _PERMISSION_TABLES[model]
     pks = [obj.pk for obj in objects if roles.get(obj.project_id) == Membership.Role.MEMBER]
     granted: dict[int, set[str]] = {pk: set() for pk in pks}
     if pks:
-        rows = list(
-            user_table.objects.filter(content_object__in=pks, user=user).values_list(
-                "content_object_id", "permission__codename"
-            )
-        )
-        rows += group_table.objects.filter(content_object__in=pks, group__user=user).values_list(
-            "content_object_id", "permission__codename"
+        rows = (
+            _GRANTS[model]
+            .objects.filter(content_object__in=pks, user=user)
+            .values_list("content_object_id", "permission__codename")
         )
         for pk, perm in rows:
             granted[pk].add(perm)
@@ -235,5 +231,30 @@ def allowed_actions_for_many(user, objects: Iterable[Shareable]) -> dict[int, se
         elif role is None:
             result[obj.pk] = set()
         else:
-            result[obj.pk] = {a for a in actions if codename(model, a) in granted[obj.pk]}
+            others = LEVEL_ACTIONS[model][Access(obj.access)]
+            result[obj.pk] = {
+                a for a in actions if a in others or codename(model, a) in granted[obj.pk]
+            }
     return result
+
+
+class ObjectAccessBackend:
+    """``user.has_perm("finetune.stop_job", job)`` answers as `can` does (F9): the
+    authentication backend of object permissions, in place of guardian's, so that
+    there is one rule. Model-level permissions stay Django's (ModelBackend)."""
+
+    def authenticate(self, request, **credentials):
+        return None
+
+    def has_perm(self, user, perm: str, obj=None) -> bool:
+        model = type(obj)
+        if obj is None or model not in _GRANTS:
+            return False
+        app_label, _dot, name = perm.partition(".")
+        action, _underscore, model_name = name.rpartition("_")
+        meta = model._meta
+        if (app_label, model_name) != (meta.app_label, meta.model_name):
+            return False
+        if action not in LEVEL_ACTIONS[model][Access.READ_WRITE]:
+            return False
+        return can(user, action, obj)

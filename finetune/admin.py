@@ -10,16 +10,13 @@ from finetune import access, storage
 from finetune.models import (
     Algorithm,
     Dataset,
-    DatasetGroupObjectPermission,
     DatasetUserObjectPermission,
     Job,
     JobEvent,
-    JobGroupObjectPermission,
     JobNodeSpec,
     JobUserObjectPermission,
     MetricPoint,
     ModelRepo,
-    ModelRepoGroupObjectPermission,
     ModelRepoUserObjectPermission,
     ModelVersion,
     PretrainedModel,
@@ -56,8 +53,8 @@ class PretrainedModelAdmin(admin.ModelAdmin):
 
 class SharedObjectAdmin(admin.ModelAdmin):
     """Jobs, data sets and repos: others' access is changed through `access.set_access`,
-    as the pages do, so the member group's grants always match the label (F9); the
-    project and creator, which the grants hang on, are fixed once the object exists."""
+    as the pages do, so the caps of F9.2 and F9.3 hold; the project and creator, which
+    the creator's grants hang on, are fixed once the object exists."""
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["project", "creator"] if obj is not None else []
@@ -381,23 +378,16 @@ class ObjectPermissionAdmin(admin.ModelAdmin):
         return False
 
 
-for table, holder in [
-    (JobUserObjectPermission, "user"),
-    (DatasetUserObjectPermission, "user"),
-    (ModelRepoUserObjectPermission, "user"),
-    (JobGroupObjectPermission, "group"),
-    (DatasetGroupObjectPermission, "group"),
-    (ModelRepoGroupObjectPermission, "group"),
-]:
+for table in (JobUserObjectPermission, DatasetUserObjectPermission, ModelRepoUserObjectPermission):
     admin.site.register(
         table,
         type(
             f"{table.__name__}Admin",
             (ObjectPermissionAdmin,),
             {
-                "list_display": ["content_object", holder, "permission"],
-                "search_fields": [f"{holder}__{'username' if holder == 'user' else 'name'}"],
-                "raw_id_fields": ["content_object", holder],
+                "list_display": ["content_object", "user", "permission"],
+                "search_fields": ["user__username"],
+                "raw_id_fields": ["content_object", "user"],
             },
         ),
     )

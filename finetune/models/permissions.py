@@ -1,4 +1,5 @@
-"""Direct-foreign-key object permission tables for django-guardian.
+"""Direct-foreign-key object permission tables for django-guardian: the creators'
+grants (finetune/access.py; what the other members may do is the object's level).
 
 The generic tables key objects by a text primary key and a content type, which
 cannot be joined or indexed well; these are plain foreign keys, so restricting
@@ -6,10 +7,10 @@ a job list by permission is one indexed EXISTS per row (DESIGN.md "Access").
 """
 
 from django.conf import settings
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from guardian.models import UserObjectPermissionBase
 
 from accounts.wording import permission_name
 from finetune.models.data import Dataset, ModelRepo
@@ -33,21 +34,6 @@ class UserGrant(UserObjectPermissionBase):
         return f"{self.content_object} | {self.user} | {permission_name(self.permission)}"
 
 
-class GroupGrant(GroupObjectPermissionBase):
-    """guardian's row, its fields named and said in the reader's language."""
-
-    permission = models.ForeignKey(
-        Permission, on_delete=models.CASCADE, verbose_name=_("permission")
-    )
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, verbose_name=_("group"))
-
-    class Meta(GroupObjectPermissionBase.Meta):
-        abstract = True
-
-    def __str__(self) -> str:
-        return f"{self.content_object} | {self.group} | {permission_name(self.permission)}"
-
-
 class JobUserObjectPermission(UserGrant):
     content_object = models.ForeignKey(Job, on_delete=models.CASCADE, verbose_name=_("job"))
 
@@ -55,15 +41,6 @@ class JobUserObjectPermission(UserGrant):
         indexes = [models.Index(fields=["content_object", "user"], name="job_uperm_object")]
         verbose_name = _("user permission on a job")
         verbose_name_plural = _("user permissions on jobs")
-
-
-class JobGroupObjectPermission(GroupGrant):
-    content_object = models.ForeignKey(Job, on_delete=models.CASCADE, verbose_name=_("job"))
-
-    class Meta(GroupGrant.Meta):
-        indexes = [models.Index(fields=["content_object", "group"], name="job_gperm_object")]
-        verbose_name = _("group permission on a job")
-        verbose_name_plural = _("group permissions on jobs")
 
 
 class DatasetUserObjectPermission(UserGrant):
@@ -77,17 +54,6 @@ class DatasetUserObjectPermission(UserGrant):
         verbose_name_plural = _("user permissions on data sets")
 
 
-class DatasetGroupObjectPermission(GroupGrant):
-    content_object = models.ForeignKey(
-        Dataset, on_delete=models.CASCADE, verbose_name=_("data set")
-    )
-
-    class Meta(GroupGrant.Meta):
-        indexes = [models.Index(fields=["content_object", "group"], name="dataset_gperm_object")]
-        verbose_name = _("group permission on a data set")
-        verbose_name_plural = _("group permissions on data sets")
-
-
 class ModelRepoUserObjectPermission(UserGrant):
     content_object = models.ForeignKey(
         ModelRepo, on_delete=models.CASCADE, verbose_name=_("model repository")
@@ -97,14 +63,3 @@ class ModelRepoUserObjectPermission(UserGrant):
         indexes = [models.Index(fields=["content_object", "user"], name="repo_uperm_object")]
         verbose_name = _("user permission on a model repo")
         verbose_name_plural = _("user permissions on model repos")
-
-
-class ModelRepoGroupObjectPermission(GroupGrant):
-    content_object = models.ForeignKey(
-        ModelRepo, on_delete=models.CASCADE, verbose_name=_("model repository")
-    )
-
-    class Meta(GroupGrant.Meta):
-        indexes = [models.Index(fields=["content_object", "group"], name="repo_gperm_object")]
-        verbose_name = _("group permission on a model repo")
-        verbose_name_plural = _("group permissions on model repos")

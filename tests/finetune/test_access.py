@@ -7,7 +7,6 @@ from finetune import access
 from finetune.models import (
     Dataset,
     Job,
-    JobGroupObjectPermission,
     JobUserObjectPermission,
     ModelRepo,
 )
@@ -81,14 +80,19 @@ def test_restrict_refuses_anonymous_and_inactive_users(project, alice, bob):
     assert not access.restrict(Job.objects.all(), bob, "view").exists()
 
 
-def test_changing_the_level_rewrites_the_group_grants(project, alice, bob):
+def test_changing_the_level_is_all_it_takes_to_change_what_others_may_do(project, alice, bob):
     job = factories.job(project, alice, level=Access.READ_WRITE)
     assert access.set_access(job, Access.READ_ONLY) == Access.READ_ONLY
     assert Job.objects.get(pk=job.pk).access == Access.READ_ONLY
     assert access.allowed_actions(bob, job) == {"view", "clone"}
     access.set_access(job, Access.NONE)
     assert access.allowed_actions(bob, job) == set()
-    assert not JobGroupObjectPermission.objects.filter(content_object=job).exists()
+    assert not access.restrict(Job.objects.all(), bob).exists()
+    # the level is the one source: a level written by anyone else says the same
+    Job.objects.filter(pk=job.pk).update(access=Access.READ_WRITE)
+    job.refresh_from_db()
+    assert access.allowed_actions(bob, job) == set(access.JOB_ACTIONS)
+    assert access.restrict(Job.objects.all(), bob, "stop").get() == job
     # the creator's own grants are untouched
     assert JobUserObjectPermission.objects.filter(content_object=job, user=alice).count() == 6
 

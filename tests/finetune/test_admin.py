@@ -38,6 +38,9 @@ def populated(project, alice, bob):
     AccessAttempt.objects.create(**seen, failures_since_start=1, get_data="", post_data="")
     AccessLog.objects.create(**seen)
     AccessFailureLog.objects.create(**seen)
+    from django.contrib.auth.models import Group
+
+    Group.objects.create(name="operators")  # a group of staff an operator keeps
     return job
 
 

@@ -10,7 +10,6 @@ from finetune.models import (
     Dataset,
     Job,
     JobEvent,
-    JobGroupObjectPermission,
     JobStatus,
     JobUserObjectPermission,
     ModelRepo,
@@ -140,7 +139,6 @@ def test_it_deletes_old_finished_jobs_with_their_folders_events_and_grants(finis
         assert not job_dir(job.pk).exists()
         assert not JobEvent.objects.filter(job_id=job.pk).exists()
         assert not JobUserObjectPermission.objects.filter(content_object_id=job.pk).exists()
-        assert not JobGroupObjectPermission.objects.filter(content_object_id=job.pk).exists()
     for name in remaining:
         assert job_dir(finished_jobs[name].pk).exists()
 

@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from accounts.models import Access
 from finetune.models import (
     Dataset,
-    DatasetGroupObjectPermission,
+    DatasetUserObjectPermission,
     Job,
     JobEvent,
-    JobGroupObjectPermission,
     JobStatus,
+    JobUserObjectPermission,
     MetricPoint,
     ModelRepo,
     ReportBatch,
@@ -147,6 +147,7 @@ def snapshot() -> tuple:
             "pk", "status", "priority", "duration", "access", "node_count", "name"
         )
     )
+    jobs.append(list(Dataset.objects.order_by("pk").values_list("pk", "access", "name")))
     counts = [
         model.objects.count()
         for model in (
@@ -156,8 +157,8 @@ def snapshot() -> tuple:
             MetricPoint,
             ResourceSample,
             ReportBatch,
-            DatasetGroupObjectPermission,
-            JobGroupObjectPermission,
+            DatasetUserObjectPermission,
+            JobUserObjectPermission,
         )
     ]
     return files, jobs, counts
