@@ -306,24 +306,9 @@ class JobForm(DurationFields):
             )
         return names
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if cleaned.get("node_names") and (cleaned.get("pool") or cleaned.get("driver_version")):
-            self.add_error(
-                "node_names",
-                _(
-                    "Node names cannot be combined with a dedicated resource pool or a "
-                    "driver version."
-                ),
-            )
-        level = cleaned.get("access")
-        if level and Access(level).rank > self.access_cap.rank:
-            self.add_error(
-                "access",
-                _("Others' access may be at most %(cap)s. %(reason)s")
-                % {"cap": self.access_cap.label, "reason": self.access_reason},
-            )
-        return cleaned
+    # The rules across fields (F1.13: node names alone; F9.2: no more open than what
+    # the job uses) are the service's (services/jobs.py check_draft): the view shows
+    # its errors on these fields.
 
     def draft(self, cloned_from=None) -> JobDraft:
         data = self.cleaned_data
