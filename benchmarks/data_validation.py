@@ -120,39 +120,6 @@ def _create_ms(client, post: dict) -> float:
     return statistics.median(times)
 
 
-def _post(dataset, repo, spec, model, algorithm) -> dict:
-    from accounts.models import Access
-
-    data = {
-        "name": "run",
-        "access": Access.NONE,
-        "priority": "20",
-        "task_type": algorithm.scenario.task_type,
-        "scenario": str(algorithm.scenario_id),
-        "algorithm": str(algorithm.pk),
-        "pretrained_model": str(model.pk),
-        "train_dataset": str(dataset.pk),
-        "validation_dataset": "",
-        "test_dataset": "",
-        "model_repo": str(repo.pk),
-        "node_specs": [str(spec.pk)],
-        "node_count": "1",
-        "node_names": "",
-        "pool": "",
-        "driver_version": "",
-        "duration_preset": "2",
-        "duration_custom_hours": "",
-        "_shown_algorithm": str(algorithm.pk),
-    }
-    for name, prop in algorithm.parameters_schema["properties"].items():
-        if prop["type"] == "boolean":
-            if prop["default"]:
-                data[f"param-{name}"] = "on"
-        elif "x-model-version" not in prop:
-            data[f"param-{name}"] = str(prop["default"])
-    return data
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -264,8 +231,9 @@ def main() -> None:
         from accounts.models import Access, Membership, Project
         from finetune import access
         from finetune.catalog_sync import sync_catalog
-        from finetune.models import Algorithm, Dataset, ModelRepo, PretrainedModel, Scenario
+        from finetune.models import Dataset, ModelRepo, PretrainedModel, Scenario
         from scheduler.models import DeviceType, Node, NodeSpec
+        from tests.finetune.pages_support import job_post  # the create form's whole POST
 
         call_command("migrate", verbosity=0)
         sync_catalog()
@@ -321,7 +289,7 @@ def main() -> None:
                 location=f"repos/{project.pk}/{code}",
             )
             access.share_new(repo, Access.NONE)
-            post = _post(dataset, repo, spec, model, Algorithm.objects.get(code=code))
+            post = job_post(dataset, repo, spec, code, model=model)
             creates.append(_create_ms(client, post))
             print(f"create_job_ms_{code}: {creates[-1]:.1f} ms")
         print(f"create_job_ms_with_validated_data: {max(creates):.1f} ms")

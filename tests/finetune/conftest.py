@@ -18,6 +18,21 @@ REPORT_TOKEN = "s3cret-token"
 
 
 @pytest.fixture
+def signals():
+    """The (job id, change) pairs job_changed announces from here on."""
+    from finetune.signals import job_changed
+
+    received: list[tuple[int, str]] = []
+
+    def listen(sender, job_id, change, **kwargs):
+        received.append((job_id, change))
+
+    job_changed.connect(listen)
+    yield received
+    job_changed.disconnect(listen)
+
+
+@pytest.fixture
 def data_worker(django_capture_on_commit_callbacks):
     """``with data_worker():`` carries out, as the block ends, the validations its
     requests asked for (and what they queue in turn), as the data worker would."""

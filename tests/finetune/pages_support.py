@@ -62,17 +62,21 @@ def node(name="mlu-node-1", devices=8) -> Node:
     return found
 
 
-def job_post(dataset: Dataset, repo, spec, algorithm_code="sft_lora", **overrides) -> dict:
-    """The POST of a complete create form; parameters fall back to the schema defaults."""
-    algorithm = Algorithm.objects.get(code=algorithm_code)
+def job_post(
+    dataset: Dataset, repo, spec, algorithm_code="sft_lora", model=None, **overrides
+) -> dict:
+    """The POST of a complete create form; parameters fall back to the schema defaults.
+    ``model``: the base model (tiny-llama by default)."""
+    algorithm = Algorithm.objects.select_related("scenario").get(code=algorithm_code)
+    model = model or PretrainedModel.objects.get(name="tiny-llama")
     data = {
         "name": "sft-run",
         "access": Access.NONE,
         "priority": "20",
-        "task_type": "llm",
+        "task_type": algorithm.scenario.task_type,
         "scenario": str(algorithm.scenario_id),
         "algorithm": str(algorithm.pk),
-        "pretrained_model": str(PretrainedModel.objects.get(name="tiny-llama").pk),
+        "pretrained_model": str(model.pk),
         "train_dataset": str(dataset.pk),
         "validation_dataset": "",
         "test_dataset": "",

@@ -14,7 +14,6 @@ from finetune import tasks
 from finetune.models import Dataset, Job, JobEvent, JobStatus
 from finetune.services import jobs as services
 from finetune.services import validation
-from finetune.signals import job_changed
 from finetune.storage import resolve
 from scheduler import snapshot
 from tests import factories
@@ -57,18 +56,6 @@ def parsed(monkeypatch):
     return found
 
 
-@pytest.fixture
-def changes():
-    received: list[tuple[int, str]] = []
-
-    def listen(sender, job_id, change, **kwargs):
-        received.append((job_id, change))
-
-    job_changed.connect(listen)
-    yield received
-    job_changed.disconnect(listen)
-
-
 def test_creating_a_job_reads_no_row_of_data_already_validated(project, alice, parsed):
     draft = _draft(project, alice)
     parsed.clear()  # what the validation of the draft's data set read
@@ -78,7 +65,7 @@ def test_creating_a_job_reads_no_row_of_data_already_validated(project, alice, p
 
 
 def test_a_job_on_data_being_validated_waits_and_takes_its_place_once_it_is_good(
-    project, alice, changes, django_capture_on_commit_callbacks
+    project, alice, signals, django_capture_on_commit_callbacks
 ):
     dataset = _unvalidated(project, alice)
     with django_capture_on_commit_callbacks(execute=True):
@@ -93,7 +80,7 @@ def test_a_job_on_data_being_validated_waits_and_takes_its_place_once_it_is_good
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and not job.waiting_for_data
     assert job.events.filter(kind=JobEvent.Kind.NOTE, message__startswith="Its data was").exists()
-    assert (job.pk, "data_ready") in changes  # an admission pass follows
+    assert (job.pk, "data_ready") in signals  # an admission pass follows
     state = snapshot.take(timezone.now())
     queued = next(q for q in state.queue if q.job_id == job.pk)
     assert queued.queued_at == job.queued_at  # its place is where it was created

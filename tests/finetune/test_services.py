@@ -10,7 +10,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from accounts.models import Access
 from finetune.models import Job, JobEvent, JobStatus
 from finetune.services import jobs as services
-from finetune.signals import job_changed
 from finetune.states import transition
 from finetune.views.drafts import outlook_for
 from scheduler.public import predict_draft
@@ -18,18 +17,6 @@ from tests import factories
 from tests.finetune import pages_support as support
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def signals():
-    received: list[tuple[int, str]] = []
-
-    def listen(sender, job_id, change, **kwargs):
-        received.append((job_id, change))
-
-    job_changed.connect(listen)
-    yield received
-    job_changed.disconnect(listen)
 
 
 def _draft(project, alice, **fields) -> services.JobDraft:
