@@ -33,11 +33,15 @@ from trainer import datavalidation
 
 
 def _folder_for(project: Project, name: str) -> Path:
-    slug = slugify(name) or "data"
-    folder = data_root() / storage.project_area(project.pk, storage.DATASETS) / slug
-    if folder.exists():
-        raise ValidationError({"upload": [_("Files of a data set with this name already exist.")]})
-    return folder
+    """A new folder for an upload: named after the data set (in its own script: two
+    Chinese names must not both become "data"), numbered where that one is taken."""
+    area = data_root() / storage.project_area(project.pk, storage.DATASETS)
+    slug = slugify(name, allow_unicode=True) or "data"
+    for number in range(1, 1000):
+        folder = area / (slug if number == 1 else f"{slug}-{number}")
+        if not folder.exists():
+            return folder
+    raise ValidationError({"name": [_("Choose another name: its folder is taken.")]})
 
 
 def _check_archive(upload: UploadedFile) -> None:

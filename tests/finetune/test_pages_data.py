@@ -179,3 +179,24 @@ def test_an_archive_of_too_many_files_is_refused(client, alice, settings):
     response = _post(client, scenario="t2i/finetune", upload=_zip(members))
     assert response.status_code == 400
     assert "The archive holds more than 3 files." in response.content.decode()
+
+
+def test_uploads_whose_names_make_the_same_folder_name_get_folders_of_their_own(
+    client, alice, tmp_path
+):
+    sample = write_sample_dataset("sft_messages", tmp_path / "chat.jsonl", rows=3)
+    client.force_login(alice)
+    for name in ("上传的对话", "大对话", "Chat", "chat!"):  # the last two: both "chat"
+        upload = SimpleUploadedFile("chat.jsonl", sample.read_bytes())
+        assert _post(client, name=name, upload=upload).status_code == 302, name
+    locations = dict(Dataset.objects.values_list("name", "location"))
+    folders = {name: location.split("/")[2] for name, location in locations.items()}
+    assert folders == {
+        "上传的对话": "上传的对话",
+        "大对话": "大对话",
+        "Chat": "chat",
+        "chat!": "chat-2",
+    }
+    assert all(
+        resolve(location).read_bytes() == sample.read_bytes() for location in locations.values()
+    )
