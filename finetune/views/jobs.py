@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 
 from accounts.models import Project
-from finetune import access, monitoring
+from finetune import monitoring
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import (
     CASCADE,
@@ -30,6 +30,7 @@ from finetune.views import drafts
 from finetune.views.base import (
     ObjectDetailView,
     ObjectListView,
+    ObjectMixin,
     add_service_errors,
     project_or_404,
 )
@@ -232,22 +233,19 @@ class JobCreateView(JobFormView):
     pass
 
 
-class JobCloneView(JobFormView):
-    """克隆 (F3): the create form pre-filled from a job; access and data are checked again."""
+class JobCloneView(ObjectMixin, JobFormView):
+    """克隆 (F3): the create form pre-filled from a job (through the one gate: a 404 for
+    a job one may not see, a 403 for one one may not clone); access and data are
+    checked again."""
 
-    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return self.handle_no_permission()
-        self.source = access.get_for(Job.objects.all(), request.user, "view", pk=kwargs["pk"])
-        if not access.can(request.user, "clone", self.source):
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)
+    model = Job
+    action = "clone"
 
     def project(self) -> Project:
-        return self.source.project
+        return self.object.project
 
     def initial(self) -> dict:
-        return initial_from_draft(draft_from(self.source))
+        return initial_from_draft(draft_from(self.object))
 
     def cloned_from(self) -> Job:
-        return self.source
+        return self.object
