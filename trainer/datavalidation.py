@@ -14,6 +14,7 @@ from typing import Any
 from trainer import fingerprint
 from trainer.jsonl import Meter, file_rows
 from trainer.lengths import length_stats, row_text, tokenizer_counter
+from trainer.words import Text, gettext_noop, say
 
 # The data formats, keyed by name; each names the fields a row must hold.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -41,8 +42,16 @@ DEFAULT_MAX_PROBLEMS = 200
 class Problem:
     row: int | None  # 1-based line number in its file; None for whole-file problems
     field: str | None
-    problem: str
+    problem: str  # in English
     file: str | None = None
+    #: the problem's message id and parameters, for the platform to say it in the
+    #: reader's language (trainer/words.py); None where it is only English
+    said: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.problem, Text):
+            self.said = self.problem.data()
+            self.problem = str.__str__(self.problem)
 
     def __str__(self) -> str:
         where = [f"row {self.row}" if self.row is not None else "data set"]
@@ -135,23 +144,32 @@ def _files(path: Path, scenario: str) -> tuple[list[Path], list[Path]]:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
+    names = {
+        dict: gettext_noop("object"),
+        list: gettext_noop("array"),
+        str: gettext_noop("string"),
+        bool: gettext_noop("boolean"),
+        type(None): gettext_noop("null"),
+    }
+    return say(names.get(type(value), gettext_noop("number")))
 
 
 def _text(row: dict, name: str, problems: list[tuple[str, str]], required: bool = True) -> None:
     if name not in row:
         if required:
-            problems.append((name, "missing field"))
+            problems.append((name, say(gettext_noop("missing field"))))
         return
     value = row[name]
     if not isinstance(value, str):
-        problems.append((name, f"must be a string, got {_type_name(value)}"))
+        problems.append(
+            (name, say(gettext_noop("must be a string, got %(type)s"), type=_type_name(value)))
+        )
     elif required and not value.strip():
-        problems.append((name, "empty text"))
+        problems.append((name, say(gettext_noop("empty text"))))
     elif not _is_text(value):
-        problems.append((name, "holds an unpaired surrogate escape (like \\udc80), not text"))
+        problems.append(
+            (name, say(gettext_noop("holds an unpaired surrogate escape (like \\udc80), not text")))
+        )
 
 
 def _is_text(value: str) -> bool:
@@ -175,30 +193,47 @@ def _printable(value: Any) -> Any:
 def _check_messages(row: dict, problems: list[tuple[str, str]]) -> None:
     messages = row.get("messages")
     if not isinstance(messages, list):
-        problems.append(("messages", f"must be an array, got {_type_name(messages)}"))
+        problems.append(
+            (
+                "messages",
+                say(gettext_noop("must be an array, got %(type)s"), type=_type_name(messages)),
+            )
+        )
         return
     if not messages:
-        problems.append(("messages", "empty conversation"))
+        problems.append(("messages", say(gettext_noop("empty conversation"))))
         return
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            problems.append((where, f"must be an object, got {_type_name(message)}"))
+            got = _type_name(message)
+            problems.append((where, say(gettext_noop("must be an object, got %(type)s"), type=got)))
             continue
         role = message.get("role")
         if role not in ROLES:
-            problems.append((f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}"))
+            problems.append(
+                (
+                    f"{where}.role",
+                    say(
+                        gettext_noop("must be one of %(roles)s, got %(role)s"),
+                        roles=", ".join(ROLES),
+                        role=repr(role),
+                    ),
+                )
+            )
         sub: list[tuple[str, str]] = []
         _text(message, "content", sub)
         problems.extend((f"{where}.{name}", text) for name, text in sub)
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
-        problems.append(("messages", "no assistant message to learn from"))
+        problems.append(("messages", say(gettext_noop("no assistant message to learn from"))))
 
 
 def check_row(fmt: str, row: Any) -> list[tuple[str, str]]:
     """The (field, problem) pairs of one parsed row in the given format."""
     if not isinstance(row, dict):
-        return [("", f"row must be a JSON object, got {_type_name(row)}")]
+        return [
+            ("", say(gettext_noop("row must be a JSON object, got %(type)s"), type=_type_name(row)))
+        ]
     problems: list[tuple[str, str]] = []
     if fmt == "sft_messages":
         _check_messages(row, problems)
@@ -232,19 +267,27 @@ def _check_image(folder: Path, row: dict) -> str | None:
     if not isinstance(name, str) or not name:
         return None  # already reported by check_row
     if "\x00" in name:
-        return "file_name must not contain a NUL character"
+        return say(gettext_noop("file_name must not contain a NUL character"))
     if not _is_text(name):
-        return "file_name holds an unpaired surrogate escape (like \\udc80), not a file name"
+        return say(
+            gettext_noop(
+                "file_name holds an unpaired surrogate escape (like \\udc80), not a file name"
+            )
+        )
     try:
         image = (folder / name).resolve()
     except (OSError, ValueError) as exc:
-        return f"file_name cannot be used as a path: {exc}"
+        return say(gettext_noop("file_name cannot be used as a path: %(error)s"), error=str(exc))
     if folder.resolve() not in image.parents:
-        return "file_name must stay inside the data folder"
+        return say(gettext_noop("file_name must stay inside the data folder"))
     if not image.is_file():
-        return f"image file not found: {name}"
+        return say(gettext_noop("image file not found: %(name)s"), name=name)
     if image.suffix.lower() not in IMAGE_SUFFIXES:
-        return f"not an image file type ({', '.join(IMAGE_SUFFIXES)}): {name}"
+        return say(
+            gettext_noop("not an image file type (%(suffixes)s): %(name)s"),
+            suffixes=", ".join(IMAGE_SUFFIXES),
+            name=name,
+        )
     try:
         from PIL import Image  # optional: the web process may not have Pillow
     except ImportError:
@@ -253,7 +296,7 @@ def _check_image(folder: Path, row: dict) -> str | None:
         with Image.open(image) as handle:
             handle.verify()
     except Exception as exc:
-        return f"unreadable image {name}: {exc}"
+        return say(gettext_noop("unreadable image %(name)s: %(error)s"), name=name, error=str(exc))
     return None
 
 
@@ -375,18 +418,33 @@ def validate(
     files, links = _files(root, scenario)
     report.files = [str(f) for f in files]
     escaping = [
-        Problem(None, None, f"{link.name} links to a file outside the data folder; it is not read")
+        Problem(
+            None,
+            None,
+            say(
+                gettext_noop("%(name)s links to a file outside the data folder; it is not read"),
+                name=link.name,
+            ),
+        )
         for link in links
     ]
     if not files:
         for problem in escaping:
             report.add(problem, max_problems)
         expected = (
-            f"a folder with {METADATA_FILE}"
+            say(gettext_noop("a folder with %(file)s"), file=METADATA_FILE)
             if scenario.startswith("t2i/")
-            else ("a .jsonl file or a folder of .jsonl files")
+            else say(gettext_noop("a .jsonl file or a folder of .jsonl files"))
         )
-        problem = Problem(None, None, f"no data found at {path}: expected {expected}")
+        problem = Problem(
+            None,
+            None,
+            say(
+                gettext_noop("no data found at %(path)s: expected %(expected)s"),
+                path=str(path),
+                expected=expected,
+            ),
+        )
         report.add(problem, max_problems)
         images = scenario.startswith("t2i/")
         report.fingerprint = {
@@ -464,7 +522,7 @@ def _merge(
             tallies[key].absorb(result["tallies"][key or ""], max_problems, named)
     best = max(tallies.values(), key=lambda t: (t.votes, t.valid_rows, -t.problem_count))
     if report.rows == 0 and common.problem_count == 0:
-        common.add(Problem(None, None, "the data set has no rows"), max_problems)
+        common.add(Problem(None, None, say(gettext_noop("the data set has no rows"))), max_problems)
     _take(report, common, best, max_problems)
     if report.scenario.startswith("t2i/"):
         report.images = report.valid_rows

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trainer.words import gettext_noop, say
+
 
 class Meter:
     """The bytes read so far, their SHA-256 per file, and a throttled progress report."""
@@ -68,7 +70,15 @@ def file_rows(file: Path, meter: Meter | None = None) -> Iterator[Row]:
     with file.open("rb") as handle:
         wide = _wide_encoding(handle.read(4096))
         if wide:
-            yield file, None, None, f"the file is {wide} text, not UTF-8: save it as UTF-8"
+            yield (
+                file,
+                None,
+                None,
+                say(
+                    gettext_noop("the file is %(encoding)s text, not UTF-8: save it as UTF-8"),
+                    encoding=wide,
+                ),
+            )
             return
         handle.seek(0)
         looks_like_csv = None
@@ -82,10 +92,13 @@ def file_rows(file: Path, meter: Meter | None = None) -> Iterator[Row]:
                     file,
                     number,
                     None,
-                    (
-                        f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
-                        f"{exc.start + 1} of this line cannot be read (save the file as UTF-8, "
-                        "not GBK or Latin-1)"
+                    say(
+                        gettext_noop(
+                            "the file is not UTF-8: byte %(byte)s at byte %(position)s of this "
+                            "line cannot be read (save the file as UTF-8, not GBK or Latin-1)"
+                        ),
+                        byte=f"0x{raw[exc.start]:02x}",
+                        position=exc.start + 1,
                     ),
                 )
                 continue
@@ -98,9 +111,11 @@ def file_rows(file: Path, meter: Meter | None = None) -> Iterator[Row]:
                         file,
                         None,
                         None,
-                        (
-                            "the file looks like CSV, not JSON Lines: every line must be one JSON "
-                            'object, e.g. {"text": "..."}'
+                        say(
+                            gettext_noop(
+                                "the file looks like CSV, not JSON Lines: every line must be one "
+                                'JSON object, e.g. {"text": "..."}'
+                            )
                         ),
                     )
             try:
@@ -108,9 +123,18 @@ def file_rows(file: Path, meter: Meter | None = None) -> Iterator[Row]:
             except json.JSONDecodeError as exc:
                 yield file, number, None, _json_error(line, exc)
             except _TooDeep:
-                yield file, number, None, f"the row is nested more than {MAX_DEPTH} levels deep"
+                deep = say(
+                    gettext_noop("the row is nested more than %(depth)s levels deep"),
+                    depth=MAX_DEPTH,
+                )
+                yield file, number, None, deep
             except ValueError:  # a number of thousands of digits, past Python's int limit
-                yield file, number, None, "invalid JSON: a number has too many digits"
+                yield (
+                    file,
+                    number,
+                    None,
+                    say(gettext_noop("invalid JSON: a number has too many digits")),
+                )
 
 
 def _lines(handle, meter: Meter | None = None) -> Iterator[tuple[int, bytes]]:
@@ -165,8 +189,35 @@ def _json_error(line: str, exc: json.JSONDecodeError) -> str:
     """Where the row broke: for a string left open that is the end of the line."""
     if exc.msg.startswith("Unterminated string"):
         end = len(line.rstrip("\r\n"))
-        return f"invalid JSON: a string opened at column {exc.colno} is not closed by column {end}"
-    return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+        return say(
+            gettext_noop(
+                "invalid JSON: a string opened at column %(column)s is not closed by column %(end)s"
+            ),
+            column=exc.colno,
+            end=end,
+        )
+    reason = exc.msg.removesuffix(" at")
+    return say(
+        gettext_noop("invalid JSON: %(reason)s at column %(column)s"),
+        reason=JSON_ERRORS.get(reason, reason),
+        column=exc.colno,
+    )
+
+
+#: What Python's json parser says of a line, as words to say in the reader's language.
+JSON_ERRORS = {
+    text: say(text)
+    for text in (
+        gettext_noop("Expecting value"),
+        gettext_noop("Expecting property name enclosed in double quotes"),
+        gettext_noop("Expecting ',' delimiter"),
+        gettext_noop("Expecting ':' delimiter"),
+        gettext_noop("Extra data"),
+        gettext_noop("Invalid control character"),
+        gettext_noop("Invalid \\escape"),
+        gettext_noop("Invalid \\uXXXX escape"),
+    )
+}
 
 
 def _wide_encoding(head: bytes) -> str | None:

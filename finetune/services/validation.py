@@ -37,6 +37,7 @@ from config.celery import enqueue
 from finetune.models import Algorithm, Dataset
 from finetune.storage import data_root, resolve
 from trainer import datavalidation, fingerprint
+from trainer.words import Text, gettext_noop, say
 
 logger = logging.getLogger(__name__)
 V = Dataset.Validation
@@ -106,7 +107,8 @@ def run_validation(dataset_id: int, request: int) -> bool:
     except Exception as exc:
         # a validator that breaks on some file: the data set says so, never stays "validating"
         logger.exception("data set %s: the validator failed", dataset_id)
-        report = _failed(dataset, f"the validator failed: {type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        report = _failed(dataset, say(gettext_noop("the validator failed: %(error)s"), error=error))
     return record(dataset, request, report)
 
 
@@ -157,11 +159,14 @@ def give_up(dataset_id: int, request: int) -> bool:
     if dataset is None:
         return False
     limit = settings.JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS
-    problem = f"the validation took longer than {limit} seconds and was given up"
+    problem = say(
+        gettext_noop("the validation took longer than %(limit)s seconds and was given up"),
+        limit=limit,
+    )
     return record(dataset, request, _failed(dataset, problem))
 
 
-def _failed(dataset: Dataset, problem: str) -> datavalidation.ValidationReport:
+def _failed(dataset: Dataset, problem: Text) -> datavalidation.ValidationReport:
     """A report of one problem with the whole data set, kept with the files as they
     are (a job does not ask again while they stay so)."""
     scenario, path = dataset.scenario.code, resolve(dataset.location)
@@ -176,7 +181,7 @@ def _failed(dataset: Dataset, problem: str) -> datavalidation.ValidationReport:
     return report
 
 
-def unpack_upload(dataset: Dataset) -> str | None:
+def unpack_upload(dataset: Dataset) -> Text | None:
     """Unpack the archive an upload left in the data set's folder (checked when it
     came: finetune/services/data.py), and point the data set at what it held; the
     problem where it cannot be unpacked."""
@@ -188,7 +193,7 @@ def unpack_upload(dataset: Dataset) -> str | None:
         with zipfile.ZipFile(archive) as opened:
             opened.extractall(folder)
     except (*ZIP_ERRORS, OSError) as exc:
-        return f"the archive cannot be unpacked: {exc}"
+        return say(gettext_noop("the archive cannot be unpacked: %(error)s"), error=str(exc))
     archive.unlink()
     # An archive of one top folder is common (zip -r data.zip data/): use that folder.
     entries = list(folder.iterdir())

@@ -72,6 +72,13 @@ span = register.filter("span", texts.span)
 
 
 @register.filter
+def problem_text(problem: dict) -> str:
+    """A data set's problem (a report's row) in the page's language, where the
+    validator said what it said (trainer/words.py); else its English words."""
+    return texts.render(problem.get("said"), problem.get("problem", ""))
+
+
+@register.filter
 def progress_text(job: Job) -> str:
     return monitoring.progress_text(job)
 

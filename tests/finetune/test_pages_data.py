@@ -200,3 +200,33 @@ def test_uploads_whose_names_make_the_same_folder_name_get_folders_of_their_own(
     assert all(
         resolve(location).read_bytes() == sample.read_bytes() for location in locations.values()
     )
+
+
+def test_a_data_sets_problems_are_said_in_the_pages_language(client, project, alice):
+    from django.utils import translation
+
+    path = resolve(f"datasets/{project.pk}/mixed.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ['{"messages": "hi"}', "not json", '{"messages": [{"role": "bot", "content": ""}]}']
+    path.write_text("\n".join(rows) + "\n")
+    dataset = support.validated(
+        factories.dataset(
+            project, alice, name="mixed", location=f"datasets/{project.pk}/mixed.jsonl"
+        )
+    )
+    client.force_login(alice)
+    client.cookies["django_language"] = "zh-hans"
+    with translation.override("zh-hans"):
+        page = client.get(reverse("finetune:dataset_detail", args=[dataset.pk])).content.decode()
+    for said in (
+        "必须是数组，实际为字符串",
+        "JSON 无效：第 1 列缺少值",
+        "必须是 system, user, assistant, tool 之一，实际为 &#x27;bot&#x27;",
+        "文本为空",
+        "没有可供学习的 assistant 消息",
+    ):
+        assert said in page, said
+    assert "invalid JSON" not in page and "must be" not in page
+    # the report keeps the English for logs, scripts and the admin's search
+    problems = dataset.validation_report["problems"]
+    assert problems[0]["problem"] == "must be an array, got string"
