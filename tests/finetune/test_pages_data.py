@@ -218,10 +218,10 @@ def test_a_data_sets_problems_are_said_in_the_pages_language(client, project, al
     client.cookies["django_language"] = "zh-hans"
     with translation.override("zh-hans"):
         page = client.get(reverse("finetune:dataset_detail", args=[dataset.pk])).content.decode()
-    for said in (
-        "必须是数组，实际为字符串",
-        "JSON 无效：第 1 列缺少值",
-        "必须是 system, user, assistant, tool 之一，实际为 &#x27;bot&#x27;",
+    for said in (  # the catalogue's own words, full-width punctuation and all
+        "必须是数组，实际为字符串",  # noqa: RUF001
+        "JSON 无效：第 1 列缺少值",  # noqa: RUF001
+        "必须是 system, user, assistant, tool 之一，实际为 &#x27;bot&#x27;",  # noqa: RUF001
         "文本为空",
         "没有可供学习的 assistant 消息",
     ):
