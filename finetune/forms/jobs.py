@@ -30,7 +30,7 @@ from finetune.models import (
     TaskType,
 )
 from finetune.services.data import usable_versions
-from finetune.services.jobs import JobDraft, access_cap
+from finetune.services.jobs import JobDraft, access_cap, access_error, pinning_error
 from scheduler.models import NodeSpec, ResourcePool
 
 #: Hours offered for 使用时长 (F1.16, F8.1); "custom" takes a number of hours.
@@ -306,9 +306,17 @@ class JobForm(DurationFields):
             )
         return names
 
-    # The rules across fields (F1.13: node names alone; F9.2: no more open than what
-    # the job uses) are the service's (services/jobs.py check_draft): the view shows
-    # its errors on these fields.
+    def clean(self) -> dict:
+        """The rules across fields, the service's own (services/jobs.py), shown with
+        every other error of the form at once."""
+        cleaned = super().clean()
+        pool, driver = cleaned.get("pool"), cleaned.get("driver_version")
+        if pinned := pinning_error(cleaned.get("node_names"), pool, driver):
+            self.add_error("node_names", pinned)
+        level = cleaned.get("access")
+        if level and (too_open := access_error(level, self.access_cap, self.access_reason)):
+            self.add_error("access", too_open)
+        return cleaned
 
     def draft(self, cloned_from=None) -> JobDraft:
         data = self.cleaned_data

@@ -161,25 +161,40 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
     used_versions = _used_versions(user, project, draft, errors)
     if not draft.node_specs:
         errors["node_specs"] = [_("Choose at least one node spec.")]
-    if draft.node_names and (draft.pool is not None or draft.driver_version):
-        errors["node_names"] = [
-            _("Node names cannot be combined with a dedicated resource pool or a driver version.")
-        ]
+    if pinned := pinning_error(draft.node_names, draft.pool, draft.driver_version):
+        errors["node_names"] = [pinned]
     if draft.node_count < 1:
         errors["node_count"] = [_("At least one node.")]
     if draft.duration <= timedelta(0):
         errors["duration_preset"] = [_("The duration must be positive.")]
     used_repos = [version.repo for version in used_versions]
     cap, reason = access_cap(project, draft.datasets, draft.model_repo, used_repos)
-    if Access(draft.access).rank > cap.rank:
-        errors["access"] = [
-            _("Others' access may be at most %(cap)s. %(reason)s")
-            % {"cap": cap.label, "reason": reason}
-        ]
+    if too_open := access_error(draft.access, cap, reason):
+        errors["access"] = [too_open]
     if errors:
         raise ValidationError(errors)
     _check_can_ever_run(project, draft)
     fit.check(draft)
+
+
+def pinning_error(node_names, pool, driver_version: str) -> str | None:
+    """F1.13: node names name the nodes themselves, so neither a pool nor a driver
+    version may be asked for beside them (the create form shows it at once)."""
+    if node_names and (pool is not None or driver_version):
+        return _(
+            "Node names cannot be combined with a dedicated resource pool or a driver version."
+        )
+    return None
+
+
+def access_error(level: str, cap: Access, reason: str) -> str | None:
+    """F9.2, F9.3: others' access no more open than ``cap`` (access_cap), and why."""
+    if Access(level).rank > cap.rank:
+        return _("Others' access may be at most %(cap)s. %(reason)s") % {
+            "cap": cap.label,
+            "reason": reason,
+        }
+    return None
 
 
 def _outside(name: str, kind: str, project: Project) -> str:
