@@ -6,7 +6,7 @@ while tiny jobs train for real, with the invariants checked the whole time.
 Runs the matrix twice (each in a process of its own), on:
 - **production**: its own PostgreSQL database (on BENCH_DATABASE_URL's server,
   dropped at the end), its own Redis on a free port (nothing kept on disk), and
-  the web server, a Celery worker and beat as separate processes; one that dies
+  the web server, the Celery workers (the jingtiao and the data queue) and beat as separate processes; one that dies
   is started again a second later, as systemd or Kubernetes would;
 - **embedded**: the embedded defaults as bin/demo runs them (SQLite, the
   embedded Redis, `manage.py run_embedded` starting again whatever dies).
@@ -160,13 +160,19 @@ class Production(Platform):
              "--queues", "jingtiao", "--loglevel", "INFO"],
             self.env, logs / "worker.log",
         )  # fmt: skip
+        self.data_worker = Service(
+            "data-worker",
+            [PYTHON, "-m", "celery", "-A", "config", "worker", "--hostname", "data@%h",
+             "--concurrency", "1", "--queues", "data", "--loglevel", "INFO"],
+            self.env, logs / "data-worker.log",
+        )  # fmt: skip
         self.beat = Service(
             "beat",
             [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
              "--schedule", str(self.data_root / "celerybeat-schedule")],
             self.env, logs / "beat.log",
         )  # fmt: skip
-        self.kept = {self.web, self.worker, self.beat}
+        self.kept = {self.web, self.worker, self.data_worker, self.beat}
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep, daemon=True)
 
@@ -182,7 +188,7 @@ class Production(Platform):
         self.redis.start()
         wait_until(lambda: _answers(self.redis_port), 15)
         self.prepare()
-        for service in (self.worker, self.beat, self.web):
+        for service in (self.worker, self.data_worker, self.beat, self.web):
             service.start()
         self.ready()
         self._keeper.start()
@@ -191,7 +197,7 @@ class Production(Platform):
         self._stop.set()
         if self._keeper.is_alive():
             self._keeper.join()
-        for service in (self.web, self.beat, self.worker, self.redis):
+        for service in (self.web, self.beat, self.data_worker, self.worker, self.redis):
             service.kill(signal.SIGTERM, wait=20)
 
     def _down(self, services: list[Service], seconds: float) -> None:
@@ -220,7 +226,7 @@ class Production(Platform):
         self._down([self.web], 10)
 
     def restart(self) -> None:
-        self._down([self.web, self.beat, self.worker], 5)
+        self._down([self.web, self.beat, self.data_worker, self.worker], 5)
 
 
 class Embedded(Platform):
