@@ -6,8 +6,9 @@ while tiny jobs train for real, with the invariants checked the whole time.
 Runs the matrix twice (each in a process of its own), on:
 - **production**: its own PostgreSQL database (on BENCH_DATABASE_URL's server,
   dropped at the end), its own Redis on a free port (nothing kept on disk), and
-  the web server, the Celery workers (the jingtiao and the data queue) and beat as separate processes; one that dies
-  is started again a second later, as systemd or Kubernetes would;
+  the web server, the Celery workers (the jingtiao and the data queue) and beat as
+  separate processes; one that dies is started again a second later, as systemd or
+  Kubernetes would;
 - **embedded**: the embedded defaults as bin/demo runs them (SQLite, the
   embedded Redis, `manage.py run_embedded` starting again whatever dies).
 Both use the local executor, with observe and admission every 5 s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -61,6 +61,34 @@ def nodes(pool_names: dict[int, str]) -> list[NodeState]:
     return [node_state(node, pool_names) for node in Node.objects.all()]
 
 
+def draft_job(
+    *,
+    job_id: int,
+    project_id: int,
+    specs: Sequence[NodeSpec],
+    node_count: int,
+    now: datetime,
+    pool: ResourcePool | None = None,
+    node_names: Sequence[str] = (),
+    driver_version: str = "",
+    priority: int = 0,
+    duration: timedelta = timedelta(hours=1),
+) -> QueuedJob:
+    """A job not yet created, as the planner reads a queued one (queued ``now``)."""
+    return QueuedJob(
+        job_id=job_id,
+        project_id=project_id,
+        priority=priority,
+        queued_at=now,
+        node_count=node_count,
+        specs=tuple(spec_request(spec) for spec in specs),
+        node_names=tuple(node_names),
+        pool=pool.name if pool else None,
+        driver_version=driver_version or None,
+        duration=duration,
+    )
+
+
 def why_never(
     *,
     project_id: int,
@@ -75,17 +103,15 @@ def why_never(
     every running job ends by its deadline, so nothing but the nodes decides this."""
     pool_list, pool_names = pools()
     now = timezone.now()
-    draft = QueuedJob(
+    draft = draft_job(
         job_id=0,
         project_id=project_id,
-        priority=0,
-        queued_at=now,
+        specs=specs,
         node_count=node_count,
-        specs=tuple(spec_request(spec) for spec in specs),
-        node_names=tuple(node_names),
-        pool=pool.name if pool else None,
-        driver_version=driver_version or None,
-        duration=timedelta(hours=1),
+        now=now,
+        pool=pool,
+        node_names=node_names,
+        driver_version=driver_version,
     )
     decision = predict(nodes(pool_names), pool_list, (), (), draft, now)
     return decision.reason if decision.start is None else None

@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Q, Sum
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from finetune.models import Job, JobEvent
+from accounts.models import Project
+from finetune.models import Job, JobEvent, Priority
 from finetune.texts import Said, cannot_run, from_data, said_of
 from scheduler import capacity, planner, snapshot
 from scheduler.models import Node, NodeSpec, ResourcePool
@@ -237,29 +239,30 @@ def _current_forecasts() -> _Forecasts:
 
 def predict_draft(
     *,
-    project_id: int,
-    priority: int,
-    node_count: int,
+    project: Project,
     specs: Sequence[NodeSpec],
-    duration: timedelta,
-    node_names: Sequence[str] = (),
+    node_count: int,
     pool: ResourcePool | None = None,
+    node_names: Sequence[str] = (),
     driver_version: str = "",
+    priority: int | None = None,
+    duration: timedelta | None = None,
 ) -> Prediction:
-    """The prediction for a job not yet created."""
+    """Whether a job not yet created would start now, queue (until when), or never fit:
+    the start it gets once created, if nothing else changes."""
     forecasts = _current_forecasts()
     now = forecasts.latest.now
-    draft = planner.QueuedJob(
+    draft = capacity.draft_job(
         job_id=forecasts.next_id,
-        project_id=project_id,
-        priority=priority,
-        queued_at=now,
+        project_id=project.pk,
+        specs=specs,
         node_count=node_count,
-        specs=tuple(capacity.spec_request(spec) for spec in specs),
-        node_names=tuple(node_names),
-        pool=pool.name if pool else None,
-        driver_version=driver_version or None,
-        duration=duration,
+        now=now,
+        pool=pool,
+        node_names=node_names,
+        driver_version=driver_version,
+        priority=priority if priority is not None else Priority.NORMAL,
+        duration=duration or settings.JINGTIAO_DEFAULT_DURATION,
     )
     decision = forecasts.latest.predict(draft)
     waits = decision is not None and decision.start is not None and decision.start > now

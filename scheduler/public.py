@@ -11,18 +11,14 @@ would launch with. Everything else of the scheduler reacts to jobs by itself
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-
-from accounts.models import Project
-from finetune.models import Job, Priority
-from scheduler import launching, prediction
+from finetune.models import Job
+from scheduler import launching
 from scheduler.executors import get_executor
 from scheduler.executors.base import ClusterEvent, ExecutorError, LogChunk
-from scheduler.models import NodeSpec, ResourcePool
-from scheduler.prediction import Prediction, predict_job, queue_forecasts
+from scheduler.models import NodeSpec
+from scheduler.prediction import Prediction, predict_draft, predict_job, queue_forecasts
 
 __all__ = [
     "ClusterEvent",
@@ -38,31 +34,6 @@ __all__ = [
     "predict_job",
     "queue_forecasts",
 ]
-
-
-def predict_draft(
-    *,
-    project: Project,
-    specs: Sequence[NodeSpec],
-    node_count: int,
-    pool: ResourcePool | None = None,
-    node_names: Sequence[str] = (),
-    driver_version: str = "",
-    priority: int | None = None,
-    duration: timedelta | None = None,
-) -> Prediction:
-    """Whether a job not yet created would start now, queue (until when), or never fit:
-    the start it gets once created, if nothing else changes."""
-    return prediction.predict_draft(
-        project_id=project.pk,
-        priority=priority if priority is not None else Priority.NORMAL,
-        node_count=node_count,
-        specs=specs,
-        duration=duration or settings.JINGTIAO_DEFAULT_DURATION,
-        node_names=node_names,
-        pool=pool,
-        driver_version=driver_version,
-    )
 
 
 def job_logs(job_id: int, since: str | None = None, *, tail: bool = False) -> Sequence[LogChunk]:

@@ -160,7 +160,7 @@ def test_a_draft_too_large_for_any_node_cannot_run(project, alice):
     _node("mlu-a", devices=4)
     big = factories.node_spec("mlu-16", devices=16)
     forecast = prediction.predict_draft(
-        project_id=project.pk,
+        project=project,
         priority=Priority.NORMAL,
         node_count=1,
         specs=[big],
@@ -175,7 +175,7 @@ def test_a_draft_on_a_free_cluster_starts_now(project, alice):
     _node("mlu-a", devices=4)
     _node("mlu-b", devices=4)
     forecast = prediction.predict_draft(
-        project_id=project.pk,
+        project=project,
         priority=Priority.NORMAL,
         node_count=2,
         specs=[factories.node_spec()],
@@ -282,7 +282,7 @@ def test_a_drafts_predicted_start_is_the_start_it_gets_once_created(project, ali
     _queued(project, alice, duration=timedelta(hours=2))  # waits for the first
     spec = factories.node_spec()
     forecast = prediction.predict_draft(
-        project_id=project.pk,
+        project=project,
         priority=Priority.NORMAL,
         node_count=1,
         specs=[spec],

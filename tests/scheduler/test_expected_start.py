@@ -99,7 +99,7 @@ def test_a_job_behind_one_that_reports_an_early_eta_expects_to_start_then(client
     assert "expected" not in detail and "expected" not in rows
 
     draft = prediction.predict_draft(
-        project_id=project.pk,
+        project=project,
         priority=Priority.LOW,
         node_count=1,
         specs=[factories.node_spec()],

@@ -28,7 +28,7 @@ def _fresh_process(monkeypatch):
 
 def _draft(project, priority=Priority.NORMAL):
     return prediction.predict_draft(
-        project_id=project.pk,
+        project=project,
         priority=priority,
         node_count=1,
         specs=[factories.node_spec()],
