@@ -244,6 +244,15 @@ def _check_can_ever_run(project: Project, draft: JobDraft) -> None:
 DATA_FIELDS = ("train_dataset", "validation_dataset", "test_dataset")
 
 
+def _verdicts(uses, algorithm) -> list[tuple[str, Dataset, validation.Verdict]]:
+    """(field, data set, kept verdict) of each data set a draft or a job names."""
+    return [
+        (name, dataset, validation.verdict(dataset, algorithm))
+        for name in DATA_FIELDS
+        if (dataset := getattr(uses, name)) is not None
+    ]
+
+
 def _check_data(draft: JobDraft) -> list[Dataset]:
     """The kept verdict on every data set of the draft (no row is read here: a worker
     validated them, services/validation.py): a bad one is refused with its report;
@@ -251,11 +260,7 @@ def _check_data(draft: JobDraft) -> list[Dataset]:
     rejected: list[tuple[Dataset, dict]] = []
     errors: dict[str, list[str]] = {}
     waiting = []
-    for name in DATA_FIELDS:
-        dataset = getattr(draft, name)
-        if dataset is None:
-            continue
-        found = validation.verdict(dataset, draft.algorithm)
+    for name, dataset, found in _verdicts(draft, draft.algorithm):
         if found.state == "pending":
             waiting.append(dataset)
         elif found.state == "invalid":
@@ -305,7 +310,7 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
         if waiting:
             _note(job, WAITS_FOR_DATA, names=", ".join(f"“{d.name}”" for d in waiting))
             # its data may have been judged between the look above and this commit
-            transaction.on_commit(lambda: release_waiting_jobs([job.pk]))
+            transaction.on_commit(lambda: release_waiting_jobs(Q(pk=job.pk)))
         _notify(job.pk, Change.CREATED)
     return job
 
@@ -323,23 +328,18 @@ def _note(job: Job, msgid: str, **params) -> None:
 def release_jobs_of(dataset_id: int) -> None:
     """After a data set's verdict: the queued jobs that wait for it go on."""
     uses = Q(train_dataset=dataset_id) | Q(validation_dataset=dataset_id)
-    waiting = Job.objects.filter(uses | Q(test_dataset=dataset_id))
-    release_waiting_jobs(waiting.values_list("pk", flat=True))
+    release_waiting_jobs(uses | Q(test_dataset=dataset_id))
 
 
-def release_waiting_jobs(job_ids=None) -> None:
-    """Jobs waiting for their data (all of them, or these) whose data sets are all
+def release_waiting_jobs(which: Q | None = None) -> None:
+    """Jobs waiting for their data (all of them, or ``which``) whose data sets are all
     judged: into the queue where every one is good, failed with the report of the
     first bad one otherwise; the others wait on."""
     jobs = Job.objects.filter(status=JobStatus.QUEUED, waiting_for_data=True)
-    if job_ids is not None:
-        jobs = jobs.filter(pk__in=list(job_ids))
+    if which is not None:
+        jobs = jobs.filter(which)
     for job in jobs.select_related("algorithm", *(f"{name}__scenario" for name in DATA_FIELDS)):
-        verdicts = [
-            (dataset, validation.verdict(dataset, job.algorithm))
-            for dataset in (getattr(job, name) for name in DATA_FIELDS)
-            if dataset is not None
-        ]
+        verdicts = [(dataset, found) for _name, dataset, found in _verdicts(job, job.algorithm)]
         if any(found.state == "pending" for _dataset, found in verdicts):
             continue
         bad = next(((d, found) for d, found in verdicts if found.state == "invalid"), None)

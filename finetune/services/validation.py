@@ -251,7 +251,6 @@ def sweep(now=None) -> list[int]:
     lost = Dataset.objects.filter(
         Q(validation_status=V.PENDING, updated_at__lt=silent)
         | Q(validation_status=V.VALIDATING, validation_beat_at__lt=silent)
-        | Q(validation_status=V.VALIDATING, validation_beat_at__isnull=True)
     ).values_list("pk", flat=True)
     found = list(lost)
     for dataset_id in found:
