@@ -482,12 +482,11 @@ def validate(
                 lengths[key] += found[key]
         results[name] = entry
     report.fingerprint = {"formats": list(formats), **now, "files": results}
-    _merge(report, [results[name]["result"] for name in results], keys, escaping, max_problems)
-    if counter:
-        best = report.format.split("+")[0] if one_format and report.format else None
-        counted = lengths.get(best if one_format else None) or []
-        if counted:
-            report.token_lengths = length_stats(counted)
+    best = _merge(
+        report, [entry["result"] for entry in results.values()], keys, escaping, max_problems
+    )
+    if lengths.get(best):
+        report.token_lengths = length_stats(lengths[best])
     return report
 
 
@@ -508,8 +507,9 @@ def _merge(
     keys: list[str | None],
     escaping: list[Problem],
     max_problems: int,
-) -> None:
-    """The report of the whole data set from what each of its files came to."""
+) -> str | None:
+    """The report of the whole data set from what each of its files came to; returns
+    the key of the tally it took (the format; None where each row has its own)."""
     named = len(results) > 1
     common = _Tally()
     for problem in escaping:
@@ -535,6 +535,7 @@ def _merge(
                 for name, value in other.to_dict().items()
                 if name in ("format", "valid_rows", "problem_count", "problems", "ok")
             } | {"problems_truncated": other.problem_count > len(other.problems)}
+    return best.fmt
 
 
 def _take(report: ValidationReport, common: _Tally, tally: _Tally, max_problems: int) -> None:
