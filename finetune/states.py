@@ -115,7 +115,8 @@ def _fields_for(job: Job, target: str, now, reason: str) -> dict[str, Any]:
     elif target == JobStatus.QUEUED:
         fields.update(started_at=None, placement=[], spec_in_use=None, progress=None, eta_at=None)
     else:
-        fields.update(finished_at=now, eta_at=None)
+        # an ended job waits for nothing, its data included
+        fields.update(finished_at=now, eta_at=None, waiting_for_data=False)
         if target == JobStatus.SUCCEEDED:
             fields["progress"] = 1.0
     return fields

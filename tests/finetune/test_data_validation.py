@@ -220,7 +220,7 @@ def test_a_job_stopped_while_it_waits_for_its_data_stays_stopped(project, alice)
     services.stop_job(alice, job)
     tasks.validate_dataset(dataset.pk, _latest_request(dataset))
     job.refresh_from_db()
-    assert job.status == JobStatus.STOPPED
+    assert job.status == JobStatus.STOPPED and not job.waiting_for_data
 
 
 def test_the_pages_say_a_job_waits_for_its_data(client, project, alice):
