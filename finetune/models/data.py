@@ -106,6 +106,11 @@ class Dataset(ProjectResource):
         ]
         indexes = [models.Index(fields=["project", "scenario"])]
 
+    @property
+    def being_validated(self) -> bool:
+        """Waiting for a worker's verdict, or under one (finetune/services/validation.py)."""
+        return self.validation_status in (self.Validation.PENDING, self.Validation.VALIDATING)
+
 
 class ModelRepo(ProjectResource):
     scenario = models.ForeignKey(

@@ -222,7 +222,7 @@ def verdict(dataset: Dataset, algorithm: Algorithm) -> Verdict:
     """The kept verdict on ``dataset`` for a job of ``algorithm``, without reading a
     row: "pending" while it is validated, or where its files changed since (a new
     validation is then asked for)."""
-    if dataset.validation_status not in (V.VALID, V.INVALID):
+    if dataset.being_validated:
         return Verdict("pending")
     scenario = dataset.scenario.code
     path = resolve(dataset.location)

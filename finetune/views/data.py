@@ -67,7 +67,7 @@ class DatasetValidationView(ObjectMixin, View):
         response = TemplateResponse(
             request, "finetune/_dataset_validation.html", {"object": dataset}
         )
-        if dataset.validation_status in (Dataset.Validation.VALID, Dataset.Validation.INVALID):
+        if not dataset.being_validated:
             response["HX-Refresh"] = "true"
         return response
 
