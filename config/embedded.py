@@ -169,6 +169,12 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
         python, "-m", "celery", "-A", "config", "worker", "--hostname", "data@%h",
         "--concurrency", "1", "--queues", "data", "--loglevel", "INFO",
     ]  # fmt: skip
+    # Work on models (merging a LoRA into its base, the playground) by a worker of its
+    # own: loading a model never holds up admission or a data set's validation.
+    inference_worker = [
+        python, "-m", "celery", "-A", "config", "worker", "--hostname", "inference@%h",
+        "--concurrency", "1", "--queues", "inference", "--loglevel", "INFO",
+    ]  # fmt: skip
     # Beat on its own, not inside the worker (--beat): a beat that dies inside a worker
     # that lives would never be started again.
     beat = [
@@ -182,6 +188,7 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
     ]  # fmt: skip
     found.append(Child("worker", worker, logs / "worker.log"))
     found.append(Child("data-worker", data_worker, logs / "data-worker.log"))
+    found.append(Child("inference-worker", inference_worker, logs / "inference-worker.log"))
     found.append(Child("beat", beat, logs / "beat.log"))
     found.append(Child("web", web, logs / "web.log"))
     return found

@@ -228,7 +228,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimu
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", 180, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "jingtiao"
 # Data sets are validated by workers of their own (finetune/services/validation.py).
-CELERY_TASK_ROUTES = {"finetune.tasks.validate_dataset": {"queue": "data"}}
+CELERY_TASK_ROUTES = {
+    "finetune.tasks.validate_dataset": {"queue": "data"},
+    # work on models (merging a LoRA into its base): a worker with the trainer's libraries
+    # and, on a cluster, a device
+    "finetune.tasks.export_version": {"queue": "inference"},
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")
 
@@ -249,6 +254,13 @@ JINGTIAO_UPLOAD_MAX_FILES = env.int("JINGTIAO_UPLOAD_MAX_FILES", 200_000, minimu
 # A data set's validation (a worker of the "data" queue) is given up after this long.
 JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS = env.int(
     "JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS", 6 * 3600, minimum=60
+)
+# Behind nginx serving the data volume as an internal location (e.g. "/_data/"), a
+# model version's files are sent by nginx (X-Accel-Redirect); empty: Django sends them.
+JINGTIAO_X_ACCEL_PREFIX = env.str("JINGTIAO_X_ACCEL_PREFIX", "")
+# How long merging a LoRA into its base may take (a 72B model on a CPU takes hours).
+JINGTIAO_EXPORT_TIME_LIMIT_SECONDS = env.int(
+    "JINGTIAO_EXPORT_TIME_LIMIT_SECONDS", 4 * 3600, minimum=60
 )
 JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES = env.int(
     "JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES", 50 * 2**30, minimum=2**20
@@ -314,6 +326,7 @@ _PERIODIC = {
     "heartbeat": ("scheduler.tasks.heartbeat", 10),
     "downsample-metrics": ("finetune.tasks.downsample_metrics", 3600),
     "sweep-validations": ("finetune.tasks.sweep_validations", 60),
+    "sweep-exports": ("finetune.tasks.sweep_exports", 60),
 }
 # /healthz reports beat down when its heartbeat (above) is older than this.
 JINGTIAO_BEAT_MAX_AGE_SECONDS = env.int("JINGTIAO_BEAT_MAX_AGE_SECONDS", 60, minimum=15)

@@ -5,7 +5,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from finetune import retention
-from finetune.services import jobs, validation
+from finetune.services import exports, jobs, validation
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +46,21 @@ def sweep_validations() -> None:
     while they were being created go on (finetune/services/validation.py)."""
     validation.sweep()
     jobs.release_waiting_jobs()
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS + 60,
+    time_limit=settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS + 120,
+)
+def export_version(export_id: int) -> None:
+    """Merge a LoRA version into its base (routed to the `inference` queue:
+    CELERY_TASK_ROUTES; finetune/services/exports.py)."""
+    exports.run_export(export_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
+def sweep_exports() -> None:
+    """Exports nobody carries out are asked for again (finetune/services/exports.py)."""
+    exports.sweep()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from finetune.views import data, drafts, job_actions, jobs, logs, monitoring
+from finetune.views import data, drafts, job_actions, jobs, logs, monitoring, versions
 
 app_name = "finetune"
 urlpatterns = [
@@ -44,4 +44,29 @@ urlpatterns = [
     path("repos/", data.ModelRepoListView.as_view(), name="modelrepo_list"),
     path("repos/new/", data.ModelRepoCreateView.as_view(), name="modelrepo_create"),
     path("repos/<int:pk>/", data.ModelRepoDetailView.as_view(), name="modelrepo_detail"),
+    path(
+        "repos/<int:pk>/versions/<int:number>/",
+        versions.ModelVersionDetailView.as_view(),
+        name="modelversion_detail",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/download/",
+        versions.ModelVersionDownloadView.as_view(),
+        name="modelversion_download",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/files/<path:name>",
+        versions.ModelVersionFileView.as_view(),
+        name="modelversion_file",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/export/",
+        versions.ModelVersionExportView.as_view(),
+        name="modelversion_export",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/exports/",
+        versions.ModelVersionExportsView.as_view(),
+        name="modelversion_exports",
+    ),
 ]

@@ -86,14 +86,14 @@ def test_the_embedded_run_starts_again_a_worker_that_dies_and_stops_whole(embedd
     # beat's first heartbeat, sent as it starts, went through the embedded broker
     _until(lambda: _get(f"{url}/healthz")[0] == 200, 60, "the platform is ready")
     first = _pids(data_root)
-    assert set(first) == {"broker", "worker", "data-worker", "beat", "web"}
+    assert set(first) == {"broker", "worker", "data-worker", "inference-worker", "beat", "web"}
 
     os.kill(first["worker"]["pid"], signal.SIGKILL)
     restarted = _until(
         lambda: (pids := _pids(data_root))["worker"]["restarts"] == 1 and pids, 30, "a restart"
     )
     assert restarted["worker"]["pid"] != first["worker"]["pid"]
-    for name in ("web", "beat", "broker", "data-worker"):
+    for name in ("web", "beat", "broker", "data-worker", "inference-worker"):
         assert restarted[name] == first[name], name
     assert _get(f"{url}/livez")[0] == 200  # the web server never went down
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer run --spec job.json`` and ``validate-data``."""
+"""Command line: ``python -m trainer run --spec job.json``, ``validate-data`` and ``export``."""
 
 from __future__ import annotations
 
@@ -55,7 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--tokenizer", help="tokenizer folder, for token-length statistics")
     check.add_argument("--max-problems", type=int, default=DEFAULT_MAX_PROBLEMS)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    merge = commands.add_parser("export", help="merge a LoRA version into its base model")
+    merge.add_argument("--source", required=True, help="the version's folder (with manifest)")
+    merge.add_argument("--base", required=True, help="the base model's folder")
+    merge.add_argument("--output", required=True, help="where the merged model goes")
     args = parser.parse_args(argv)
+    if args.command == "export":
+        from trainer.export import main as export_main  # pulls in torch
+
+        return export_main(args.source, args.base, args.output)
     if args.command == "run":
         if argv is None:  # a process of its own, not a call from Python
             from trainer.devices import die_with_launcher

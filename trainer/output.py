@@ -7,6 +7,7 @@ run into the same place clears.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ PARAMETERS = "parameters.json"
 METRICS = "metrics.json"
 CHECKPOINTS = "_checkpoints"
 FORMAT_VERSION = 1
+BLOCK = 1 << 20
 
 
 class OutputError(RuntimeError):
@@ -63,11 +65,9 @@ class StagedOutput:
         if not self.is_main:
             return self.final
         shutil.rmtree(self.checkpoints, ignore_errors=True)
-        files = [
-            {"path": str(p.relative_to(self.staging)), "bytes": p.stat().st_size}
-            for p in sorted(self.staging.rglob("*"))
-            if p.is_file()
-        ]
+        # each file read once: its checksum for the manifest, then flushed to disk
+        found = sorted(p for p in self.staging.rglob("*") if p.is_file())
+        files = [file_entry(self.staging, p) for p in found]
         write_json(
             self.staging / MANIFEST,
             {
@@ -77,7 +77,7 @@ class StagedOutput:
                 "files": files,
             },
         )
-        _fsync_tree(self.staging)
+        _fsync(self.staging / MANIFEST)
         if self.final.exists():
             self.final.rmdir()  # empty (checked in prepare); rename cannot replace a full one
         os.rename(self.staging, self.final)
@@ -89,10 +89,22 @@ class StagedOutput:
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _fsync_tree(root: Path) -> None:
-    """Flush file contents before the rename publishes them (a crash must not expose
-    a manifest next to truncated weights)."""
-    for path in root.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+def file_entry(root: Path, path: Path) -> dict[str, Any]:
+    """A file's line in the manifest: its path under ``root``, size and SHA-256 (what a
+    download's checksums are compared with). Its contents are flushed to disk before the
+    rename publishes them: a crash must not expose a manifest next to truncated weights."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            digest.update(block)
+        os.fsync(handle.fileno())
+    return {
+        "path": path.relative_to(root).as_posix(),
+        "bytes": path.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())

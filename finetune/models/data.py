@@ -153,6 +153,15 @@ class ModelVersion(models.Model):
     )
     manifest = models.JSONField(_("manifest"), default=dict, blank=True)
     metrics = models.JSONField(_("metrics summary"), default=dict, blank=True)
+    # An export (a LoRA merged into its base) is a version of its own, made from another.
+    derived_from = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="derived",
+        verbose_name=_("derived from"),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -168,3 +177,78 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo.name} v{self.number}"
+
+
+class ModelExport(models.Model):
+    """One request to merge a LoRA version into its base model (finetune/services/exports.py):
+    carried out by a worker of the `inference` queue, it ends as a new version."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting for a worker")
+        RUNNING = "running", _("Merging")
+        SUCCEEDED = "succeeded", _("Done")
+        FAILED = "failed", _("Failed")
+
+    source = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="exports",
+        verbose_name=_("model version"),
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    progress = models.FloatField(_("progress"), default=0.0)
+    # the trainer's own words on a failure nobody foresaw, shown as a log line
+    detail = models.TextField(_("detail"), blank=True)
+    error = models.TextField(_("reason"), blank=True)
+    error_said = models.JSONField(_("reason, as said"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    result = models.OneToOneField(
+        ModelVersion,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="made_by_export",
+        verbose_name=_("exported version"),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    beat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("model export")
+        verbose_name_plural = _("model exports")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=1),
+                name="modelexport_progress_range",
+            ),
+            # one export of a version under way at a time: a second click waits for it
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="modelexport_one_active_per_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} of {self.source}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.RUNNING)
+
+    @property
+    def reason_text(self) -> str:
+        """Why it failed, in the reader's language (finetune/texts.py)."""
+        from finetune.texts import render
+
+        return render(self.error_said, self.error)

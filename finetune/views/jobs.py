@@ -35,6 +35,7 @@ from finetune.views.base import (
     project_or_404,
 )
 from finetune.views.logs import asks_the_cluster, event_rows, rank_param, read_logs
+from finetune.views.versions import output_version_url
 from scheduler.public import predict_job, queue_forecasts
 from trainer.presets import Preset
 
@@ -72,12 +73,15 @@ class JobDetailView(ObjectDetailView):
         "test_dataset",
         "pool",
         "cloned_from",
+        "output_version",
     )
     TABS = ("details", "monitoring", "logs", "events")
 
     def extra_context(self) -> dict:
         tab = self.request.GET.get("tab", "details")
+        version_url = output_version_url(self.request.user, self.object)
         return {
+            "output_version_visible": bool(version_url),
             "tab": tab if tab in self.TABS else "details",
             "specs": self.object.ordered_node_specs(),
             "events": self.object.events.select_related("actor")[:100],
@@ -89,7 +93,11 @@ class JobDetailView(ObjectDetailView):
             "log": self._log() if tab == "logs" else None,
             "monitoring": self._monitoring() if tab == "monitoring" else None,
             # the cluster's events come after the page (logs.JobEventsView)
-            "event_rows": event_rows(self.object, cluster=False) if tab == "events" else None,
+            "event_rows": (
+                event_rows(self.object, cluster=False, version_url=version_url)
+                if tab == "events"
+                else None
+            ),
             "loading": tab == "events" and asks_the_cluster(self.object),
         }
 

@@ -30,6 +30,7 @@ from finetune import texts
 from finetune.inputs import whole_number
 from finetune.models import Job, JobEvent, JobStatus
 from finetune.views.base import ObjectMixin
+from finetune.views.versions import output_version_url
 from scheduler.public import ExecutorError, LogChunk, cluster_events, job_logs, log_blocks
 
 
@@ -137,6 +138,7 @@ class EventRow:
     kind: str
     who: str
     message: str
+    link: str = ""  # the model version a success made, for who may see it
 
 
 def _event_kind(event: JobEvent) -> str:
@@ -167,10 +169,12 @@ def asks_the_cluster(job: Job) -> bool:
     return job.status != JobStatus.QUEUED or job.started_at is not None
 
 
-def event_rows(job: Job, *, cluster: bool = True) -> tuple[list[EventRow], str]:
+def event_rows(
+    job: Job, *, cluster: bool = True, version_url: str = ""
+) -> tuple[list[EventRow], str]:
     """Platform and, with ``cluster``, cluster events of a job, newest first, and an
     error if the backend could not be asked (the platform's events are shown all the
-    same)."""
+    same). ``version_url``: the page of the version its success made, linked from it."""
     rows = [
         EventRow(
             event.time,
@@ -178,6 +182,7 @@ def event_rows(job: Job, *, cluster: bool = True) -> tuple[list[EventRow], str]:
             _event_kind(event),
             event.actor.get_username() if event.actor else event.get_source_display(),
             event.text,
+            version_url if event.to_status == JobStatus.SUCCEEDED else "",
         )
         for event in job.events.select_related("actor")[:200]
     ]
@@ -216,5 +221,6 @@ class JobEventsView(ObjectMixin, View):
     model = Job
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        context = {"job": self.object, "event_rows": event_rows(self.object), "loading": False}
+        rows = event_rows(self.object, version_url=output_version_url(request.user, self.object))
+        context = {"job": self.object, "event_rows": rows, "loading": False}
         return TemplateResponse(request, "finetune/_job_events.html", context)

@@ -1,0 +1,129 @@
+"""A model version's files and its download as one archive, streamed from disk.
+
+The files are what lies in the version's folder, read from disk (not from its manifest,
+which a user cannot check): regular files only -- a symbolic link could lead anywhere
+on the shared volume, so it is neither listed nor sent. Their checksums are the ones the
+trainer wrote into the manifest when it published them (trainer/output.py).
+
+The archive is a zip of stored (not compressed: weights do not shrink) entries, written
+as it is sent: each file is read in blocks of a megabyte and each block leaves before the
+next is read, so a model of many gigabytes costs neither memory nor a temporary copy.
+Its last entry, ``SHA256SUMS``, holds the SHA-256 of every file as it was read for this
+download, in the layout ``sha256sum -c`` checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.utils.text import slugify
+
+from finetune.models import ModelVersion
+from finetune.storage import resolve
+
+BLOCK = 1 << 20
+CHECKSUMS = "SHA256SUMS"
+# zip entries above this size need the zip64 extension, which must be asked for when the
+# size is not known up front; asked for from a margin below it
+ZIP64_FROM = 1 << 31
+
+
+@dataclass(frozen=True)
+class VersionFile:
+    path: str  # relative to the version's folder, with forward slashes
+    size: int
+    sha256: str | None  # from the manifest, where the trainer wrote one
+
+
+def folder_of(version: ModelVersion) -> Path:
+    return resolve(version.location)
+
+
+def version_files(version: ModelVersion) -> list[VersionFile]:
+    """The regular files of the version's folder, in path order; none if it is gone."""
+    root = folder_of(version)
+    if not root.is_dir():
+        return []
+    known = {
+        entry.get("path"): entry.get("sha256")
+        for entry in version.manifest.get("files") or []
+        if isinstance(entry, dict)
+    }
+    found = []
+    for top, dirs, files in os.walk(root):  # does not follow links to folders
+        dirs.sort()
+        for name in files:
+            path = Path(top) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            relative = path.relative_to(root).as_posix()
+            found.append(VersionFile(relative, path.stat().st_size, known.get(relative)))
+    found.sort(key=lambda f: f.path)
+    return found
+
+
+def file_of(version: ModelVersion, name: str) -> Path | None:
+    """The file ``name`` of the version, if it is one of its listed files; else None."""
+    for item in version_files(version):
+        if item.path == name:
+            return folder_of(version) / item.path
+    return None
+
+
+def archive_name(version: ModelVersion) -> str:
+    """``<repo>-v<number>``: the archive's file name and the folder inside it."""
+    stem = slugify(version.repo.name, allow_unicode=True) or f"repo-{version.repo_id}"
+    return f"{stem}-v{version.number}"
+
+
+class _Sink:
+    """Where the zip writer puts its bytes; the generator takes them out after each write.
+    It cannot seek, so the writer puts each entry's sizes and CRC after its data."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self.chunks)
+        self.chunks.clear()
+        return out
+
+
+def stream_archive(version: ModelVersion) -> Iterator[bytes]:
+    """The version's files as a zip, block by block, ending with their checksums."""
+    root = folder_of(version)
+    top = archive_name(version)
+    sink = _Sink()
+    sums: list[str] = []
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for item in version_files(version):
+            path = root / item.path
+            try:
+                source = path.open("rb")
+            except OSError:
+                continue  # removed since it was listed
+            with source:
+                info = zipfile.ZipInfo.from_file(path, f"{top}/{item.path}")
+                info.compress_type = zipfile.ZIP_STORED
+                digest = hashlib.sha256()
+                with archive.open(info, "w", force_zip64=item.size >= ZIP64_FROM) as entry:
+                    while block := source.read(BLOCK):
+                        digest.update(block)
+                        entry.write(block)
+                        yield sink.take()
+            sums.append(f"{digest.hexdigest()}  {item.path}\n")
+            yield sink.take()
+        archive.writestr(f"{top}/{CHECKSUMS}", "".join(sums))
+    yield sink.take()
