@@ -173,7 +173,7 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
     # own: loading a model never holds up admission or a data set's validation.
     inference_worker = [
         python, "-m", "celery", "-A", "config", "worker", "--hostname", "inference@%h",
-        "--concurrency", "1", "--queues", "inference", "--loglevel", "INFO",
+        "--concurrency", "1", "--queues", "inference,export", "--loglevel", "INFO",
     ]  # fmt: skip
     # Beat on its own, not inside the worker (--beat): a beat that dies inside a worker
     # that lives would never be started again.

@@ -230,9 +230,11 @@ CELERY_TASK_DEFAULT_QUEUE = "jingtiao"
 # Data sets are validated by workers of their own (finetune/services/validation.py).
 CELERY_TASK_ROUTES = {
     "finetune.tasks.validate_dataset": {"queue": "data"},
-    # work on models (merging a LoRA into its base): a worker with the trainer's libraries
-    # and, on a cluster, a device
-    "finetune.tasks.export_version": {"queue": "inference"},
+    # work on models, by a worker with the trainer's libraries and, on a cluster, a
+    # device: the playground's answers, and merging a LoRA into its base (a queue of its
+    # own, so that a deployment can give the long merges workers apart)
+    "finetune.tasks.answer_playground": {"queue": "inference"},
+    "finetune.tasks.export_version": {"queue": "export"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")
@@ -258,6 +260,18 @@ JINGTIAO_VALIDATION_TIME_LIMIT_SECONDS = env.int(
 # Behind nginx serving the data volume as an internal location (e.g. "/_data/"), a
 # model version's files are sent by nginx (X-Accel-Redirect); empty: Django sends them.
 JINGTIAO_X_ACCEL_PREFIX = env.str("JINGTIAO_X_ACCEL_PREFIX", "")
+# The playground (finetune/services/playground.py): what one question may hold and take,
+# and the memory its worker may keep models loaded in.
+JINGTIAO_PLAYGROUND_MAX_PROMPT_CHARS = env.int(
+    "JINGTIAO_PLAYGROUND_MAX_PROMPT_CHARS", 8000, minimum=100
+)
+JINGTIAO_PLAYGROUND_MAX_NEW_TOKENS = env.int("JINGTIAO_PLAYGROUND_MAX_NEW_TOKENS", 512, minimum=1)
+JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS = env.int(
+    "JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS", 120, minimum=5
+)
+JINGTIAO_PLAYGROUND_CACHE_BYTES = env.int("JINGTIAO_PLAYGROUND_CACHE_BYTES", 16 * 2**30, minimum=0)
+# A question no worker took up in this time is given up, with the reason.
+JINGTIAO_PLAYGROUND_WAIT_SECONDS = env.int("JINGTIAO_PLAYGROUND_WAIT_SECONDS", 600, minimum=10)
 # How long merging a LoRA into its base may take (a 72B model on a CPU takes hours).
 JINGTIAO_EXPORT_TIME_LIMIT_SECONDS = env.int(
     "JINGTIAO_EXPORT_TIME_LIMIT_SECONDS", 4 * 3600, minimum=60
@@ -327,6 +341,7 @@ _PERIODIC = {
     "downsample-metrics": ("finetune.tasks.downsample_metrics", 3600),
     "sweep-validations": ("finetune.tasks.sweep_validations", 60),
     "sweep-exports": ("finetune.tasks.sweep_exports", 60),
+    "sweep-playground": ("finetune.tasks.sweep_playground", 60),
 }
 # /healthz reports beat down when its heartbeat (above) is older than this.
 JINGTIAO_BEAT_MAX_AGE_SECONDS = env.int("JINGTIAO_BEAT_MAX_AGE_SECONDS", 60, minimum=15)

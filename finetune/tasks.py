@@ -5,7 +5,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from finetune import retention
-from finetune.services import exports, jobs, validation
+from finetune.services import exports, jobs, playground, validation
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +64,23 @@ def export_version(export_id: int) -> None:
 def sweep_exports() -> None:
     """Exports nobody carries out are asked for again (finetune/services/exports.py)."""
     exports.sweep()
+
+
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 60,
+    time_limit=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 90,
+)
+def answer_playground(run_id: int) -> None:
+    """Answer a question of the playground (routed to the `inference` queue; not acked
+    late: a question whose worker died is failed with the reason, not answered twice)."""
+    try:
+        playground.answer(run_id)
+    except SoftTimeLimitExceeded:
+        playground.timed_out(run_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
+def sweep_playground() -> None:
+    """Questions nobody answers are failed with the reason (finetune/services/playground.py)."""
+    playground.give_up_overdue()

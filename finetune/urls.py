@@ -65,6 +65,26 @@ urlpatterns = [
         name="modelversion_export",
     ),
     path(
+        "repos/<int:pk>/versions/<int:number>/playground/",
+        versions.PlaygroundView.as_view(),
+        name="playground",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/playground/ask/",
+        versions.PlaygroundAskView.as_view(),
+        name="playground_ask",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/playground/<int:run>/",
+        versions.PlaygroundStateView.as_view(),
+        name="playground_state",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/playground/<int:run>/<str:side>.png",
+        versions.PlaygroundImageView.as_view(),
+        name="playground_image",
+    ),
+    path(
         "repos/<int:pk>/versions/<int:number>/exports/",
         versions.ModelVersionExportsView.as_view(),
         name="modelversion_exports",

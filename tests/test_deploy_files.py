@@ -41,7 +41,7 @@ def test_platform_services_share_one_configuration(compose):
     # the queue every task of the platform is sent to, and the data sets' own
     assert "--queues jingtiao " in services["worker"]["command"]
     assert "--queues data " in services["data-worker"]["command"]
-    assert "--queues inference " in services["inference-worker"]["command"]
+    assert "--queues inference,export " in services["inference-worker"]["command"]
     assert services["beat"]["command"].startswith("celery -A config beat")
     assert "migrate" in services["web"]["command"]
 

@@ -1,5 +1,5 @@
 from finetune.models.catalog import Algorithm, PretrainedModel, Scenario, TaskType
-from finetune.models.data import Dataset, ModelExport, ModelRepo, ModelVersion
+from finetune.models.data import Dataset, ModelExport, ModelRepo, ModelVersion, PlaygroundRun
 from finetune.models.jobs import Job, JobEvent, JobNodeSpec, JobStatus, Priority
 from finetune.models.metrics import MetricPoint, ReportBatch, ResourceSample
 from finetune.models.permissions import (
@@ -22,6 +22,7 @@ __all__ = [
     "ModelRepo",
     "ModelRepoUserObjectPermission",
     "ModelVersion",
+    "PlaygroundRun",
     "PretrainedModel",
     "Priority",
     "ReportBatch",

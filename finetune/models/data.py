@@ -252,3 +252,55 @@ class ModelExport(models.Model):
         from finetune.texts import render
 
         return render(self.error_said, self.error)
+
+
+class PlaygroundRun(models.Model):
+    """One question to a model version in the playground (finetune/services/playground.py):
+    answered by a worker of the `inference` queue, streamed to the page through the cache.
+    The row says where it stands (its place in the line, why it failed); the words and
+    images themselves live in the cache for a while, never in the database."""
+
+    class Kind(models.TextChoices):
+        CHAT = "chat", _("Chat")
+        IMAGE = "image", _("Image")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Waiting for a worker")
+        RUNNING = "running", _("Answering")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="playground_runs",
+        verbose_name=_("model version"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status.choices, default=Status.QUEUED
+    )
+    request = models.JSONField(_("request"), default=dict)
+    error = models.TextField(_("reason"), blank=True)
+    error_said = models.JSONField(_("reason, as said"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("playground run")
+        verbose_name_plural = _("playground runs")
+        indexes = [models.Index(fields=["status", "created_at"], name="playground_waiting")]
+
+    def __str__(self) -> str:
+        return f"playground {self.pk} of {self.version}"
+
+    @property
+    def reason_text(self) -> str:
+        from finetune.texts import render
+
+        return render(self.error_said, self.error)

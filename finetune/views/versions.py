@@ -12,7 +12,14 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -22,8 +29,8 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 
 from finetune import access
-from finetune.models import ModelExport, ModelRepo, ModelVersion
-from finetune.services import exports, versions
+from finetune.models import ModelExport, ModelRepo, ModelVersion, PlaygroundRun
+from finetune.services import exports, playground, versions
 from finetune.storage import data_root
 from finetune.views.base import ObjectMixin
 
@@ -101,6 +108,7 @@ class ModelVersionDetailView(VersionMixin, View):
             "summary": summary_of(version),
             "files": versions.version_files(version),
             "derived": version.derived.order_by("number"),
+            "can_try": playground.kind_of(version) is not None,
             **exports_context(version, actions),
         }
         return TemplateResponse(request, "finetune/modelversion_detail.html", context)
@@ -188,3 +196,71 @@ class ModelVersionFileView(VersionMixin, View):
             response["Content-Disposition"] = content_disposition_header(True, path.name)
             return response
         return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+
+
+class PlaygroundView(VersionMixin, View):
+    """The playground page: a chat (or a prompt to images) with this version and its base."""
+
+    def get(self, request: HttpRequest, pk: int, number: int) -> HttpResponse:
+        version = self.version()
+        why = playground.refusal(version)
+        context = {
+            "object": self.object,
+            "version": version,
+            "kind": playground.kind_of(version),
+            "refusal": why.render() if why else "",
+            "form": playground.QuestionForm(),
+            "base_name": (exports.base_model_of(version) or ("",))[0],
+            "words": {
+                "sending": _("Sending…"),
+                "lost": _("The answer could not be fetched: try again."),
+                "seed": _("Seed"),
+            },
+        }
+        return TemplateResponse(request, "finetune/playground.html", context)
+
+
+class PlaygroundAskView(VersionMixin, View):
+    """POST a question: 202 with where to follow its answer, or 400 with why not."""
+
+    def post(self, request: HttpRequest, pk: int, number: int) -> HttpResponse:
+        version = self.version()
+        form = playground.QuestionForm(request.POST)
+        if not form.is_valid():
+            errors = {name: [str(e) for e in found] for name, found in form.errors.items()}
+            return JsonResponse({"errors": errors}, status=400)
+        try:
+            run = playground.ask(request.user, version, form.cleaned_data)
+        except ValidationError as exc:
+            return JsonResponse({"errors": {"__all__": exc.messages}}, status=400)
+        follow = reverse("finetune:playground_state", args=[pk, number, run.pk])
+        return JsonResponse({"run": run.pk, "state": follow}, status=202)
+
+
+class PlaygroundRunMixin(VersionMixin):
+    def run(self, run_id: int) -> PlaygroundRun:
+        # only the one who asked reads the answer
+        return get_object_or_404(
+            PlaygroundRun, pk=run_id, version=self.version(), user=self.request.user
+        )
+
+
+class PlaygroundStateView(PlaygroundRunMixin, View):
+    def get(self, request: HttpRequest, pk: int, number: int, run: int) -> HttpResponse:
+        found = self.run(run)
+        answer = playground.state(found)
+        if found.kind == PlaygroundRun.Kind.IMAGE:
+            answer["image_urls"] = {
+                side: reverse("finetune:playground_image", args=[pk, number, found.pk, side])
+                for side, ready in answer.pop("images").items()
+                if ready
+            }
+        return JsonResponse(answer)
+
+
+class PlaygroundImageView(PlaygroundRunMixin, View):
+    def get(self, request: HttpRequest, pk: int, number: int, run: int, side: str) -> HttpResponse:
+        png = playground.image_of(self.run(run), side)
+        if png is None:
+            raise Http404
+        return HttpResponse(png, content_type="image/png")

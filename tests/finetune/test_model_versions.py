@@ -23,8 +23,9 @@ from finetune.storage import resolve
 from tests import factories
 
 
-def _tiny_version(repo, *, number: int = 1) -> ModelVersion:
-    """A LoRA version as a training run leaves it, on a tiny model built here."""
+def _tiny_version(repo, *, number: int = 1, warm: bool = False) -> ModelVersion:
+    """A LoRA version as a training run leaves it, on a tiny model built here (``warm``:
+    one that has read a little text first, so that its answers read as words)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -34,7 +35,7 @@ def _tiny_version(repo, *, number: int = 1) -> ModelVersion:
 
     base = resolve("models/tiny-llama")
     if not base.is_dir():
-        build_tiny_llm(base, warm_up_steps=0)
+        build_tiny_llm(base, warm_up_steps=40 if warm else 0)
     location = f"{repo.location}/job-{number}"
     staged = StagedOutput(resolve(location))
     staging = staged.prepare()
@@ -46,7 +47,7 @@ def _tiny_version(repo, *, number: int = 1) -> ModelVersion:
     with torch.no_grad():
         for name, weight in model.named_parameters():
             if "lora_B" in name:
-                weight.normal_(0, 0.5)
+                weight.normal_(0, 0.05 if warm else 0.5)
     model.save_pretrained(str(staging / "adapter"))
     AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(staging / "adapter"))
     final = staged.finish(
