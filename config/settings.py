@@ -272,6 +272,8 @@ JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS = env.int(
 JINGTIAO_PLAYGROUND_CACHE_BYTES = env.int("JINGTIAO_PLAYGROUND_CACHE_BYTES", 16 * 2**30, minimum=0)
 # A question no worker took up in this time is given up, with the reason.
 JINGTIAO_PLAYGROUND_WAIT_SECONDS = env.int("JINGTIAO_PLAYGROUND_WAIT_SECONDS", 600, minimum=10)
+# How long the checkpoints of a job stopped, expired or failed are kept to resume from.
+JINGTIAO_CHECKPOINT_RETENTION_DAYS = env.int("JINGTIAO_CHECKPOINT_RETENTION_DAYS", 14, minimum=0)
 # How long merging a LoRA into its base may take (a 72B model on a CPU takes hours).
 JINGTIAO_EXPORT_TIME_LIMIT_SECONDS = env.int(
     "JINGTIAO_EXPORT_TIME_LIMIT_SECONDS", 4 * 3600, minimum=60
@@ -342,6 +344,7 @@ _PERIODIC = {
     "sweep-validations": ("finetune.tasks.sweep_validations", 60),
     "sweep-exports": ("finetune.tasks.sweep_exports", 60),
     "sweep-playground": ("finetune.tasks.sweep_playground", 60),
+    "remove-old-checkpoints": ("finetune.tasks.remove_old_checkpoints", 3600),
 }
 # /healthz reports beat down when its heartbeat (above) is older than this.
 JINGTIAO_BEAT_MAX_AGE_SECONDS = env.int("JINGTIAO_BEAT_MAX_AGE_SECONDS", 60, minimum=15)

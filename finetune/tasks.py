@@ -5,7 +5,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from finetune import retention
-from finetune.services import exports, jobs, playground, validation
+from finetune.services import checkpoints, exports, jobs, playground, validation
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +84,11 @@ def answer_playground(run_id: int) -> None:
 def sweep_playground() -> None:
     """Questions nobody answers are failed with the reason (finetune/services/playground.py)."""
     playground.give_up_overdue()
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=600, time_limit=900)
+def remove_old_checkpoints() -> None:
+    """Checkpoints kept past JINGTIAO_CHECKPOINT_RETENTION_DAYS go (services/checkpoints.py)."""
+    removed = checkpoints.sweep()
+    if removed:
+        logger.info("removed the checkpoints of %d jobs", removed)

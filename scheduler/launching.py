@@ -28,6 +28,7 @@ from django.utils import timezone
 from finetune import storage
 from finetune.models import Job, JobEvent, JobStatus, ModelVersion
 from finetune.reports import hash_token
+from finetune.services import checkpoints
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, remove_job_dir, resolve
 from scheduler import failpoints
@@ -75,6 +76,7 @@ def trainer_spec(job: Job, token: str) -> dict[str, Any]:
         "validation_data": location(job.validation_dataset),
         "test_data": location(job.test_dataset),
         "output_dir": output_dir(job),
+        "resume_from": _resume_from(job),
         "report": {
             "url": report_url(job.pk),
             "token": token,
@@ -82,6 +84,18 @@ def trainer_spec(job: Job, token: str) -> dict[str, Any]:
             "sample_seconds": settings.JINGTIAO_RESOURCE_SAMPLE_SECONDS,
         },
     }
+
+
+def _resume_from(job: Job) -> str | None:
+    """The checkpoint a resumed job goes on from (finetune/services/checkpoints.py)."""
+    found = checkpoints.resume_path(job)
+    if found == "":
+        raise ExecutorError(
+            f"the checkpoint at step {job.resume_from_step} of job {job.cloned_from_id} that "
+            "it resumes from no longer exists",
+            transient=False,
+        )
+    return found
 
 
 def trainer_parameters(job: Job) -> dict[str, Any]:

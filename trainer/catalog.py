@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.parameters import (
+    checkpoints,
     choices,
     llm_sequence,
     lora,
@@ -55,6 +56,7 @@ SCENARIOS: list[ScenarioInfo] = [
 def _llm(learning_rate: float, *extra: dict[str, Any], batch_size: int = 4) -> dict[str, Any]:
     props: dict[str, Any] = {**training_loop(learning_rate=learning_rate, batch_size=batch_size)}
     props.update(llm_sequence())
+    props.update(checkpoints())
     props.update(sharding())
     for part in extra:
         props.update(part)

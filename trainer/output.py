@@ -85,8 +85,21 @@ class StagedOutput:
         return self.final
 
     def discard(self) -> None:
-        if self.is_main and not self.finished:
+        """Remove what an unfinished run wrote, but for its checkpoints: a run stopped,
+        expired or failed is resumed from them (a new run into the same place clears
+        them, in ``prepare``)."""
+        if not self.is_main or self.finished:
+            return
+        if not any(self.checkpoints.glob("checkpoint-*")):
             shutil.rmtree(self.staging, ignore_errors=True)
+            return
+        for child in self.staging.iterdir():
+            if child == self.checkpoints:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
 def file_entry(root: Path, path: Path) -> dict[str, Any]:

@@ -245,6 +245,25 @@ def training_loop(
     }
 
 
+def checkpoints(every: int = 200) -> dict[str, Schema]:
+    """Saving the whole training state now and then, so that a run can be resumed."""
+    return {
+        "save_steps": prop(
+            "integer",
+            every,
+            "Checkpoint every (steps)",
+            "检查点间隔（步）",
+            "Save the whole training state (weights, optimiser, learning-rate schedule, data "
+            "position) every N steps, so that a job stopped, expired or failed can be resumed "
+            "from there; the last two are kept. 0: none.",
+            "每 N 步保存完整训练状态（权重、优化器、学习率调度、数据位置），任务停止、到期或"
+            "失败后可从该处恢复；保留最近两个。0 表示不保存。",
+            minimum=0,
+            maximum=1_000_000,
+        ),
+    }
+
+
 def llm_sequence(max_length: int = 1024) -> dict[str, Schema]:
     return {
         "max_length": prop(

@@ -36,6 +36,8 @@ class JobSpec:
     validation_data: str | None = None
     test_data: str | None = None
     report: ReportTarget | None = None
+    # a checkpoint folder of an earlier run of the same training, to go on from
+    resume_from: str | None = None
 
     @property
     def info(self) -> AlgorithmInfo:
@@ -121,7 +123,7 @@ def parse_spec(data: dict[str, Any]) -> JobSpec:
     if scenario != info.scenario:
         raise SpecError(f"algorithm {algorithm!r} belongs to {info.scenario}, not {scenario}")
     optional = {}
-    for name in ("validation_data", "test_data"):
+    for name in ("validation_data", "test_data", "resume_from"):
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             raise SpecError(f"spec field {name!r} must be a path or null")

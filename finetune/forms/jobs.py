@@ -208,6 +208,10 @@ class JobForm(DurationFields):
     node_count = forms.IntegerField(
         label=_("Node count"), min_value=1, max_value=MAX_NODE_COUNT, initial=1
     )
+    # a clone that goes on from a checkpoint of the job it clones (job_form.html)
+    resume_from_step = forms.IntegerField(
+        required=False, min_value=1, max_value=2**31 - 1, widget=forms.HiddenInput
+    )
 
     def __init__(self, *args, user, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -339,6 +343,7 @@ class JobForm(DurationFields):
             driver_version=data.get("driver_version", ""),
             node_count=data["node_count"],
             cloned_from=cloned_from,
+            resume_from_step=data.get("resume_from_step"),
         )
 
 

@@ -151,6 +151,8 @@ class Job(models.Model):
         related_name="clones",
         verbose_name=_("cloned from"),
     )
+    # a clone that goes on from cloned_from's checkpoint at this step (F3, resume)
+    resume_from_step = models.PositiveIntegerField(_("resumes from step"), null=True, blank=True)
     output_version = models.ForeignKey(
         ModelVersion,
         on_delete=models.SET_NULL,

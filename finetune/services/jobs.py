@@ -35,7 +35,7 @@ from finetune.models import (
     Scenario,
 )
 from finetune.models.jobs import ACTIVE_STATUSES
-from finetune.services import validation
+from finetune.services import checkpoints, validation
 from finetune.services.data import usable_versions, version_parameters, version_ref
 from finetune.signals import Change, job_changed
 from finetune.states import TransitionError, transition
@@ -74,6 +74,8 @@ class JobDraft:
     driver_version: str = ""
     node_count: int = 1
     cloned_from: Job | None = None
+    # go on from the checkpoint of ``cloned_from`` at this step (services/checkpoints.py)
+    resume_from_step: int | None = None
 
     @property
     def datasets(self) -> list[Dataset]:
@@ -99,6 +101,7 @@ class JobDraft:
             "node_count": self.node_count,
             "duration": self.duration,
             "cloned_from": self.cloned_from,
+            "resume_from_step": self.resume_from_step,
         }
 
 
@@ -171,6 +174,11 @@ def check_draft(user, project: Project, draft: JobDraft) -> None:
     cap, reason = access_cap(project, draft.datasets, draft.model_repo, used_repos)
     if too_open := access_error(draft.access, cap, reason):
         errors["access"] = [too_open]
+    if draft.resume_from_step is not None:
+        for name, found in checkpoints.resume_errors(
+            draft.cloned_from, draft.resume_from_step, draft
+        ).items():
+            errors.setdefault(name, []).extend(found)
     if errors:
         raise ValidationError(errors)
     _check_can_ever_run(project, draft)
@@ -307,6 +315,9 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
             message=str(created),
             said=created.data(),
         )
+        if draft.resume_from_step is not None:
+            checkpoints.carry_history(draft.cloned_from, job, draft.resume_from_step)
+            _note(job, RESUMES, id=draft.cloned_from.pk, step=draft.resume_from_step)
         if waiting:
             _note(job, WAITS_FOR_DATA, names=", ".join(f"“{d.name}”" for d in waiting))
             # its data may have been judged between the look above and this commit
@@ -315,6 +326,7 @@ def create_job(user, project: Project, draft: JobDraft) -> Job:
     return job
 
 
+RESUMES = gettext_noop("Goes on from job %(id)s's checkpoint at step %(step)d")
 WAITS_FOR_DATA = gettext_noop("Waiting for data set %(names)s to be validated")
 DATA_GOOD = gettext_noop("Its data was validated: it takes its place in the queue")
 DATA_BAD = gettext_noop("The data set “%(name)s” has %(count)s problem(s); see its report")

@@ -23,7 +23,9 @@ from finetune.forms.jobs import (
     refreshed_initial,
 )
 from finetune.forms.parameters import localized, value_label
+from finetune.inputs import whole_number
 from finetune.models import Job, JobStatus
+from finetune.services import checkpoints
 from finetune.services.data import referenced_versions, version_parameters, version_ref
 from finetune.services.jobs import DataSetRejected, create_job, draft_from
 from finetune.views import drafts
@@ -82,6 +84,7 @@ class JobDetailView(ObjectDetailView):
         version_url = output_version_url(self.request.user, self.object)
         return {
             "output_version_visible": bool(version_url),
+            "checkpoints": checkpoints.resumable_checkpoints(self.object),
             "tab": tab if tab in self.TABS else "details",
             "specs": self.object.ordered_node_specs(),
             "events": self.object.events.select_related("actor")[:100],
@@ -193,6 +196,7 @@ class JobFormView(LoginRequiredMixin, View):
             "reports": reports,
             "outlook": drafts.outlook(form, self.project()),
             "cloned_from": self.cloned_from(),
+            "resume_step": form["resume_from_step"].value(),
             "form_url": self.request.path,
             "presets": [drafts.shown(p) for p in drafts.presets_for(form)],
             "applied_preset": drafts.shown(applied) if applied else None,
@@ -253,7 +257,10 @@ class JobCloneView(ObjectMixin, JobFormView):
         return self.object.project
 
     def initial(self) -> dict:
-        return initial_from_draft(draft_from(self.object))
+        initial = initial_from_draft(draft_from(self.object))
+        # 从检查点恢复: "resume from step N" on the job's page
+        initial["resume_from_step"] = whole_number(self.request.GET.get("resume"))
+        return initial
 
     def cloned_from(self) -> Job:
         return self.object

@@ -56,8 +56,8 @@ def test_a_member_chats_with_a_version_beside_its_base_model_in_chinese(
     expect(page.get_by_test_id("export-refusal")).to_have_count(0)
     page.get_by_test_id("version-playground").click()
     expect(page.locator("h1")).to_contain_text("试用")
-    expect(page.get_by_test_id("playground")).to_contain_text("基础模型（tiny-llama）")
-    page.fill("[data-testid=prompt]", "你好，请介绍一下自己")
+    expect(page.get_by_test_id("playground")).to_contain_text("基础模型（tiny-llama）")  # noqa: RUF001
+    page.fill("[data-testid=prompt]", "你好，请介绍一下自己")  # noqa: RUF001
     page.fill("input[name=temperature]", "0")
     page.get_by_test_id("send").click()
     mine = page.get_by_test_id("answers-version").locator(".playground-turn.assistant")
@@ -67,7 +67,7 @@ def test_a_member_chats_with_a_version_beside_its_base_model_in_chinese(
     expect(mine).not_to_have_text("")
     expect(theirs).not_to_have_text("")
     expect(page.get_by_test_id("answers-version").locator(".playground-turn.user")).to_have_text(
-        "你好，请介绍一下自己"
+        "你好，请介绍一下自己"  # noqa: RUF001
     )
     assert mine.inner_text() != theirs.inner_text()
     # the next turn, without the base model: its side gets no new answer

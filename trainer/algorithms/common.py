@@ -132,13 +132,16 @@ def training_kwargs(
         "logging_first_step": True,
         "eval_strategy": strategy,
         "eval_steps": p["eval_steps"],
-        # Checkpoints exist only to give back the best one, so they follow evaluation.
+        # Checkpoints give back the best one, so they follow evaluation; every save_steps
+        # steps one more is saved to resume from (ResumableCallback), the last two kept
+        # (and the best).
         "save_strategy": strategy if has_validation else "no",
         "save_steps": p["eval_steps"],
-        "save_total_limit": 1,
-        # A sharded run keeps its optimiser state with each checkpoint: transformers loads
-        # the best one back only from a whole checkpoint then.
-        "save_only_model": not sharded(ctx),
+        "save_total_limit": 2 if resumable(ctx) else 1,
+        # A checkpoint to resume from holds the optimiser's and the schedule's state, and a
+        # sharded run keeps its optimiser state with each checkpoint anyway: transformers
+        # loads the best one back only from a whole checkpoint then.
+        "save_only_model": not (sharded(ctx) or resumable(ctx)),
         "load_best_model_at_end": has_validation,
         "metric_for_best_model": f"eval_{VALIDATION}_{metric}" if has_validation else None,
         "greater_is_better": greater_is_better if has_validation else None,
@@ -255,10 +258,31 @@ class PeakMemoryCallback(TrainerCallback):
         )
 
 
+def resumable(ctx: RunContext) -> bool:
+    """Whether the run saves checkpoints to resume from (save_steps above 0)."""
+    return bool(ctx.params.get("save_steps"))
+
+
+class ResumableCallback(TrainerCallback):
+    """Ask for a whole checkpoint every ``save_steps`` steps, whatever evaluation does:
+    transformers then saves the weights, the optimiser, the schedule, the random state
+    and the step, which is all ``train(resume_from_checkpoint=...)`` needs to go on."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            control.should_save = True
+        return control
+
+
 def callbacks(ctx: RunContext, tracker: ProgressTracker, evals: dict[str, Any]) -> list[Any]:
     from transformers import EarlyStoppingCallback
 
     result: list[Any] = [ReportingCallback(tracker), PeakMemoryCallback(ctx)]
+    if resumable(ctx):
+        result.append(ResumableCallback(int(ctx.params["save_steps"])))
     patience = ctx.params.get("early_stopping_patience", 0)
     if patience and VALIDATION in evals:
         result.append(EarlyStoppingCallback(early_stopping_patience=patience))
@@ -329,7 +353,10 @@ def train_and_save(
 ) -> TrainResult:
     """Train, evaluate the kept model once more, and save it into the staging folder."""
     quiet_printer(trainer)
-    outcome = trainer.train()
+    resume = ctx.spec.resume_from
+    if resume:
+        log.info("resuming from %s", resume)
+    outcome = trainer.train(resume_from_checkpoint=resume or None)
     final: dict[str, Any] = {}
     if trainer.eval_dataset:
         final = trainer.evaluate()
