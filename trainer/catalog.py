@@ -18,6 +18,7 @@ from trainer.parameters import (
     object_schema,
     prop,
     sharding,
+    start_from,
     training_loop,
 )
 
@@ -281,7 +282,9 @@ ALGORITHMS: list[AlgorithmInfo] = [
         name_zh="继续预训练",
         description="Causal language modelling on raw text, packed into full-length sequences.",
         description_zh="在原始文本上做因果语言建模，文本拼接为满长度序列。",
-        parameters_schema=object_schema("Continued pre-training", _llm(5e-5)),
+        parameters_schema=object_schema(
+            "Continued pre-training", _llm(5e-5, start_from("llm/pretrain"))
+        ),
         model_kind="llm",
         data_formats=("pretrain",),
     ),
@@ -292,7 +295,9 @@ ALGORITHMS: list[AlgorithmInfo] = [
         name_zh="监督微调（LoRA）",
         description="Fine-tune a LoRA adapter on chat messages or alpaca instructions.",
         description_zh="在对话消息或 alpaca 指令数据上训练 LoRA 适配器。",
-        parameters_schema=object_schema("SFT (LoRA)", _llm(2e-4, lora(), _PACKING, _SFT_LOSS)),
+        parameters_schema=object_schema(
+            "SFT (LoRA)", _llm(2e-4, lora(), _PACKING, _SFT_LOSS, start_from("llm/sft"))
+        ),
         model_kind="llm",
         data_formats=("sft_messages", "sft_alpaca"),
     ),
@@ -303,7 +308,9 @@ ALGORITHMS: list[AlgorithmInfo] = [
         name_zh="监督微调（全参数）",
         description="Fine-tune all weights on chat messages or alpaca instructions.",
         description_zh="在对话消息或 alpaca 指令数据上训练全部权重。",
-        parameters_schema=object_schema("SFT (full)", _llm(2e-5, _PACKING, _SFT_LOSS)),
+        parameters_schema=object_schema(
+            "SFT (full)", _llm(2e-5, _PACKING, _SFT_LOSS, start_from("llm/sft"))
+        ),
         model_kind="llm",
         data_formats=("sft_messages", "sft_alpaca"),
     ),
@@ -325,7 +332,9 @@ ALGORITHMS: list[AlgorithmInfo] = [
         name_zh="直接偏好优化（DPO）",
         description="Align the model with preference pairs, without a separate reward model.",
         description_zh="用偏好对直接对齐模型，无需单独的奖励模型。",
-        parameters_schema=object_schema("DPO", _llm(5e-6, _DPO, _USE_LORA, lora())),
+        parameters_schema=object_schema(
+            "DPO", _llm(5e-6, _DPO, _USE_LORA, lora(), start_from("llm/sft"))
+        ),
         model_kind="llm",
         data_formats=("preference",),
     ),
@@ -336,7 +345,9 @@ ALGORITHMS: list[AlgorithmInfo] = [
         name_zh="组相对策略优化（GRPO）",
         description="Reinforcement learning from prompts, rewarded by a rule or a reward model.",
         description_zh="基于提示的强化学习，奖励来自规则或奖励模型。",
-        parameters_schema=object_schema("GRPO", _llm(1e-6, _GRPO, _USE_LORA, lora())),
+        parameters_schema=object_schema(
+            "GRPO", _llm(1e-6, _GRPO, _USE_LORA, lora(), start_from("llm/sft"))
+        ),
         model_kind="llm",
         data_formats=("prompts",),
     ),

@@ -24,6 +24,9 @@ class RunContext:
     resolved_sharding: str | None = None
     # This process's memory peak over the training loop, in bytes, once it has ended.
     training_peak: int | None = None
+    # The model a trained adapter applies to, where it is not the spec's base model (a
+    # run that started from a full model version: trainer/algorithms/common.py).
+    adapter_base: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -35,3 +38,4 @@ class TrainResult:
     artifacts: dict[str, str]  # role ("adapter", "model", "merged", "tokenizer", ...) -> folder
     metrics: dict[str, Any]  # summary for the manifest
     history: list[dict[str, Any]] = field(default_factory=list)
+    base_model: str | None = None  # what the adapter applies to, if not the spec's

@@ -264,6 +264,28 @@ def checkpoints(every: int = 200) -> dict[str, Schema]:
     }
 
 
+def start_from(scenario: str) -> dict[str, Schema]:
+    """A trained version to go on from, instead of the bare base model."""
+    return {
+        "start_from": prop(
+            "string",
+            "",
+            "Start from a trained version",
+            "从已训练版本继续",
+            "Go on training a model version of this project instead of the bare base model "
+            "(trained from the same base model): a LoRA version is trained further by a LoRA "
+            "algorithm (its own rank and targets kept) and merged into the base first by a "
+            "full one; a full version is the model trained on. Empty: the base model.",
+            "在本项目的某个模型版本（须基于同一基础模型训练）上继续训练，而非从基础模型开始："
+            "LoRA 版本由 LoRA 算法继续训练（沿用其秩与目标模块），由全参数算法先合并进基础模型"
+            "再训练；完整模型版本则直接在其上训练。留空表示从基础模型开始。",
+            maxLength=4096,
+            # the platform offers the versions its user may view, never a path
+            **{"x-model-version": {"scenario": scenario}},
+        ),
+    }
+
+
 def llm_sequence(max_length: int = 1024) -> dict[str, Schema]:
     return {
         "max_length": prop(

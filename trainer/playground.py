@@ -77,7 +77,6 @@ def load(source: Path, base: Path, manifest: dict[str, Any], size: int) -> Loade
         return _load_t2i(source, base, artifacts, size)
     if kind != "llm":
         raise ValueError(f"models of kind {kind!r} cannot be tried")
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter = artifacts.get("adapter")
@@ -90,8 +89,7 @@ def load(source: Path, base: Path, manifest: dict[str, Any], size: int) -> Loade
         model = PeftModel.from_pretrained(model, str(source / adapter))
     else:
         model = AutoModelForCausalLM.from_pretrained(str(source / full), dtype="auto")
-    model.eval()
-    torch.set_grad_enabled(False)
+    model.eval()  # gradients stay as they were: each generation runs under no_grad
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     return Loaded("llm", model, tokenizer, bool(adapter), size)
 

@@ -221,7 +221,7 @@ def publish(output: StagedOutput, spec: JobSpec, result: TrainResult, seconds: f
             "scenario": spec.scenario,
             "algorithm": spec.algorithm,
             "model_kind": spec.info.model_kind,
-            "base_model": spec.base_model,
+            "base_model": result.base_model or spec.base_model,
             "artifacts": result.artifacts,
             "parameters_file": PARAMETERS,
             "metrics_file": METRICS,

@@ -229,9 +229,27 @@ def _used_versions(
         )
         if version is None:
             errors.setdefault(name, []).append(_("Choose a model version from the list."))
+        elif name == START_FROM and (wrong := _other_base(version, draft.pretrained_model)):
+            errors.setdefault(name, []).append(wrong)
         else:
             found.append(version)
     return found
+
+
+START_FROM = "start_from"  # the parameter naming the version a job goes on from
+
+
+def _other_base(version: ModelVersion, base: PretrainedModel) -> str | None:
+    """Why a job on ``base`` cannot go on from ``version``: it was trained from another."""
+    from finetune.services.exports import base_model_of
+
+    trained_on = base_model_of(version)
+    if trained_on is None or trained_on[1].resolve() == storage.resolve(base.location).resolve():
+        return None
+    return _(
+        "v%(number)d was trained from the base model %(trained)s: choose %(trained)s as the "
+        "base model to go on from it."
+    ) % {"number": version.number, "trained": trained_on[0]}
 
 
 def _check_can_ever_run(project: Project, draft: JobDraft) -> None:

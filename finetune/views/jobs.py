@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 
 from accounts.models import Project
-from finetune import monitoring
+from finetune import access, monitoring
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import (
     CASCADE,
@@ -24,10 +24,10 @@ from finetune.forms.jobs import (
 )
 from finetune.forms.parameters import localized, value_label
 from finetune.inputs import whole_number
-from finetune.models import Job, JobStatus
+from finetune.models import Job, JobStatus, ModelRepo, ModelVersion
 from finetune.services import checkpoints
 from finetune.services.data import referenced_versions, version_parameters, version_ref
-from finetune.services.jobs import DataSetRejected, create_job, draft_from
+from finetune.services.jobs import START_FROM, DataSetRejected, create_job, draft_from
 from finetune.views import drafts
 from finetune.views.base import (
     ObjectDetailView,
@@ -242,7 +242,39 @@ class JobFormView(LoginRequiredMixin, View):
 
 
 class JobCreateView(JobFormView):
-    pass
+    def initial(self) -> dict:
+        """``?from_version=<id>``: a new job that goes on from a model version the user
+        may view -- the form filled from the job that trained it where the user may see
+        that job, else with the version's scenario -- with the version as its start."""
+        ref = whole_number(self.request.GET.get("from_version"))
+        if ref is None:
+            return {}
+        version = (
+            ModelVersion.objects.filter(
+                pk=ref,
+                repo__in=access.restrict(
+                    ModelRepo.objects.filter(project=self.project()), self.request.user
+                ),
+            )
+            .select_related("repo__scenario", "job")
+            .first()
+        )
+        if version is None:
+            return {}
+        job = version.job
+        if job is not None and access.can(self.request.user, "view", job):
+            initial = initial_from_draft(draft_from(job))
+            initial["name"] = f"{job.name}-v{version.number}-continued"[:128]
+        else:
+            scenario = version.repo.scenario
+            initial = {"task_type": scenario.task_type, "scenario": scenario.pk, "parameters": {}}
+            if job is not None:  # the base model's name tells nothing of the job
+                initial["pretrained_model"] = job.pretrained_model_id
+        initial["parameters"] = {
+            **(initial.get("parameters") or {}),
+            START_FROM: {"model_version": version.pk},
+        }
+        return initial
 
 
 class JobCloneView(ObjectMixin, JobFormView):

@@ -29,8 +29,10 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 
 from finetune import access
-from finetune.models import ModelExport, ModelRepo, ModelVersion, PlaygroundRun
+from finetune.models import Algorithm, ModelExport, ModelRepo, ModelVersion, PlaygroundRun
 from finetune.services import exports, playground, versions
+from finetune.services.data import MODEL_VERSION
+from finetune.services.jobs import START_FROM
 from finetune.storage import data_root
 from finetune.views.base import ObjectMixin
 
@@ -82,6 +84,18 @@ def output_version_url(user, job) -> str:
     )
 
 
+def continued_scenarios() -> set[str]:
+    """The scenarios whose versions an enabled algorithm can go on training from."""
+    return {
+        prop[MODEL_VERSION]["scenario"]
+        for schema in Algorithm.objects.filter(enabled=True).values_list(
+            "parameters_schema", flat=True
+        )
+        for name, prop in (schema.get("properties") or {}).items()
+        if name == START_FROM and MODEL_VERSION in prop
+    }
+
+
 def summary_of(version: ModelVersion) -> list[tuple[str, object]]:
     metrics = version.metrics or {}
     return [(label, metrics[key]) for key, label in SUMMARY if metrics.get(key) is not None]
@@ -109,6 +123,7 @@ class ModelVersionDetailView(VersionMixin, View):
             "files": versions.version_files(version),
             "derived": version.derived.order_by("number"),
             "can_try": playground.kind_of(version) is not None,
+            "can_continue": version.repo.scenario.code in continued_scenarios(),
             **exports_context(version, actions),
         }
         return TemplateResponse(request, "finetune/modelversion_detail.html", context)

@@ -290,3 +290,38 @@ def test_the_job_page_and_its_events_lead_to_the_version(client, alice, bob, pro
     page = client.get(link).content.decode()
     assert "not shared with you" in page and job.name not in page
     assert Job.objects.get(pk=job.pk).output_version == version
+
+
+def test_a_new_job_goes_on_from_a_version_of_its_base_model(client, alice, project, version, ready):
+    from finetune.catalog_sync import sync_catalog
+    from finetune.models import Job, PretrainedModel
+    from tests.finetune import pages_support as support
+
+    sync_catalog()
+    client.force_login(alice)
+    page = client.get(_url("modelversion_detail", version)).content.decode()
+    start = f"{reverse('finetune:job_create')}?from_version={version.pk}"
+    assert start.replace("&", "&amp;") in page or start in page
+    form = client.get(start).content.decode()
+    assert f'<option value="{version.pk}" selected>' in form  # 从已训练版本继续, chosen
+    dataset, repo, spec = ready
+    tiny = PretrainedModel.objects.get(name="tiny-llama")  # the catalogue's, put where it is
+    PretrainedModel.objects.filter(pk=tiny.pk).update(location="models/tiny-llama")
+    tiny.refresh_from_db()
+    other = PretrainedModel.objects.create(name="other", task_type="llm", location="models/other")
+    resolve("models/other").mkdir(parents=True)
+    post = support.job_post(
+        dataset, repo, spec, model=other, **{"param-start_from": str(version.pk)}
+    )
+    refused = client.post(reverse("finetune:job_create"), post)
+    assert refused.status_code == 400
+    assert "was trained from the base model tiny-llama" in refused.content.decode()
+    post = support.job_post(
+        dataset, repo, spec, model=tiny, **{"param-start_from": str(version.pk)}
+    )
+    assert client.post(reverse("finetune:job_create"), post).status_code == 302
+    job = Job.objects.get()
+    assert job.parameters["start_from"] == {"model_version": version.pk}
+    from scheduler.launching import trainer_parameters
+
+    assert trainer_parameters(job)["start_from"] == str(resolve(version.location))

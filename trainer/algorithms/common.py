@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from trainer.datavalidation import FORMATS, data_files, detect_format
 from trainer.devices import supports_bf16
 from trainer.jsonl import read_rows
 from trainer.progress import ProgressTracker
+from trainer.spec import SpecError
 
 log = logging.getLogger("jingtiao.train")
 
@@ -334,9 +336,57 @@ def model_dtype(ctx: RunContext) -> Any:
 
 
 def load_causal_lm(ctx: RunContext) -> Any:
+    """The model training starts from: the base model, or the full model version the
+    job goes on from (``start_from``)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(ctx.spec.base_model, dtype=model_dtype(ctx))
+    full, _adapter = starting_version(ctx)
+    where = str(full) if full is not None else ctx.spec.base_model
+    return AutoModelForCausalLM.from_pretrained(where, dtype=model_dtype(ctx))
+
+
+def starting_version(ctx: RunContext) -> tuple[Path | None, Path | None]:
+    """(full model folder, adapter folder) of the version named by ``start_from``, the
+    other None; both None for a fresh start from the base model."""
+    named = ctx.params.get("start_from")
+    if not named:
+        return None, None
+    folder = Path(named)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SpecError(f"start_from {named} holds no trained model (no manifest.json)") from None
+    artifacts = manifest.get("artifacts") or {}
+    if manifest.get("model_kind") != "llm":
+        raise SpecError(f"start_from {named} is not a language model")
+    if artifacts.get("adapter"):
+        return None, folder / artifacts["adapter"]
+    full = artifacts.get("model") or artifacts.get("merged")
+    if not full:
+        raise SpecError(f"start_from {named} holds neither a model nor an adapter")
+    return folder / full, None
+
+
+def model_and_lora(ctx: RunContext, *, adapter: bool) -> tuple[Any, Any]:
+    """(model, peft_config) to give a TRL trainer. From a LoRA version, a LoRA run trains
+    that adapter further (its own rank and targets) and a full run trains the base with it
+    merged in; from a full version, the run trains on that model (a LoRA then applies to
+    it, which the manifest says: ``adapter_base``)."""
+    model = load_causal_lm(ctx)
+    full, trained = starting_version(ctx)
+    if trained is not None:
+        from peft import PeftModel
+
+        log.info("starting from the adapter %s", trained)
+        model = PeftModel.from_pretrained(model, str(trained), is_trainable=adapter)
+        if not adapter:
+            model = model.merge_and_unload()
+        return model, None
+    if full is not None:
+        log.info("starting from the model %s", full)
+        if adapter:
+            ctx.adapter_base = str(full)
+    return model, lora_config(ctx.params, "CAUSAL_LM") if adapter else None
 
 
 # Finishing ----------------------------------------------------------------------------
@@ -367,6 +417,7 @@ def train_and_save(
         artifacts=artifacts,
         metrics=summarize(trainer, outcome, final),
         history=tracker.history,
+        base_model=ctx.adapter_base,
     )
 
 

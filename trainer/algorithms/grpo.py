@@ -42,20 +42,21 @@ def train_grpo(ctx: RunContext) -> TrainResult:
     )
     tracker = ProgressTracker(ctx.reporter, report=ctx.dist.is_main)
     adapter = p["use_lora"]
+    model, peft_config = common.model_and_lora(ctx, adapter=adapter)
     callbacks = [
         cb
         for cb in common.callbacks(ctx, tracker, evals)
         if type(cb).__name__ != "EarlyStoppingCallback"
     ]
     trainer = GRPOTrainer(
-        model=common.load_causal_lm(ctx),
+        model=model,
         reward_funcs=reward_funcs,
         args=config,
         train_dataset=train,
         eval_dataset=evals or None,
         processing_class=tokenizer,
         reward_processing_classes=reward_tokenizers,
-        peft_config=common.lora_config(p, "CAUSAL_LM") if adapter else None,
+        peft_config=peft_config,
         callbacks=callbacks,
     )
     return common.train_and_save(

@@ -46,8 +46,9 @@ def train_dpo(ctx: RunContext) -> TrainResult:
     )
     tracker = ProgressTracker(ctx.reporter, report=ctx.dist.is_main)
     adapter = p["use_lora"]
+    model, peft_config = common.model_and_lora(ctx, adapter=adapter)
     trainer = DPOTrainer(
-        model=common.load_causal_lm(ctx),
+        model=model,
         # With LoRA the reference is the base model with the adapter switched off,
         # so no second copy of the weights is loaded.
         ref_model=None,
@@ -55,7 +56,7 @@ def train_dpo(ctx: RunContext) -> TrainResult:
         train_dataset=train,
         eval_dataset=evals or None,
         processing_class=tokenizer,
-        peft_config=common.lora_config(p, "CAUSAL_LM") if adapter else None,
+        peft_config=peft_config,
         callbacks=common.callbacks(ctx, tracker, evals),
     )
     return common.train_and_save(

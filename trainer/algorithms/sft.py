@@ -26,14 +26,14 @@ def _train(ctx: RunContext, *, adapter: bool, pretrain: bool) -> TrainResult:
         dataset_num_proc=None,
     )
     tracker = ProgressTracker(ctx.reporter, report=ctx.dist.is_main)
-    model = common.load_causal_lm(ctx)
+    model, peft_config = common.model_and_lora(ctx, adapter=adapter)
     trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=train,
         eval_dataset=evals or None,
         processing_class=tokenizer,
-        peft_config=common.lora_config(p, "CAUSAL_LM") if adapter else None,
+        peft_config=peft_config,
         callbacks=common.callbacks(ctx, tracker, evals),
     )
     if packing and not _has_varlen_attention(model):
