@@ -235,6 +235,7 @@ CELERY_TASK_ROUTES = {
     # own, so that a deployment can give the long merges workers apart)
     "finetune.tasks.answer_playground": {"queue": "inference"},
     "finetune.tasks.export_version": {"queue": "export"},
+    "finetune.tasks.evaluate_version": {"queue": "export"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")

@@ -5,7 +5,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from finetune import retention
-from finetune.services import checkpoints, exports, jobs, playground, validation
+from finetune.services import checkpoints, evaluations, exports, jobs, playground, validation
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,22 @@ def export_version(export_id: int) -> None:
     exports.run_export(export_id)
 
 
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS + 60,
+    time_limit=settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS + 120,
+)
+def evaluate_version(evaluation_id: int) -> None:
+    """Evaluate a version on a data set (the `export` queue; services/evaluations.py)."""
+    evaluations.run_evaluation(evaluation_id)
+
+
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
 def sweep_exports() -> None:
-    """Exports nobody carries out are asked for again (finetune/services/exports.py)."""
+    """Merges and evaluations nobody carries out are asked for again (services/modelwork.py)."""
     exports.sweep()
+    evaluations.sweep()
 
 
 @shared_task(

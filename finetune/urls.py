@@ -85,6 +85,21 @@ urlpatterns = [
         name="playground_image",
     ),
     path(
+        "repos/<int:pk>/versions/<int:number>/evaluate/",
+        versions.ModelVersionEvaluateView.as_view(),
+        name="modelversion_evaluate",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/evaluations/",
+        versions.ModelVersionEvaluationsView.as_view(),
+        name="modelversion_evaluations",
+    ),
+    path(
+        "repos/<int:pk>/versions/<int:number>/evaluations/<int:evaluation>/<str:name>",
+        versions.ModelVersionEvaluationImageView.as_view(),
+        name="modelversion_evaluation_image",
+    ),
+    path(
         "repos/<int:pk>/versions/<int:number>/exports/",
         versions.ModelVersionExportsView.as_view(),
         name="modelversion_exports",

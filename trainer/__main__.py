@@ -1,4 +1,5 @@
-"""Command line: ``python -m trainer run --spec job.json``, ``validate-data`` and ``export``."""
+"""Command line: ``python -m trainer run --spec job.json``, ``validate-data``, ``export``
+and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -59,7 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--source", required=True, help="the version's folder (with manifest)")
     merge.add_argument("--base", required=True, help="the base model's folder")
     merge.add_argument("--output", required=True, help="where the merged model goes")
+    judge = commands.add_parser("evaluate", help="evaluate a version on a data set")
+    judge.add_argument("--source", required=True, help="the version's folder (with manifest)")
+    judge.add_argument("--base", required=True, help="the base model's folder")
+    judge.add_argument("--data", required=True, help="the data set's file or folder")
+    judge.add_argument("--scenario", required=True, help="the data set's scenario code")
+    judge.add_argument("--output", required=True, help="where the results go")
+    judge.add_argument("--rows", type=int, default=200, help="rows read at most")
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        from trainer.evaluate import main as evaluate_main  # pulls in torch
+
+        return evaluate_main(
+            args.source, args.base, args.data, args.scenario, args.output, args.rows
+        )
     if args.command == "export":
         from trainer.export import main as export_main  # pulls in torch
 

@@ -1,5 +1,12 @@
 from finetune.models.catalog import Algorithm, PretrainedModel, Scenario, TaskType
-from finetune.models.data import Dataset, ModelExport, ModelRepo, ModelVersion, PlaygroundRun
+from finetune.models.data import (
+    Dataset,
+    ModelEvaluation,
+    ModelExport,
+    ModelRepo,
+    ModelVersion,
+    PlaygroundRun,
+)
 from finetune.models.jobs import Job, JobEvent, JobNodeSpec, JobStatus, Priority
 from finetune.models.metrics import MetricPoint, ReportBatch, ResourceSample
 from finetune.models.permissions import (
@@ -18,6 +25,7 @@ __all__ = [
     "JobStatus",
     "JobUserObjectPermission",
     "MetricPoint",
+    "ModelEvaluation",
     "ModelExport",
     "ModelRepo",
     "ModelRepoUserObjectPermission",

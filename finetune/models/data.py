@@ -179,22 +179,16 @@ class ModelVersion(models.Model):
         return f"{self.repo.name} v{self.number}"
 
 
-class ModelExport(models.Model):
-    """One request to merge a LoRA version into its base model (finetune/services/exports.py):
-    carried out by a worker of the `inference` queue, it ends as a new version."""
+class ModelWork(models.Model):
+    """Work on a model version that a worker carries out in a trainer process of its own
+    (finetune/services/modelwork.py): a merge, an evaluation."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Waiting for a worker")
-        RUNNING = "running", _("Merging")
+        RUNNING = "running", _("Under way")
         SUCCEEDED = "succeeded", _("Done")
         FAILED = "failed", _("Failed")
 
-    source = models.ForeignKey(
-        ModelVersion,
-        on_delete=models.CASCADE,
-        related_name="exports",
-        verbose_name=_("model version"),
-    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -210,6 +204,36 @@ class ModelExport(models.Model):
     error = models.TextField(_("reason"), blank=True)
     error_said = models.JSONField(_("reason, as said"), null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    beat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.RUNNING)
+
+    @property
+    def reason_text(self) -> str:
+        """Why it failed, in the reader's language (finetune/texts.py)."""
+        from finetune.texts import render
+
+        return render(self.error_said, self.error)
+
+
+class ModelExport(ModelWork):
+    """One request to merge a LoRA version into its base model (finetune/services/exports.py):
+    carried out by a worker of the `export` queue, it ends as a new version."""
+
+    source = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="exports",
+        verbose_name=_("model version"),
+    )
     result = models.OneToOneField(
         ModelVersion,
         on_delete=models.SET_NULL,
@@ -218,12 +242,8 @@ class ModelExport(models.Model):
         related_name="made_by_export",
         verbose_name=_("exported version"),
     )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    beat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
-    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(ModelWork.Meta):
         verbose_name = _("model export")
         verbose_name_plural = _("model exports")
         constraints = [
@@ -242,16 +262,40 @@ class ModelExport(models.Model):
     def __str__(self) -> str:
         return f"export {self.pk} of {self.source}"
 
-    @property
-    def active(self) -> bool:
-        return self.status in (self.Status.PENDING, self.Status.RUNNING)
 
-    @property
-    def reason_text(self) -> str:
-        """Why it failed, in the reader's language (finetune/texts.py)."""
-        from finetune.texts import render
+class ModelEvaluation(ModelWork):
+    """A version run on a data set of its scenario, beside its base model
+    (finetune/services/evaluations.py); its figures and samples kept on the version."""
 
-        return render(self.error_said, self.error)
+    version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="evaluations",
+        verbose_name=_("model version"),
+    )
+    dataset = models.ForeignKey(
+        Dataset,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("data set"),
+    )
+    dataset_name = models.CharField(_("data set"), max_length=128)
+    results = models.JSONField(_("results"), default=dict, blank=True)
+
+    class Meta(ModelWork.Meta):
+        verbose_name = _("model evaluation")
+        verbose_name_plural = _("model evaluations")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=1),
+                name="modelevaluation_progress_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk} of {self.version} on {self.dataset_name}"
 
 
 class PlaygroundRun(models.Model):

@@ -8,45 +8,33 @@ and follows the progress it prints. The merged model is written into
 ``<repo>/export-<id>`` (staged, then renamed into place, like a training run's output)
 and becomes the repo's next version, ``derived_from`` the first.
 
-Nothing is lost or done twice: a request whose message was lost, or whose worker died
-(no sign of life for SILENT_SECONDS), is taken up again by the sweep, at most
-MAX_ATTEMPTS times; a worker only carries out a request it claimed in one conditional
-update; the trainer process dies with the worker that started it.
+Nothing is lost or done twice (services/modelwork.py): a request whose message was lost,
+or whose worker died, is taken up again by the sweep, a few times at most; a worker only
+carries out a request it claimed; the trainer process dies with the worker that started it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Q
-from django.utils import timezone
+from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from config.celery import enqueue
 from finetune.models import ModelExport, ModelRepo, ModelVersion
+from finetune.services import modelwork
 from finetune.storage import resolve
-from finetune.texts import Said, say, split
+from finetune.texts import Said, say
 from trainer.output import staging_of
 
 logger = logging.getLogger(__name__)
-S = ModelExport.Status
-SILENT_SECONDS = 120
-BEAT_SECONDS = 10
-MAX_ATTEMPTS = 3
 MERGEABLE = ("llm", "t2i")
 
 
@@ -116,44 +104,15 @@ def output_location(export: ModelExport) -> str:
     return f"{export.source.repo.location.rstrip('/')}/export-{export.pk}"
 
 
-def _claim(export_id: int, now) -> bool:
-    """Take the request: one waiting, or one whose worker fell silent."""
-    silent = now - timedelta(seconds=SILENT_SECONDS)
-    return bool(
-        ModelExport.objects.filter(pk=export_id)
-        .filter(Q(status=S.PENDING) | Q(status=S.RUNNING, beat_at__lt=silent))
-        .update(status=S.RUNNING, beat_at=now, attempts=F("attempts") + 1)
-    )
-
-
-def _fail(export_id: int, reason: Said, detail: str = "") -> None:
-    text, _said = split(reason)
-    ModelExport.objects.filter(pk=export_id, status=S.RUNNING).update(
-        status=S.FAILED, error=text, error_said=_said, detail=detail[-4000:],
-        finished_at=timezone.now(),
-    )  # fmt: skip
-
-
 def run_export(export_id: int) -> bool:
     """Carry out one export request; True if this call finished it (either way)."""
-    if not _claim(export_id, timezone.now()):
+    if not modelwork.claim(ModelExport, export_id):
         return False
     related = ("source__repo", "source__job__pretrained_model")
     export = ModelExport.objects.select_related(*related).get(pk=export_id)
-    if export.attempts > MAX_ATTEMPTS:
-        _fail(
-            export_id,
-            say(
-                gettext_noop(
-                    "The worker carrying out this export stopped %(count)d times; it was given up."
-                ),
-                count=MAX_ATTEMPTS,
-            ),
-        )
-        return True
     refusal = export_refusal(export.source)
     if refusal is not None:  # the base model went away since it was asked for
-        _fail(export_id, refusal)
+        modelwork.fail(ModelExport, export_id, refusal)
         return True
     _name, base = base_model_of(export.source)  # type: ignore[misc]
     location = output_location(export)
@@ -161,80 +120,17 @@ def run_export(export_id: int) -> bool:
     if (target / "manifest.json").is_file():  # a worker died after the merge, before the row
         status, detail = 0, ""
     else:
-        status, detail = _merge(export_id, resolve(export.source.location), base, target)
+        arguments = ["export", "--source", str(resolve(export.source.location)),
+                     "--base", str(base), "--output", str(target)]  # fmt: skip
+        status, detail = modelwork.run_trainer(
+            ModelExport, export_id, arguments, settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS
+        )
     if status != 0:
         shutil.rmtree(staging_of(target), ignore_errors=True)  # a killed merge leaves it
-        _fail(export_id, say(gettext_noop("The merge failed.")), detail)
+        modelwork.fail(ModelExport, export_id, say(gettext_noop("The merge failed.")), detail)
         return True
     _publish(export, location, target)
     return True
-
-
-def _die_with_parent() -> None:
-    """In the trainer process: end when the worker that started it ends."""
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _merge(export_id: int, source: Path, base: Path, target: Path) -> tuple[int, str]:
-    """Run the trainer's merge; (exit status, its last words where it failed)."""
-    command = [sys.executable, "-m", "trainer", "export", "--source", str(source),
-               "--base", str(base), "--output", str(target)]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent,
-    )
-    stop = threading.Event()
-    beat = threading.Thread(target=_beat, args=(export_id, stop), daemon=True)
-    beat.start()
-    errors: list[str] = []
-    drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
-    drain.start()
-    last = ""
-    try:
-        for line in process.stdout:
-            last = line.strip() or last
-            try:
-                said = json.loads(last)
-            except ValueError:
-                continue
-            if isinstance(said, dict) and isinstance(said.get("progress"), int | float):
-                ModelExport.objects.filter(pk=export_id, status=S.RUNNING).update(
-                    progress=min(max(float(said["progress"]), 0.0), 1.0), beat_at=timezone.now()
-                )
-        process.wait(timeout=settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS)
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    finally:
-        stop.set()
-        beat.join()
-        drain.join(timeout=5)
-    if process.returncode == 0:
-        return 0, ""
-    try:
-        said = json.loads(last)
-        words = said.get("error") if isinstance(said, dict) else None
-    except ValueError:
-        words = None
-    detail = words or "".join(errors[-20:]) or f"exit status {process.returncode}"
-    logger.warning("export %s failed: %s", export_id, detail)
-    return process.returncode or 1, detail
-
-
-def _beat(export_id: int, stop: threading.Event) -> None:
-    """Tell the sweep that this export's worker lives, while the merge runs."""
-    try:
-        while not stop.wait(BEAT_SECONDS):
-            ModelExport.objects.filter(pk=export_id, status=S.RUNNING).update(
-                beat_at=timezone.now()
-            )
-    finally:
-        connection.close()
 
 
 def _publish(export: ModelExport, location: str, target: Path) -> None:
@@ -245,7 +141,7 @@ def _publish(export: ModelExport, location: str, target: Path) -> None:
         manifest = {}
     source = export.source
     with transaction.atomic():
-        if not ModelExport.objects.select_for_update().filter(pk=export.pk, status=S.RUNNING):
+        if not ModelExport.objects.select_for_update().filter(pk=export.pk, status="running"):
             return
         ModelRepo.objects.select_for_update().filter(pk=source.repo_id).get()
         number = (
@@ -263,22 +159,12 @@ def _publish(export: ModelExport, location: str, target: Path) -> None:
             metrics=source.metrics,
             derived_from=source,
         )
-        ModelExport.objects.filter(pk=export.pk).update(
-            status=S.SUCCEEDED, progress=1.0, result=version, finished_at=timezone.now()
-        )
+        modelwork.succeed(ModelExport, export.pk, result=version)
 
 
 def sweep(now=None) -> list[int]:
-    """Take up again the exports nobody carries out: waiting with no worker having taken
-    them for SILENT_SECONDS (a message lost with the broker), or under way with no sign
-    of life for as long (a worker that died)."""
-    now = now or timezone.now()
-    silent = now - timedelta(seconds=SILENT_SECONDS)
-    found = list(
-        ModelExport.objects.filter(
-            Q(status=S.PENDING, created_at__lt=silent) | Q(status=S.RUNNING, beat_at__lt=silent)
-        ).values_list("pk", flat=True)
-    )
+    """Take up again the exports nobody carries out (modelwork.lost)."""
+    found = modelwork.lost(ModelExport, now)
     for export_id in found:
         logger.info("export %s is asked for again", export_id)
         _enqueue(export_id)

@@ -29,8 +29,17 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 
 from finetune import access
-from finetune.models import Algorithm, ModelExport, ModelRepo, ModelVersion, PlaygroundRun
-from finetune.services import exports, playground, versions
+from finetune.inputs import whole_number
+from finetune.models import (
+    Algorithm,
+    Dataset,
+    ModelEvaluation,
+    ModelExport,
+    ModelRepo,
+    ModelVersion,
+    PlaygroundRun,
+)
+from finetune.services import evaluations, exports, playground, versions
 from finetune.services.data import MODEL_VERSION
 from finetune.services.jobs import START_FROM
 from finetune.storage import data_root
@@ -125,6 +134,7 @@ class ModelVersionDetailView(VersionMixin, View):
             "can_try": playground.kind_of(version) is not None,
             "can_continue": version.repo.scenario.code in continued_scenarios(),
             **exports_context(version, actions),
+            **evaluations_context(request.user, version, actions),
         }
         return TemplateResponse(request, "finetune/modelversion_detail.html", context)
 
@@ -141,6 +151,82 @@ def exports_context(version: ModelVersion, actions: set[str]) -> dict:
         ),
         "can_export": "change" in actions,
     }
+
+
+#: what an evaluation's figures are called on the page, in this order
+FIGURES = (
+    ("loss", gettext_lazy("Loss")),
+    ("perplexity", gettext_lazy("Perplexity")),
+    ("preference_accuracy", gettext_lazy("Chosen answer preferred")),
+    ("reward_accuracy", gettext_lazy("Reward accuracy")),
+    ("mean_margin", gettext_lazy("Mean reward margin")),
+)
+
+
+def evaluations_context(user, version: ModelVersion, actions: set[str]) -> dict:
+    found = list(
+        ModelEvaluation.objects.filter(version=version).select_related("requested_by")[:10]
+    )
+    rows = []
+    for evaluation in found:
+        sides = (evaluation.results or {}).get("sides") or {}
+        figures = [
+            (label, sides.get("version", {}).get(key), sides.get("base", {}).get(key))
+            for key, label in FIGURES
+            if key in sides.get("version", {})
+        ]
+        rows.append((evaluation, figures))
+    why = evaluations.refusal(version)
+    return {
+        "evaluations": rows,
+        "evaluation_active": any(e.active for e in found),
+        "evaluation_refusal": why.render() if why else "",
+        "evaluation_datasets": (
+            list(evaluations.usable_datasets(user, version)) if "change" in actions else []
+        ),
+    }
+
+
+class ModelVersionEvaluationsView(VersionMixin, View):
+    """The evaluations panel alone, polled while one is under way."""
+
+    def get(self, request: HttpRequest, pk: int, number: int) -> HttpResponse:
+        version = self.version()
+        actions = access.allowed_actions(request.user, self.object)
+        context = {
+            "object": self.object,
+            "version": version,
+            "can_export": "change" in actions,
+            **evaluations_context(request.user, version, actions),
+        }
+        return TemplateResponse(request, "finetune/_version_evaluations.html", context)
+
+
+class ModelVersionEvaluateView(VersionMixin, View):
+    """POST: evaluate this version on a data set of its scenario."""
+
+    action = "change"
+
+    def post(self, request: HttpRequest, pk: int, number: int) -> HttpResponse:
+        version = self.version()
+        chosen = whole_number(request.POST.get("dataset"))
+        dataset = Dataset.objects.filter(pk=chosen).first() if chosen is not None else None
+        try:
+            evaluations.request_evaluation(request.user, version, dataset)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, _("The evaluation has been asked for."))
+        return redirect("finetune:modelversion_detail", pk=self.object.pk, number=version.number)
+
+
+class ModelVersionEvaluationImageView(VersionMixin, View):
+    def get(self, request: HttpRequest, pk: int, number: int, evaluation: int, name: str):
+        found = get_object_or_404(ModelEvaluation, pk=evaluation, version=self.version())
+        path = evaluations.image_of(found, name)
+        if path is None:
+            raise Http404
+        return FileResponse(path.open("rb"), content_type="image/png")
 
 
 class ModelVersionExportsView(VersionMixin, View):

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Access
 from finetune.models import ModelExport, ModelVersion
-from finetune.services import exports
+from finetune.services import exports, modelwork
 from finetune.storage import resolve
 from tests import factories
 
@@ -248,15 +248,15 @@ def test_lost_and_abandoned_exports_are_taken_up_again_then_given_up(alice, vers
     queued = []
     monkeypatch.setattr(exports, "_enqueue", queued.append)
     lost = ModelExport.objects.create(source=version, requested_by=alice)
-    long_ago = timezone.now() - timedelta(seconds=exports.SILENT_SECONDS + 5)
+    long_ago = timezone.now() - timedelta(seconds=modelwork.SILENT_SECONDS + 5)
     ModelExport.objects.filter(pk=lost.pk).update(created_at=long_ago)
     assert exports.sweep() == [lost.pk] and queued == [lost.pk]
     # a worker that claimed it and died: silent since, so another takes it over
     ModelExport.objects.filter(pk=lost.pk).update(
-        status="running", beat_at=long_ago, attempts=exports.MAX_ATTEMPTS
+        status="running", beat_at=long_ago, attempts=modelwork.MAX_ATTEMPTS
     )
     assert exports.sweep() == [lost.pk]
-    assert exports.run_export(lost.pk)
+    exports.run_export(lost.pk)  # given up, not run a fourth time
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped 3 times" in lost.reason_text
     # one under way with a live worker is left alone
@@ -325,3 +325,56 @@ def test_a_new_job_goes_on_from_a_version_of_its_base_model(client, alice, proje
     from scheduler.launching import trainer_parameters
 
     assert trainer_parameters(job)["start_from"] == str(resolve(version.location))
+
+
+def test_an_evaluation_measures_the_version_beside_its_base_on_the_page(
+    client, alice, bob, project, version, monkeypatch, django_capture_on_commit_callbacks
+):
+    from finetune.models import ModelEvaluation
+    from finetune.services import evaluations
+    from tests.finetune import pages_support as support
+
+    queued = []
+    monkeypatch.setattr(evaluations, "_enqueue", queued.append)
+    dataset = support.good_dataset(project, alice, name="held-out")
+    client.force_login(alice)
+    page = client.get(_url("modelversion_detail", version)).content.decode()
+    assert 'data-testid="evaluate-button"' in page and "held-out" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(_url("modelversion_evaluate", version), {"dataset": dataset.pk})
+    evaluation = ModelEvaluation.objects.get()
+    assert queued == [evaluation.pk] and evaluation.dataset_name == "held-out"
+    assert evaluations.run_evaluation(evaluation.pk)  # what the worker does
+    evaluation.refresh_from_db()
+    assert evaluation.status == "succeeded", evaluation.detail
+    sides = evaluation.results["sides"]
+    assert sides["version"]["loss"] != sides["base"]["loss"]
+    client.force_login(bob)  # read-only: sees the results, may not ask for more
+    page = client.get(_url("modelversion_detail", version)).content.decode()
+    assert (
+        'data-testid="evaluation-figures"' in page and 'data-testid="evaluate-button"' not in page
+    )
+    assert f"{sides['version']['perplexity']:.4f}".rstrip("0")[:6] in page
+    assert (
+        client.post(_url("modelversion_evaluate", version), {"dataset": dataset.pk}).status_code
+        == 403
+    )
+
+
+def test_an_evaluation_on_data_one_may_not_use_is_refused(client, alice, bob, project, version):
+    from finetune.models import ModelEvaluation
+    from tests.finetune import pages_support as support
+
+    theirs = support.good_dataset(project, bob, level=Access.NONE, name="bobs")
+    images = factories.dataset(
+        project, alice, name="pictures", scenario=factories.scenario("t2i/finetune")
+    )
+    client.force_login(alice)
+    for dataset in (theirs, images):
+        answer = client.post(
+            _url("modelversion_evaluate", version), {"dataset": dataset.pk}, follow=True
+        )
+        assert "Choose a data set of this scenario that you may use" in answer.content.decode()
+    answer = client.post(_url("modelversion_evaluate", version), {"dataset": "x"}, follow=True)
+    assert "Choose a data set" in answer.content.decode()
+    assert not ModelEvaluation.objects.exists()

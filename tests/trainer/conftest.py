@@ -193,3 +193,67 @@ def start_report_server() -> Any:
 @pytest.fixture
 def report_server(start_report_server: Any) -> ReportServer:
     return start_report_server()
+
+
+def version_folder(folder: Path, kind: str, artifacts: dict) -> Path:
+    """A model version's folder: its manifest (trainer/output.py) names what it holds."""
+    from trainer.output import MANIFEST, write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(
+        folder / MANIFEST,
+        {"model_kind": kind, "scenario": "x", "algorithm": "x", "artifacts": artifacts},
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def llm_version(tiny_llm: Path, tmp_path_factory) -> Path:
+    """A version folder as a LoRA SFT run leaves it: a random, non-zero adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("version")
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llm))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, weight in peft_model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)  # a fresh adapter adds nothing: make it count
+    peft_model.save_pretrained(str(folder / "adapter"))
+    AutoTokenizer.from_pretrained(str(tiny_llm)).save_pretrained(str(folder / "adapter"))
+    return version_folder(folder, "llm", {"adapter": "adapter", "tokenizer": "adapter"})
+
+
+@pytest.fixture(scope="session")
+def t2i_version(tiny_t2i: Path, tmp_path_factory) -> Path:
+    """A text-to-image LoRA version folder: a random, non-zero adapter on the tiny UNet."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(0)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        str(tiny_t2i), safety_checker=None, requires_safety_checker=False
+    )
+    unet = pipeline.unet
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
+                   target_modules=["to_k", "to_q", "to_v", "to_out.0"])
+    )  # fmt: skip
+    with torch.no_grad():
+        for name, weight in unet.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    source = tmp_path_factory.mktemp("t2i-version")
+    StableDiffusionPipeline.save_lora_weights(
+        save_directory=str(source / "adapter"),
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        safe_serialization=True,
+    )
+    return version_folder(source, "t2i", {"adapter": "adapter"})

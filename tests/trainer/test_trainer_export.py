@@ -12,40 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.conftest import version_folder
 from trainer.export import ExportError, export
-from trainer.output import MANIFEST, write_json
+from trainer.output import MANIFEST
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _version(folder: Path, kind: str, artifacts: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(
-        folder / MANIFEST,
-        {"model_kind": kind, "scenario": "x", "algorithm": "x", "artifacts": artifacts},
-    )
-    return folder
-
-
-@pytest.fixture(scope="module")
-def llm_version(tiny_llm: Path, tmp_path_factory) -> Path:
-    """A version folder as a LoRA SFT run leaves it: a random, non-zero adapter."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("version")
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_llm))
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():
-        for name, weight in peft_model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, 0.5)  # a fresh adapter adds nothing: make it count
-    peft_model.save_pretrained(str(folder / "adapter"))
-    AutoTokenizer.from_pretrained(str(tiny_llm)).save_pretrained(str(folder / "adapter"))
-    return _version(folder, "llm", {"adapter": "adapter", "tokenizer": "adapter"})
 
 
 def test_a_merged_llm_loads_with_transformers_alone_and_equals_base_plus_adapter(
@@ -82,7 +53,7 @@ def test_a_merged_llm_loads_with_transformers_alone_and_equals_base_plus_adapter
 def test_export_refuses_a_missing_base_or_a_full_model(llm_version, tiny_llm, tmp_path):
     with pytest.raises(ExportError, match=r"base model .* is missing"):
         export(llm_version, tmp_path / "gone", tmp_path / "out", lambda p, s: None)
-    full = _version(tmp_path / "full", "llm", {"model": "model"})
+    full = version_folder(tmp_path / "full", "llm", {"model": "model"})
     with pytest.raises(ExportError, match="full model"):
         export(full, tiny_llm, tmp_path / "out", lambda p, s: None)
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
@@ -99,34 +70,14 @@ def test_the_command_line_reports_progress_and_refusals_as_json_lines(llm_versio
     assert last["bad_input"] and "missing" in last["error"]
 
 
-def test_a_fused_t2i_pipeline_loads_in_diffusers_and_its_lora_in_kohya_layout(tiny_t2i, tmp_path):
+def test_a_fused_t2i_pipeline_loads_in_diffusers_and_its_lora_in_kohya_layout(
+    tiny_t2i, t2i_version, tmp_path
+):
     import torch
     from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
 
-    torch.manual_seed(0)
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        str(tiny_t2i), safety_checker=None, requires_safety_checker=False
-    )
-    unet = pipeline.unet
-    unet.add_adapter(
-        LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
-                   target_modules=["to_k", "to_q", "to_v", "to_out.0"])
-    )  # fmt: skip
-    with torch.no_grad():
-        for name, weight in unet.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, 0.5)
-    source = tmp_path / "version"
-    StableDiffusionPipeline.save_lora_weights(
-        save_directory=str(source / "adapter"),
-        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
-        safe_serialization=True,
-    )
-    _version(source, "t2i", {"adapter": "adapter"})
+    source = t2i_version
     final = export(source, tiny_t2i, tmp_path / "merged", lambda p, s: None)
 
     fused = StableDiffusionPipeline.from_pretrained(
