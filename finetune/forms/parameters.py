@@ -197,7 +197,10 @@ class ParametersForm(forms.Form):
                 value = field.field.to_python(field.value())
             except ValidationError:
                 return True
-            if str(value) != str(props[field.name].get("default")):
+            default = props[field.name].get("default")
+            if value in (None, "") and default in (None, ""):
+                continue  # an empty choice (of a model version) is the empty default
+            if str(value) != str(default):
                 return True
         return False
 

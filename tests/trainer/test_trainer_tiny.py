@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -58,7 +59,8 @@ def test_staged_output_appears_only_complete(tmp_path):
     assert not (tmp_path / "out").exists()
     final = staged.finish({"job_id": 1})
     manifest = json.loads((final / "manifest.json").read_text())
-    assert manifest["files"] == [{"path": "model/weights.bin", "bytes": 10}]
+    digest = hashlib.sha256(b"x" * 10).hexdigest()
+    assert manifest["files"] == [{"path": "model/weights.bin", "bytes": 10, "sha256": digest}]
     assert not staging.exists() and not (final / "_checkpoints").exists()
 
 
