@@ -39,3 +39,28 @@ def setup_django(database: str) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+def peak_growth_mib(process, action):
+    """(how far ``process``'s RSS rose above where it started, in MiB, while ``action()``
+    ran, sampled every 20 ms; what ``action`` returned)."""
+    import threading
+    import time
+
+    before = process.memory_info().rss
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        found = action()
+    finally:
+        done.set()
+        sampler.join()
+    return (peak[0] - before) / 2**20, found

@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -192,23 +191,10 @@ def _upload_through_a_server(data_root: Path, session: str, scenario_id: int, fi
             },
         )
         connection.getresponse().read()
-        before = worker.memory_info().rss
-        peak = [before]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], worker.memory_info().rss)
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
-            status, seconds = _upload(port, session, scenario_id, file)
-        finally:
-            done.set()
-            sampler.join()
-        return status, seconds, (peak[0] - before) / 2**20
+        growth, (status, seconds) = benchdb.peak_growth_mib(
+            worker, lambda: _upload(port, session, scenario_id, file)
+        )
+        return status, seconds, growth
     finally:
         server.terminate()
         server.wait(30)

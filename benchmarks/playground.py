@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode, urlparse, urlunparse
@@ -124,29 +123,19 @@ def _download(site: Site, url: str, web: subprocess.Popen) -> tuple[float, float
     connection, response = site.request("GET", url)  # warm: what a download loads
     response.read(1 << 20)
     connection.close()
-    before = worker.memory_info().rss
-    peak = [before]
-    done = threading.Event()
 
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], worker.memory_info().rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    started = time.perf_counter()
-    try:
+    def read_it_all() -> tuple[int, float]:
+        started = time.perf_counter()
         connection, response = site.request("GET", url)
         assert response.status == 200, response.status
         total = 0
         while block := response.read(1 << 20):
             total += len(block)
-    finally:
-        done.set()
-        sampler.join()
-    seconds = time.perf_counter() - started
-    return (peak[0] - before) / 2**20, total / 2**20 / seconds
+        connection.close()
+        return total, time.perf_counter() - started
+
+    growth, (total, seconds) = benchdb.peak_growth_mib(worker, read_it_all)
+    return growth, total / 2**20 / seconds
 
 
 def main() -> None:

@@ -11,19 +11,18 @@ PENDING and RUNNING change nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from finetune import states
-from finetune.models import Job, JobEvent, JobStatus, ModelRepo, ModelVersion
+from finetune.models import Job, JobEvent, JobStatus
+from finetune.services.versions import add_version, read_manifest
 from finetune.signals import Change, job_changed
 from finetune.storage import job_output, resolve
 from finetune.texts import Said, say
@@ -192,23 +191,15 @@ def succeed(job: Job, data: dict) -> str | None:
                 job, JobStatus.FAILED, reason=reason, source=CLUSTER, data=data
             )
             return JobStatus.FAILED if moved else None
-        manifest = _manifest(folder)
-        # Locking the repo row serialises version numbers between concurrent successes.
-        ModelRepo.objects.select_for_update().filter(pk=job.model_repo_id).get()
-        number = (
-            ModelVersion.objects.filter(repo_id=job.model_repo_id).aggregate(Max("number"))[
-                "number__max"
-            ]
-            or 0
-        ) + 1
-        version = ModelVersion.objects.create(
-            repo_id=job.model_repo_id,
-            number=number,
-            location=location,
+        manifest = read_manifest(folder)
+        version = add_version(
+            job.model_repo_id,
+            location,
+            manifest,
             job=job,
-            manifest=manifest,
             metrics=manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {},
         )
+        number = version.number
         reason = say(
             gettext_noop("All workers exited with code 0; the model is version %(number)d."),
             number=number,
@@ -222,11 +213,3 @@ def succeed(job: Job, data: dict) -> str | None:
             data=data,
         )
         return JobStatus.SUCCEEDED if moved else None
-
-
-def _manifest(folder) -> dict:
-    try:
-        found = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}

@@ -15,7 +15,6 @@ carries out a request it claimed; the trainer process dies with the worker that 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -23,13 +22,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from config.celery import enqueue
-from finetune.models import ModelExport, ModelRepo, ModelVersion
+from finetune.models import ModelExport, ModelVersion
 from finetune.services import modelwork
+from finetune.services.versions import add_version, read_manifest
 from finetune.storage import resolve
 from finetune.texts import Said, say
 from trainer.output import staging_of
@@ -135,27 +134,15 @@ def run_export(export_id: int) -> bool:
 
 def _publish(export: ModelExport, location: str, target: Path) -> None:
     """The merged model becomes the repo's next version, and the export says so."""
-    try:
-        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = {}
     source = export.source
     with transaction.atomic():
         if not ModelExport.objects.select_for_update().filter(pk=export.pk, status="running"):
             return
-        ModelRepo.objects.select_for_update().filter(pk=source.repo_id).get()
-        number = (
-            ModelVersion.objects.filter(repo_id=source.repo_id).aggregate(Max("number"))[
-                "number__max"
-            ]
-            or 0
-        ) + 1
-        version = ModelVersion.objects.create(
-            repo_id=source.repo_id,
-            number=number,
-            location=location,
+        version = add_version(
+            source.repo_id,
+            location,
+            read_manifest(target),
             job=source.job,
-            manifest=manifest if isinstance(manifest, dict) else {},
             metrics=source.metrics,
             derived_from=source,
         )

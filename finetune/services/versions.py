@@ -15,15 +15,17 @@ download, in the layout ``sha256sum -c`` checks.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db.models import Max
 from django.utils.text import slugify
 
-from finetune.models import ModelVersion
+from finetune.models import ModelRepo, ModelVersion
 from finetune.storage import resolve
 
 BLOCK = 1 << 20
@@ -38,6 +40,29 @@ class VersionFile:
     path: str  # relative to the version's folder, with forward slashes
     size: int
     sha256: str | None  # from the manifest, where the trainer wrote one
+
+
+def add_version(repo_id: int, location: str, manifest: dict, **fields) -> ModelVersion:
+    """The repo's next version (a job's model, a merge): call inside a transaction; the
+    repo's row is locked to serialise the numbers of concurrent additions."""
+    ModelRepo.objects.select_for_update().filter(pk=repo_id).get()
+    latest = ModelVersion.objects.filter(repo_id=repo_id).aggregate(Max("number"))
+    return ModelVersion.objects.create(
+        repo_id=repo_id,
+        number=(latest["number__max"] or 0) + 1,
+        location=location,
+        manifest=manifest if isinstance(manifest, dict) else {},
+        **fields,
+    )
+
+
+def read_manifest(folder: Path) -> dict:
+    """The manifest of a published folder, or {} where there is none to read."""
+    try:
+        found = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def folder_of(version: ModelVersion) -> Path:
