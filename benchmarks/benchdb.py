@@ -64,3 +64,18 @@ def peak_growth_mib(process, action):
         done.set()
         sampler.join()
     return (peak[0] - before) / 2**20, found
+
+
+def wait_for_server(port: int, tries: int = 300) -> None:
+    """Until the server on ``port`` answers its liveness probe (0.1 s between tries)."""
+    import http.client
+    import time
+
+    for _ in range(tries):
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/livez")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)

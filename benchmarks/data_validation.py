@@ -170,14 +170,7 @@ def _upload_through_a_server(data_root: Path, session: str, scenario_id: int, fi
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for _ in range(200):
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/livez")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        benchdb.wait_for_server(port)
         worker = psutil.Process(server.pid).children()[0]
         # warm: the form's first POST loads what a request loads (a refused one: no name)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -104,14 +104,7 @@ def _serve(env: dict, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
          "--concurrency", "1", "--loglevel", "WARNING", "--hostname", "bench-inference@%h"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    for _ in range(300):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/livez")
-            if connection.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
+    benchdb.wait_for_server(port)
     return web, worker
 
 
