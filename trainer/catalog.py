@@ -270,6 +270,7 @@ def _t2i_params() -> dict[str, Any]:
         **props["lora_target_modules"],
         "default": "to_k,to_q,to_v,to_out.0",
     }
+    props.update(checkpoints())
     props.update(_T2I)
     return props
 

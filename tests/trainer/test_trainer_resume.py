@@ -95,3 +95,43 @@ def test_a_run_without_checkpoints_leaves_nothing_when_stopped(spec, train, tmp_
     stopped = train(path, extra_callbacks=[StopAt()])
     assert stopped.status == 143
     assert not staging_of(tmp_path / "plain").exists()
+
+
+def test_a_stopped_t2i_run_resumes_with_the_losses_it_would_have_had(
+    make_spec, train, tiny_t2i, data, tmp_path
+):
+    params = {"max_steps": 8, "save_steps": 2, "logging_steps": 1, "batch_size": 2,
+              "learning_rate": 1e-3, "lr_scheduler": "linear", "warmup_ratio": 0.0}  # fmt: skip
+    spec = make_spec(
+        algorithm="t2i_lora", scenario="t2i/finetune", base_model=tiny_t2i,
+        train=data["t2i"], parameters=params,
+    )  # fmt: skip
+
+    whole = train(_spec(spec, tmp_path / "whole"))
+    assert whole.status == 0
+    kept = staging_of(tmp_path / "cut") / CHECKPOINTS
+    cut = _spec(spec, tmp_path / "cut")
+    from trainer.algorithms import t2i
+
+    # the text-to-image loop is not transformers': the stop comes after its checkpoint
+    original = t2i._checkpoint
+
+    def checkpoint_then_stop(ctx, unet, optimizer, scheduler, kept_state):
+        original(ctx, unet, optimizer, scheduler, kept_state)
+        if kept_state["step"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    t2i._checkpoint = checkpoint_then_stop
+    try:
+        cut_run = train(cut)
+    finally:
+        t2i._checkpoint = original
+    assert cut_run.status == 143
+    assert sorted(p.name for p in kept.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    resumed = train(_spec(spec, tmp_path / "resumed", resume_from=str(kept / "checkpoint-4")))
+    assert resumed.status == 0, resumed.lines[-20:]
+    expected = {r["step"]: r["loss"] for r in whole.history if "loss" in r}
+    got = {r["step"]: r["loss"] for r in resumed.history if "loss" in r}
+    assert sorted(got) == [5, 6, 7, 8]
+    for step, loss in got.items():
+        assert loss == pytest.approx(expected[step], rel=1e-4), step

@@ -15,7 +15,9 @@ from typing import Any
 from trainer.context import RunContext, TrainResult
 from trainer.datavalidation import data_files
 from trainer.jsonl import read_rows
+from trainer.output import write_json
 from trainer.progress import ProgressTracker
+from trainer.spec import SpecError
 
 log = logging.getLogger("jingtiao.train")
 VALIDATION, TEST = "validation", "test"
@@ -223,8 +225,13 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
             resolution,
             flip=shuffle and p["random_flip"],
         )
-        return torch.utils.data.DataLoader(data, batch_size=p["batch_size"], shuffle=shuffle)
+        return torch.utils.data.DataLoader(
+            data, batch_size=p["batch_size"], shuffle=shuffle, generator=order
+        )
 
+    # each epoch's order is drawn from (seed, epoch) alone, so that a resumed run reads
+    # the rest of its epoch in the order it would have
+    order = torch.Generator()
     train_loader = loader(spec.train_data, True)
     evals = {
         name: loader(path, False)
@@ -251,6 +258,13 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
     best: dict[str, Any] = {"loss": math.inf, "step": None, "state": None, "values": {}}
     last: dict[str, Any] = {"step": None, "values": {}}
     step, stale, running, seen = 0, 0, [], 0
+    resumed_rng = None
+    if spec.resume_from:
+        kept = _resume(spec.resume_from, accelerator.unwrap_model(unet), optimizer, scheduler)
+        step, stale, seen = kept["step"], kept["stale"], kept["seen"]
+        best.update(kept["best"])
+        resumed_rng = torch.get_rng_state()
+        log.info("resuming from %s at step %d", spec.resume_from, step)
 
     def evaluate() -> bool:
         """Evaluate every set, remember the best adapter; True when it is time to stop."""
@@ -284,7 +298,15 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
     unet.train()
     stop = False
     while step < max_steps and not stop:
-        for batch in train_loader:
+        order.manual_seed(p["seed"] + step // steps_per_epoch)
+        batches = iter(train_loader)
+        for _ in range((step % steps_per_epoch) * p["gradient_accumulation_steps"]):
+            next(batches, None)  # read before the checkpoint this run resumed from
+        if resumed_rng is not None:
+            # reading them drew random flips: the noise goes on from the checkpoint's state
+            torch.set_rng_state(resumed_rng)
+            resumed_rng = None
+        for batch in batches:
             with accelerator.accumulate(unet):
                 loss = diffusion.loss(unet, batch)
                 accelerator.backward(loss)
@@ -317,6 +339,9 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
             if evals and due and evaluate():
                 log.info("early stopping at step %s: no better validation loss", step)
                 stop = True
+            if p["save_steps"] and step % p["save_steps"] == 0 and accelerator.is_main_process:
+                kept = {"step": step, "stale": stale, "seen": seen, "best": best}
+                _checkpoint(ctx, accelerator.unwrap_model(unet), optimizer, scheduler, kept)
             if step >= max_steps or stop:
                 break
     if evals and last["step"] != step:
@@ -340,6 +365,69 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
         **final,
     }
     return TrainResult(artifacts=artifacts, metrics=metrics, history=tracker.history)
+
+
+KEEP_CHECKPOINTS = 2
+STATE = "trainer_state.json"  # written last: a checkpoint without it was cut short
+
+
+def _checkpoint(ctx: RunContext, unet: Any, optimizer: Any, scheduler: Any, kept: dict) -> None:
+    """The whole training state at this step, to resume from (services/checkpoints.py):
+    the adapter, the optimiser, the schedule, the random state, the best adapter so far;
+    the last KEEP_CHECKPOINTS kept."""
+    import shutil
+
+    import torch
+    from peft.utils import get_peft_model_state_dict
+
+    folder = ctx.checkpoints / f"checkpoint-{kept['step']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    best = kept["best"]
+    torch.save(
+        {
+            "adapter": get_peft_model_state_dict(unet),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "best_state": best["state"],
+        },
+        folder / "state.pt",
+    )
+    summary = {key: best[key] for key in ("loss", "step", "values")}
+    state = {"global_step": kept["step"], "stale": kept["stale"], "seen": kept["seen"]}
+    write_json(folder / STATE, {**state, "best": summary})
+    done = sorted(
+        (p for p in ctx.checkpoints.glob("checkpoint-*") if (p / STATE).is_file()),
+        key=lambda p: int(p.name.rsplit("-", 1)[1]),
+    )
+    for old in done[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(folder: str, unet: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Load a checkpoint of ``_checkpoint`` into the run; what the loop goes on with."""
+    import json
+
+    import torch
+    from peft.utils import set_peft_model_state_dict
+
+    path = Path(folder)
+    try:
+        state = json.loads((path / STATE).read_text(encoding="utf-8"))
+        saved = torch.load(path / "state.pt", weights_only=False)
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"resume_from {folder} is not a checkpoint of this algorithm") from exc
+    set_peft_model_state_dict(unet, saved["adapter"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    best = {**state["best"], "state": saved["best_state"]}  # its loss inf while none yet
+    return {
+        "step": state["global_step"],
+        "stale": state["stale"],
+        "seen": state["seen"],
+        "best": best,
+    }
 
 
 def _save(ctx: RunContext, diffusion: Diffusion, unet: Any) -> dict[str, str]:
