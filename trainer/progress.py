@@ -33,7 +33,15 @@ class ProgressTracker:
         self.started = time.monotonic()
         self._last_time = self.started
         self._last_tokens = 0
+        self._first_step = 0
         self.history: list[dict[str, Any]] = []
+
+    def started_from(self, step: int, tokens_seen: int | None = None) -> None:
+        """A run resumed from a checkpoint: its pace and its throughput count from there,
+        not from step 0 (the steps and tokens before it were another run's)."""
+        self._first_step = step
+        self._last_tokens = tokens_seen or 0
+        self.started = self._last_time = time.monotonic()
 
     def log(
         self,
@@ -58,8 +66,10 @@ class ProgressTracker:
         if max_steps > 0:
             progress = min(1.0, step / max_steps)
             record["progress"] = round(progress, 4)
-            if progress > 0:
-                record["eta_seconds"] = round((now - self.started) * (1 - progress) / progress, 1)
+            done = step - self._first_step
+            if done > 0:
+                left = max(max_steps - step, 0)
+                record["eta_seconds"] = round((now - self.started) * left / done, 1)
         self.history.append(record)
         if self.report:
             self.reporter.metric(**record, time=time.time())

@@ -135,3 +135,19 @@ def test_a_stopped_t2i_run_resumes_with_the_losses_it_would_have_had(
     assert sorted(got) == [5, 6, 7, 8]
     for step, loss in got.items():
         assert loss == pytest.approx(expected[step], rel=1e-4), step
+
+
+def test_a_resumed_runs_pace_counts_from_where_it_resumed(monkeypatch):
+    """Neither the throughput nor the time left take the steps before the checkpoint
+    for this run's: no spike of tokens per second, no ETA too short."""
+    from trainer import progress
+    from trainer.reporting import NullReporter
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    tracker = progress.ProgressTracker(NullReporter(), report=False)
+    tracker.started_from(100, tokens_seen=50_000)
+    clock[0] += 10
+    record = tracker.log(step=110, max_steps=200, epoch=1.0, values={}, tokens_seen=55_000)
+    assert record["tokens_per_second"] == 500  # 5,000 tokens in 10 s, not 55,000
+    assert record["eta_seconds"] == 90  # 10 steps took 10 s; 90 are left

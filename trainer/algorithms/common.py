@@ -227,6 +227,10 @@ class ReportingCallback(TrainerCallback):
     def __init__(self, tracker: ProgressTracker) -> None:
         self.tracker = tracker
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step:  # resumed: the checkpoint's step and tokens are loaded
+            self.tracker.started_from(state.global_step, getattr(state, "num_input_tokens_seen", 0))
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
             self.tracker.log(

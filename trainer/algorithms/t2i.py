@@ -264,6 +264,7 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
         step, stale, seen = kept["step"], kept["stale"], kept["seen"]
         best.update(kept["best"])
         resumed_rng = torch.get_rng_state()
+        tracker.started_from(step)
         log.info("resuming from %s at step %d", spec.resume_from, step)
 
     def evaluate() -> bool:
