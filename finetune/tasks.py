@@ -80,8 +80,9 @@ def sweep_exports() -> None:
 
 @shared_task(
     ignore_result=True,
-    soft_time_limit=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 60,
-    time_limit=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 90,
+    # the answer's own limit, plus what loading a large model may take
+    soft_time_limit=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 600,
+    time_limit=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 660,
 )
 def answer_playground(run_id: int) -> None:
     """Answer a question of the playground (routed to the `inference` queue; not acked
@@ -94,8 +95,10 @@ def answer_playground(run_id: int) -> None:
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
 def sweep_playground() -> None:
-    """Questions nobody answers are failed with the reason (finetune/services/playground.py)."""
+    """Questions nobody answers are failed with the reason, and old ones forgotten
+    (finetune/services/playground.py)."""
     playground.give_up_overdue()
+    playground.forget_old()
 
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=600, time_limit=900)

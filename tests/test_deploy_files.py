@@ -16,7 +16,7 @@ def compose() -> dict:
 
 
 def test_compose_runs_web_workers_beat_postgres_and_redis(compose):
-    platform = {"web", "worker", "data-worker", "inference-worker", "beat"}
+    platform = {"web", "worker", "data-worker", "inference-worker", "export-worker", "beat"}
     assert set(compose["services"]) == platform | {"postgres", "redis"}
 
 
@@ -24,7 +24,7 @@ def test_platform_services_share_one_configuration(compose):
     from urllib.parse import urlparse
 
     services = compose["services"]
-    platform = ("web", "worker", "data-worker", "inference-worker", "beat")
+    platform = ("web", "worker", "data-worker", "inference-worker", "export-worker", "beat")
     first = services["web"]
     for name in platform:
         # one configuration: the same settings, data volume and start order everywhere
@@ -41,7 +41,8 @@ def test_platform_services_share_one_configuration(compose):
     # the queue every task of the platform is sent to, and the data sets' own
     assert "--queues jingtiao " in services["worker"]["command"]
     assert "--queues data " in services["data-worker"]["command"]
-    assert "--queues inference,export " in services["inference-worker"]["command"]
+    assert "--queues inference " in services["inference-worker"]["command"]
+    assert "--queues export " in services["export-worker"]["command"]
     assert services["beat"]["command"].startswith("celery -A config beat")
     assert "migrate" in services["web"]["command"]
 

@@ -54,10 +54,14 @@ SCENARIOS: list[ScenarioInfo] = [
 ]
 
 
-def _llm(learning_rate: float, *extra: dict[str, Any], batch_size: int = 4) -> dict[str, Any]:
+def _llm(
+    learning_rate: float, *extra: dict[str, Any], batch_size: int = 4, save_steps: int = 200
+) -> dict[str, Any]:
+    """``save_steps``: 0 by default for full training, whose checkpoints hold the
+    optimiser's state of every weight (about three times the model); a user asks."""
     props: dict[str, Any] = {**training_loop(learning_rate=learning_rate, batch_size=batch_size)}
     props.update(llm_sequence())
-    props.update(checkpoints())
+    props.update(checkpoints(save_steps))
     props.update(sharding())
     for part in extra:
         props.update(part)
@@ -284,7 +288,7 @@ ALGORITHMS: list[AlgorithmInfo] = [
         description="Causal language modelling on raw text, packed into full-length sequences.",
         description_zh="在原始文本上做因果语言建模，文本拼接为满长度序列。",
         parameters_schema=object_schema(
-            "Continued pre-training", _llm(5e-5, start_from("llm/pretrain"))
+            "Continued pre-training", _llm(5e-5, start_from("llm/pretrain"), save_steps=0)
         ),
         model_kind="llm",
         data_formats=("pretrain",),
@@ -310,7 +314,7 @@ ALGORITHMS: list[AlgorithmInfo] = [
         description="Fine-tune all weights on chat messages or alpaca instructions.",
         description_zh="在对话消息或 alpaca 指令数据上训练全部权重。",
         parameters_schema=object_schema(
-            "SFT (full)", _llm(2e-5, _PACKING, _SFT_LOSS, start_from("llm/sft"))
+            "SFT (full)", _llm(2e-5, _PACKING, _SFT_LOSS, start_from("llm/sft"), save_steps=0)
         ),
         model_kind="llm",
         data_formats=("sft_messages", "sft_alpaca"),
@@ -322,7 +326,7 @@ ALGORITHMS: list[AlgorithmInfo] = [
         name_zh="奖励模型训练",
         description="Train a scalar reward head on preference pairs (prompt, chosen, rejected).",
         description_zh="在偏好对（prompt、chosen、rejected）上训练输出标量奖励的模型。",
-        parameters_schema=object_schema("Reward model", _llm(1e-5)),
+        parameters_schema=object_schema("Reward model", _llm(1e-5, save_steps=0)),
         model_kind="llm",
         data_formats=("preference",),
     ),

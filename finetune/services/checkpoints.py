@@ -109,6 +109,13 @@ def resume_errors(source: Job | None, step: int, draft) -> dict[str, list[str]]:
     ):
         if getattr(draft, name) != getattr(source, name):
             errors.setdefault(name, []).append(same % {"what": what})
+    specs = [spec.pk for spec in source.ordered_node_specs()]
+    if draft.node_count != source.node_count or [s.pk for s in draft.node_specs] != specs:
+        # a sharded checkpoint loads only at its own world size, and the data position
+        # is counted in its batches
+        errors.setdefault("node_specs", []).append(
+            _("To resume the job, keep its node specs and node count.")
+        )
     wanted, had = _resolved(draft), _resolved(source)
     changed = sorted(
         name
@@ -150,8 +157,10 @@ def carry_history(source: Job, job: Job, step: int) -> int:
 
 def resume_path(job: Job) -> str | None:
     """The checkpoint a resumed job's trainer goes on from; None for a fresh start."""
-    if not job.resume_from_step or job.cloned_from is None:
+    if not job.resume_from_step:
         return None
+    if job.cloned_from is None:
+        return ""  # the job it resumes was deleted, and its checkpoints with it
     for checkpoint in checkpoints_of(job.cloned_from):
         if checkpoint.step == job.resume_from_step:
             return str(checkpoint.path)

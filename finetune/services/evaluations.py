@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from finetune.services import modelwork
 from finetune.services.exports import base_model_of
 from finetune.storage import resolve
 from finetune.texts import Said, say
+from trainer.output import staging_of
 
 logger = logging.getLogger(__name__)
 ROWS = 200  # rows read at most: enough for a stable mean, quick on a CPU
@@ -93,7 +95,8 @@ def output_location(evaluation: ModelEvaluation) -> str:
 
 def run_evaluation(evaluation_id: int) -> bool:
     """Carry out one evaluation request; True if this call finished it (either way)."""
-    if not modelwork.claim(ModelEvaluation, evaluation_id):
+    attempt = modelwork.claim(ModelEvaluation, evaluation_id)
+    if attempt is None:
         return False
     evaluation = ModelEvaluation.objects.select_related(
         "version__repo", "version__job__pretrained_model", "dataset__scenario"
@@ -103,7 +106,7 @@ def run_evaluation(evaluation_id: int) -> bool:
     if why is None and dataset is None:
         why = say(gettext_noop("Its data set was deleted."))
     if why is not None:
-        modelwork.fail(ModelEvaluation, evaluation_id, why)
+        modelwork.fail(ModelEvaluation, evaluation_id, attempt, why)
         return True
     base = base_model_of(version)
     target = resolve(output_location(evaluation))
@@ -117,19 +120,24 @@ def run_evaluation(evaluation_id: int) -> bool:
         "--rows", str(ROWS),
     ]  # fmt: skip
     if not (target / "results.json").is_file():  # else a worker died after writing them
+        limit = settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS
         status, detail = modelwork.run_trainer(
-            ModelEvaluation, evaluation_id, arguments, settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS
+            ModelEvaluation, evaluation_id, attempt, arguments, limit
         )
         if status != 0:
-            modelwork.fail(
-                ModelEvaluation, evaluation_id, say(gettext_noop("The evaluation failed.")), detail
+            shutil.rmtree(staging_of(target), ignore_errors=True)
+            reason = (
+                modelwork.timed_out(limit)
+                if status == modelwork.TIMED_OUT
+                else say(gettext_noop("The evaluation failed."))
             )
+            modelwork.fail(ModelEvaluation, evaluation_id, attempt, reason, detail)
             return True
     try:
         results = json.loads((target / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         results = {}
-    modelwork.succeed(ModelEvaluation, evaluation_id, results=results)
+    modelwork.succeed(ModelEvaluation, evaluation_id, attempt, results=results)
     return True
 
 

@@ -38,16 +38,21 @@ MERGEABLE = ("llm", "t2i")
 
 
 def base_model_of(version: ModelVersion) -> tuple[str, Path] | None:
-    """(name, folder) of the base model the version was trained from, where known: the
-    job's catalogue entry, else what the trainer wrote into the manifest."""
+    """(name, folder) of the model the version's adapter applies to, where known: what
+    the trainer wrote into the manifest (a LoRA trained on a full version applies to that
+    one), named as the job's base model where it is that one; the job's base model where
+    the manifest names none or a folder no longer there (a data volume mounted elsewhere)."""
     job = version.job
+    named = (version.manifest or {}).get("base_model")
+    written = resolve(named) if isinstance(named, str) and named else None
     if job is not None and job.pretrained_model_id is not None:
         model = job.pretrained_model
-        return model.name, resolve(model.location)
-    named = version.manifest.get("base_model")
-    if isinstance(named, str) and named:
-        return Path(named).name, resolve(named)
-    return None
+        folder = resolve(model.location)
+        if written is None or not written.is_dir() or written.resolve() == folder.resolve():
+            return model.name, folder
+    if written is None:
+        return None
+    return written.name, written
 
 
 def export_refusal(version: ModelVersion) -> Said | None:
@@ -105,13 +110,14 @@ def output_location(export: ModelExport) -> str:
 
 def run_export(export_id: int) -> bool:
     """Carry out one export request; True if this call finished it (either way)."""
-    if not modelwork.claim(ModelExport, export_id):
+    attempt = modelwork.claim(ModelExport, export_id)
+    if attempt is None:
         return False
     related = ("source__repo", "source__job__pretrained_model")
     export = ModelExport.objects.select_related(*related).get(pk=export_id)
     refusal = export_refusal(export.source)
     if refusal is not None:  # the base model went away since it was asked for
-        modelwork.fail(ModelExport, export_id, refusal)
+        modelwork.fail(ModelExport, export_id, attempt, refusal)
         return True
     _name, base = base_model_of(export.source)  # type: ignore[misc]
     location = output_location(export)
@@ -121,23 +127,30 @@ def run_export(export_id: int) -> bool:
     else:
         arguments = ["export", "--source", str(resolve(export.source.location)),
                      "--base", str(base), "--output", str(target)]  # fmt: skip
-        status, detail = modelwork.run_trainer(
-            ModelExport, export_id, arguments, settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS
-        )
+        limit = settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS
+        status, detail = modelwork.run_trainer(ModelExport, export_id, attempt, arguments, limit)
     if status != 0:
         shutil.rmtree(staging_of(target), ignore_errors=True)  # a killed merge leaves it
-        modelwork.fail(ModelExport, export_id, say(gettext_noop("The merge failed.")), detail)
+        reason = (
+            modelwork.timed_out(settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS)
+            if status == modelwork.TIMED_OUT
+            else say(gettext_noop("The merge failed."))
+        )
+        modelwork.fail(ModelExport, export_id, attempt, reason, detail)
         return True
-    _publish(export, location, target)
+    _publish(export, attempt, location, target)
     return True
 
 
-def _publish(export: ModelExport, location: str, target: Path) -> None:
+def _publish(export: ModelExport, attempt: int, location: str, target: Path) -> None:
     """The merged model becomes the repo's next version, and the export says so."""
     source = export.source
     with transaction.atomic():
-        if not ModelExport.objects.select_for_update().filter(pk=export.pk, status="running"):
-            return
+        mine = ModelExport.objects.select_for_update().filter(
+            pk=export.pk, status="running", attempts=attempt
+        )
+        if not mine:
+            return  # another worker took it over meanwhile
         version = add_version(
             source.repo_id,
             location,
@@ -146,7 +159,7 @@ def _publish(export: ModelExport, location: str, target: Path) -> None:
             metrics=source.metrics,
             derived_from=source,
         )
-        modelwork.succeed(ModelExport, export.pk, result=version)
+        modelwork.succeed(ModelExport, export.pk, attempt, result=version)
 
 
 def sweep(now=None) -> list[int]:

@@ -21,26 +21,30 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from datetime import timedelta
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from finetune.models.data import ModelWork
-from finetune.texts import Said, say, split
+from finetune.texts import Said, duration, say, split
 
 logger = logging.getLogger(__name__)
 S = ModelWork.Status
 SILENT_SECONDS = 120
 BEAT_SECONDS = 10
 MAX_ATTEMPTS = 3
+TIMED_OUT = -9  # what run_trainer answers for a run it killed at its time limit
 
 
-def claim(model: type[ModelWork], pk: int) -> bool:
-    """Take the request (waiting, or its worker silent); False if another has it or it
-    is over. One taken more than MAX_ATTEMPTS times is failed instead."""
+def claim(model: type[ModelWork], pk: int) -> int | None:
+    """Take the request (waiting, or its worker silent): the attempt it now is, which
+    every later update of this worker names, so that a worker taken over by another
+    writes nothing more; None if another has it or it is over. One taken more than
+    MAX_ATTEMPTS times is failed instead."""
     now = timezone.now()
     silent = now - timedelta(seconds=SILENT_SECONDS)
     taken = (
@@ -49,39 +53,42 @@ def claim(model: type[ModelWork], pk: int) -> bool:
         .update(status=S.RUNNING, beat_at=now, attempts=F("attempts") + 1)
     )
     if not taken:
-        return False
-    if model.objects.filter(pk=pk, attempts__gt=MAX_ATTEMPTS).exists():
-        fail(
-            model,
-            pk,
-            say(
-                gettext_noop(
-                    "The worker carrying this out stopped %(count)d times; it was given up."
-                ),
-                count=MAX_ATTEMPTS,
-            ),
+        return None
+    attempt = model.objects.filter(pk=pk).values_list("attempts", flat=True).get()
+    if attempt > MAX_ATTEMPTS:
+        reason = say(
+            gettext_noop("The worker carrying this out stopped %(count)d times; it was given up."),
+            count=MAX_ATTEMPTS,
         )
-        return False
-    return True
+        fail(model, pk, attempt, reason)
+        return None
+    return attempt
 
 
-def fail(model: type[ModelWork], pk: int, reason: Said, detail: str = "") -> None:
+def fail(model: type[ModelWork], pk: int, attempt: int, reason: Said, detail: str = "") -> None:
     text, said = split(reason)
-    model.objects.filter(pk=pk, status=S.RUNNING).update(
+    model.objects.filter(pk=pk, status=S.RUNNING, attempts=attempt).update(
         status=S.FAILED, error=text, error_said=said, detail=detail[-4000:],
         finished_at=timezone.now(),
     )  # fmt: skip
 
 
 def lost(model: type[ModelWork], now=None) -> list[int]:
-    """The requests nobody carries out: waiting untaken, or taken by a silent worker."""
+    """The requests nobody carries out: waiting untaken, or taken by a silent worker.
+    Each is named at most once every SILENT_SECONDS (a waiting one is stamped), so that
+    messages do not pile up behind a busy worker."""
     now = now or timezone.now()
     silent = now - timedelta(seconds=SILENT_SECONDS)
-    return list(
-        model.objects.filter(
-            Q(status=S.PENDING, created_at__lt=silent) | Q(status=S.RUNNING, beat_at__lt=silent)
-        ).values_list("pk", flat=True)
+    waiting = Q(status=S.PENDING, created_at__lt=silent) & (
+        Q(beat_at__isnull=True) | Q(beat_at__lt=silent)
     )
+    found = list(
+        model.objects.filter(waiting | Q(status=S.RUNNING, beat_at__lt=silent)).values_list(
+            "pk", flat=True
+        )
+    )
+    model.objects.filter(pk__in=found, status=S.PENDING).update(beat_at=now)
+    return found
 
 
 def _die_with_parent() -> None:
@@ -91,9 +98,10 @@ def _die_with_parent() -> None:
 
 
 def run_trainer(
-    model: type[ModelWork], pk: int, arguments: list[str], time_limit: float
+    model: type[ModelWork], pk: int, attempt: int, arguments: list[str], time_limit: float
 ) -> tuple[int, str]:
-    """Run ``python -m trainer <arguments>``; (exit status, its last words on a failure)."""
+    """Run ``python -m trainer <arguments>``; (exit status, its last words on a failure).
+    A run past ``time_limit`` seconds is killed: status TIMED_OUT."""
     process = subprocess.Popen(
         [sys.executable, "-m", "trainer", *arguments],
         stdout=subprocess.PIPE,
@@ -101,12 +109,22 @@ def run_trainer(
         text=True,
         preexec_fn=_die_with_parent,
     )
+    ran_out = threading.Event()
+
+    def too_long() -> None:
+        ran_out.set()
+        process.kill()
+
+    watchdog = threading.Timer(time_limit, too_long)
+    watchdog.daemon = True
+    watchdog.start()
     stop = threading.Event()
-    beat = threading.Thread(target=_beat, args=(model, pk, stop), daemon=True)
+    beat = threading.Thread(target=_beat, args=(model, pk, attempt, stop), daemon=True)
     beat.start()
-    errors: list[str] = []
+    errors: deque[str] = deque(maxlen=50)
     drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
     drain.start()
+    mine = model.objects.filter(pk=pk, status=S.RUNNING, attempts=attempt)
     last = ""
     try:
         for line in process.stdout:
@@ -116,18 +134,20 @@ def run_trainer(
             except ValueError:
                 continue
             if isinstance(said, dict) and isinstance(said.get("progress"), int | float):
-                model.objects.filter(pk=pk, status=S.RUNNING).update(
-                    progress=min(max(float(said["progress"]), 0.0), 1.0), beat_at=timezone.now()
-                )
-        process.wait(timeout=time_limit)
+                progress = min(max(float(said["progress"]), 0.0), 1.0)
+                mine.update(progress=progress, beat_at=timezone.now())
+        process.wait()
     except BaseException:
         process.kill()
         process.wait()
         raise
     finally:
+        watchdog.cancel()
         stop.set()
         beat.join()
         drain.join(timeout=5)
+    if ran_out.is_set():
+        return TIMED_OUT, f"killed after {time_limit:.0f} s"
     if process.returncode == 0:
         return 0, ""
     try:
@@ -135,24 +155,38 @@ def run_trainer(
         words = said.get("error") if isinstance(said, dict) else None
     except ValueError:
         words = None
-    detail = words or "".join(errors[-20:]) or f"exit status {process.returncode}"
+    detail = words or "".join(errors) or f"exit status {process.returncode}"
     logger.warning("%s %s failed: %s", model._meta.model_name, pk, detail)
     return process.returncode or 1, detail
 
 
-def _beat(model: type[ModelWork], pk: int, stop: threading.Event) -> None:
-    """Tell the sweep that this request's worker lives, while its trainer runs."""
+def timed_out(time_limit: float) -> Said:
+    return say(
+        gettext_noop("It ran past its time limit of %(span)s and was stopped."),
+        span=duration(timedelta(seconds=time_limit)),
+    )
+
+
+def _beat(model: type[ModelWork], pk: int, attempt: int, stop: threading.Event) -> None:
+    """Tell the sweep that this request's worker lives, while its trainer runs; a failed
+    stamp (the database away a moment) is tried again at the next beat."""
     try:
         while not stop.wait(BEAT_SECONDS):
-            model.objects.filter(pk=pk, status=S.RUNNING).update(beat_at=timezone.now())
+            try:
+                model.objects.filter(pk=pk, status=S.RUNNING, attempts=attempt).update(
+                    beat_at=timezone.now()
+                )
+            except DatabaseError:
+                logger.warning("%s %s: no beat this time", model._meta.model_name, pk)
+                connection.close()
     finally:
         connection.close()
 
 
-def succeed(model: type[ModelWork], pk: int, **fields) -> bool:
+def succeed(model: type[ModelWork], pk: int, attempt: int, **fields) -> bool:
     """Mark the request done (with ``fields``), if it is still this worker's."""
     return bool(
-        model.objects.filter(pk=pk, status=S.RUNNING).update(
+        model.objects.filter(pk=pk, status=S.RUNNING, attempts=attempt).update(
             status=S.SUCCEEDED, progress=1.0, finished_at=timezone.now(), **fields
         )
     )

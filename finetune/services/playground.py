@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from datetime import timedelta
 
 from django import forms
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 S = PlaygroundRun.Status
 KEEP_SECONDS = 3600  # how long an answer stays readable in the cache
 MAX_WAITING_PER_USER = 3
+MAX_TURNS = 50
 IMAGE_STEPS = 20
 IMAGE_SIZE = 512
 SIDES = ("version", "base")
@@ -86,6 +88,11 @@ class HistoryField(forms.JSONField):
             for t in turns
         ):
             raise ValidationError(_("The conversation sent is not one the page writes."))
+        if len(turns) > MAX_TURNS:
+            raise ValidationError(
+                _("A conversation holds at most %(count)d turns: start a new one.")
+                % {"count": MAX_TURNS}
+            )
         return [{k: t.get(k, "") for k in ("user", *SIDES)} for t in turns]
 
 
@@ -174,8 +181,18 @@ def _fail(run_id: int, reason: Said) -> None:
 
 def _overdue(now) -> Q:
     waited = now - timedelta(seconds=settings.JINGTIAO_PLAYGROUND_WAIT_SECONDS)
-    silent = now - timedelta(seconds=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 120)
+    silent = now - timedelta(seconds=settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS + 720)
     return Q(status=S.QUEUED, created_at__lt=waited) | Q(status=S.RUNNING, started_at__lt=silent)
+
+
+def forget_old(now=None) -> int:
+    """Remove the questions answered more than a day ago: their answers left the cache
+    an hour after they were written."""
+    now = now or timezone.now()
+    old = PlaygroundRun.objects.filter(
+        status__in=(S.DONE, S.FAILED), finished_at__lt=now - timedelta(days=1)
+    )
+    return old.delete()[0]
 
 
 def give_up_overdue(now=None) -> int:
@@ -311,7 +328,9 @@ def _loaded(run: PlaygroundRun, *, base_alone: bool = False):
     )
 
 
-def _generation(request: dict):
+def _generation(request: dict, deadline: float):
+    """The request's settings, with what is left of the answer's time (both sides share
+    JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS, counted once the model is loaded)."""
     from trainer.playground import Generation
 
     return Generation(
@@ -319,8 +338,12 @@ def _generation(request: dict):
         temperature=float(request["temperature"]),
         top_p=float(request["top_p"]),
         seed=int(request["seed"]),
-        max_seconds=float(settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS),
+        max_seconds=max(deadline - time.monotonic(), 1.0),
     )
+
+
+def _deadline() -> float:
+    return time.monotonic() + settings.JINGTIAO_PLAYGROUND_TIME_LIMIT_SECONDS
 
 
 def _messages(request: dict, side: str) -> list[dict[str, str]]:
@@ -340,8 +363,8 @@ def _chat(run: PlaygroundRun) -> None:
     sides = SIDES if request.get("compare") else SIDES[:1]
     shown = {"done": []}
     key = _key(run.pk)
-    settings_ = _generation(request)
     loaded = _loaded(run)
+    deadline = _deadline()
     for side in sides:
         uses_adapter = side == "version"
         model = loaded
@@ -354,6 +377,7 @@ def _chat(run: PlaygroundRun) -> None:
 
         put = throttled(write)
         text = ""
+        settings_ = _generation(request, deadline)
         for piece in stream_chat(model, _messages(request, side), settings_, adapter=uses_adapter):
             text += piece
             put(text)
@@ -367,8 +391,8 @@ def _images(run: PlaygroundRun) -> None:
     request = run.request
     sides = SIDES if request.get("compare") else SIDES[:1]
     key = _key(run.pk)
-    settings_ = _generation(request)
     loaded = _loaded(run)
+    settings_ = _generation(request, _deadline())
     size = IMAGE_SIZE
     sample = getattr(loaded.model.unet.config, "sample_size", None)
     scale = getattr(loaded.model, "vae_scale_factor", 8)

@@ -116,7 +116,8 @@ class ModelVersionDetailView(VersionMixin, View):
         actions = access.allowed_actions(request.user, self.object)
         job = version.job
         job_visible = job is not None and access.can(request.user, "view", job)
-        parameters = (version.manifest.get("spec") or {}).get("parameters")
+        spec = (version.manifest or {}).get("spec")
+        parameters = spec.get("parameters") if isinstance(spec, dict) else None
         if not isinstance(parameters, dict):
             parameters = job.parameters if job_visible else {}
         base = exports.base_model_of(version)
@@ -130,7 +131,6 @@ class ModelVersionDetailView(VersionMixin, View):
             "parameters": sorted(parameters.items()),
             "summary": summary_of(version),
             "files": versions.version_files(version),
-            "derived": version.derived.order_by("number"),
             "can_try": playground.kind_of(version) is not None,
             "can_continue": version.repo.scenario.code in continued_scenarios(),
             **exports_context(version, actions),

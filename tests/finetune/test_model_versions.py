@@ -378,3 +378,41 @@ def test_an_evaluation_on_data_one_may_not_use_is_refused(client, alice, bob, pr
     answer = client.post(_url("modelversion_evaluate", version), {"dataset": "x"}, follow=True)
     assert "Choose a data set" in answer.content.decode()
     assert not ModelEvaluation.objects.exists()
+
+
+def test_a_merge_past_its_time_limit_is_killed_and_failed_with_the_reason(alice, version, settings):
+    settings.JINGTIAO_EXPORT_TIME_LIMIT_SECONDS = 0.5  # the tiny merge takes seconds
+    export = ModelExport.objects.create(source=version, requested_by=alice)
+    assert exports.run_export(export.pk)
+    export.refresh_from_db()
+    assert export.status == "failed" and "time limit" in export.reason_text
+    assert ModelVersion.objects.count() == 1
+    repo = resolve(version.repo.location)
+    assert not any(p.name.endswith(f"export-{export.pk}.partial") for p in repo.iterdir())
+
+
+def test_a_worker_taken_over_writes_nothing_more(alice, version):
+    export = ModelExport.objects.create(source=version, requested_by=alice)
+    first = modelwork.claim(ModelExport, export.pk)
+    long_ago = timezone.now() - timedelta(seconds=modelwork.SILENT_SECONDS + 5)
+    ModelExport.objects.filter(pk=export.pk).update(beat_at=long_ago)  # it fell silent
+    second = modelwork.claim(ModelExport, export.pk)
+    assert (first, second) == (1, 2)
+    from finetune.texts import say
+
+    modelwork.fail(ModelExport, export.pk, first, say("late words"))  # the first wakes up
+    assert not modelwork.succeed(ModelExport, export.pk, first)
+    export.refresh_from_db()
+    assert export.status == "running" and export.attempts == 2
+    assert modelwork.succeed(ModelExport, export.pk, second)
+
+
+def test_a_lost_request_is_asked_for_again_once_a_period(alice, version, monkeypatch):
+    queued = []
+    monkeypatch.setattr(exports, "_enqueue", queued.append)
+    lost = ModelExport.objects.create(source=version, requested_by=alice)
+    long_ago = timezone.now() - timedelta(seconds=modelwork.SILENT_SECONDS + 5)
+    ModelExport.objects.filter(pk=lost.pk).update(created_at=long_ago)
+    assert exports.sweep() == [lost.pk]
+    assert exports.sweep() == []  # not again until another period has passed
+    assert queued == [lost.pk]

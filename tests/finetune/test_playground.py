@@ -258,3 +258,17 @@ def test_an_image_version_draws_with_and_without_its_lora(
     for response in pictures.values():
         assert response["Content-Type"] == "image/png" and response.content[:4] == b"\x89PNG"
     assert pictures["version"].content != pictures["base"].content
+
+
+def test_a_conversation_of_too_many_turns_is_refused(client, alice, version, queued):
+    client.force_login(alice)
+    history = json.dumps([{"user": "", "version": "", "base": ""}] * 51)
+    answer = _ask(client, version, history=history)
+    assert answer.status_code == 400 and "at most 50 turns" in json.dumps(answer.json())
+
+
+def test_answered_questions_are_forgotten_after_a_day(client, alice, version, queued):
+    client.force_login(alice)
+    _ask(client, version)
+    PlaygroundRun.objects.update(status="done", finished_at=timezone.now() - timedelta(days=2))
+    assert playground.forget_old() == 1 and not PlaygroundRun.objects.exists()

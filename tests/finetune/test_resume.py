@@ -148,6 +148,7 @@ def test_a_resume_that_cannot_go_on_is_refused_with_the_reason(client, alice, st
         return answer.content.decode()
 
     assert "no checkpoint at step 5" in refused(resume_from_step="5")
+    assert "keep its node specs and node count" in refused(resume_from_step="6", node_count="2")
     assert "these changed: lora_rank" in refused(resume_from_step="6", **{"param-lora_rank": "4"})
     created = client.post(reverse("finetune:job_create"), {**post, "resume_from_step": "6"})
     assert "Only a clone of a job can resume it" in created.content.decode()
@@ -170,6 +171,10 @@ def test_a_checkpoint_gone_before_the_launch_fails_the_job_with_the_reason(alice
     with pytest.raises(ExecutorError, match="no longer exists") as raised:
         trainer_spec(job, "t")
     assert not raised.value.transient
+    Job.objects.filter(pk=job.pk).update(cloned_from=None)  # the job it resumes, deleted
+    job.refresh_from_db()
+    with pytest.raises(ExecutorError, match="no longer exists"):
+        trainer_spec(job, "t")  # never a silent start from scratch
 
 
 def test_old_checkpoints_go_and_live_ones_stay(alice, stopped, settings):

@@ -238,6 +238,8 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
         for name, path in ((VALIDATION, spec.validation_data), (TEST, spec.test_data))
         if path
     }
+    # an epoch is what one process reads of the data: its share once prepared
+    train_loader = accelerator.prepare(train_loader)
     steps_per_epoch = math.ceil(len(train_loader) / p["gradient_accumulation_steps"])
     max_steps = p["max_steps"] or steps_per_epoch * p["epochs"]
     optimizer = torch.optim.AdamW(
@@ -249,9 +251,7 @@ def train_t2i_lora(ctx: RunContext) -> TrainResult:
         num_warmup_steps=math.ceil(p["warmup_ratio"] * max_steps),
         num_training_steps=max_steps,
     )
-    unet, optimizer, train_loader, scheduler = accelerator.prepare(
-        diffusion.unet, optimizer, train_loader, scheduler
-    )
+    unet, optimizer, scheduler = accelerator.prepare(diffusion.unet, optimizer, scheduler)
     evals = {name: accelerator.prepare(data) for name, data in evals.items()}
 
     tracker = ProgressTracker(ctx.reporter, report=accelerator.is_main_process)
