@@ -14,7 +14,6 @@ run and where the pieces go.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -213,7 +212,3 @@ def throttled(write: Callable[[str], None], every: float = 0.03) -> Callable[[st
             write(text)
 
     return put
-
-
-def manifest_of(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
