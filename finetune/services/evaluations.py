@@ -150,7 +150,10 @@ def image_of(evaluation: ModelEvaluation, name: str) -> Path | None:
 
 
 def sweep(now=None) -> list[int]:
-    """Take up again the evaluations nobody carries out (modelwork.lost)."""
+    """Take up again the evaluations nobody carries out (modelwork.lost), and clear what
+    the ones given up lately left half-written."""
+    for evaluation in modelwork.ended_lately(ModelEvaluation, now):
+        shutil.rmtree(staging_of(resolve(output_location(evaluation))), ignore_errors=True)
     found = modelwork.lost(ModelEvaluation, now)
     for evaluation_id in found:
         logger.info("evaluation %s is asked for again", evaluation_id)

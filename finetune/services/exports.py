@@ -163,7 +163,10 @@ def _publish(export: ModelExport, attempt: int, location: str, target: Path) -> 
 
 
 def sweep(now=None) -> list[int]:
-    """Take up again the exports nobody carries out (modelwork.lost)."""
+    """Take up again the exports nobody carries out (modelwork.lost), and clear what the
+    ones given up lately left half-written."""
+    for export in modelwork.ended_lately(ModelExport, now).filter(result=None):
+        shutil.rmtree(staging_of(resolve(output_location(export))), ignore_errors=True)
     found = modelwork.lost(ModelExport, now)
     for export_id in found:
         logger.info("export %s is asked for again", export_id)

@@ -91,6 +91,16 @@ def lost(model: type[ModelWork], now=None) -> list[int]:
     return found
 
 
+def ended_lately(model: type[ModelWork], now=None):
+    """The requests failed in the last hour: what their trainer staged is not wanted."""
+    now = now or timezone.now()
+    recent = now - timedelta(hours=1)
+    related = [f.name for f in model._meta.get_fields() if f.name in ("source", "version")]
+    return model.objects.filter(status=S.FAILED, finished_at__gte=recent).select_related(
+        *(f"{name}__repo" for name in related)
+    )
+
+
 def _die_with_parent() -> None:
     """In the trainer process: end when the worker that started it ends."""
     with contextlib.suppress(AttributeError, OSError):

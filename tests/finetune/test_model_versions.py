@@ -416,3 +416,18 @@ def test_a_lost_request_is_asked_for_again_once_a_period(alice, version, monkeyp
     assert exports.sweep() == [lost.pk]
     assert exports.sweep() == []  # not again until another period has passed
     assert queued == [lost.pk]
+
+
+def test_a_merge_given_up_leaves_nothing_half_written(alice, version, monkeypatch):
+    monkeypatch.setattr(exports, "_enqueue", lambda pk: None)
+    export = ModelExport.objects.create(source=version, requested_by=alice)
+    staged = resolve(version.repo.location) / f".export-{export.pk}.partial"
+    (staged / "model").mkdir(parents=True)  # a worker died while writing, three times
+    long_ago = timezone.now() - timedelta(seconds=modelwork.SILENT_SECONDS + 5)
+    ModelExport.objects.filter(pk=export.pk).update(
+        status="running", beat_at=long_ago, attempts=modelwork.MAX_ATTEMPTS
+    )
+    exports.run_export(export.pk)  # given up
+    assert ModelExport.objects.get(pk=export.pk).status == "failed"
+    exports.sweep()
+    assert not staged.exists()
