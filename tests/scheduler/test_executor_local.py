@@ -24,7 +24,12 @@ from tests.scheduler.conftest import placement
 pytestmark = pytest.mark.django_db
 
 
-def wait_for(job_id: int, phases: set[Phase], timeout: float = 20) -> object:
+# A waiting budget, not a speed: torchrun and its ranks start in seconds on a quiet
+# machine, and far slower while the rest of the suite loads both cores.
+PATIENCE = 90
+
+
+def wait_for(job_id: int, phases: set[Phase], timeout: float = PATIENCE) -> object:
     """Observe through a fresh executor each time, as a restarted worker would."""
     deadline = time.monotonic() + timeout
     while True:
@@ -34,7 +39,7 @@ def wait_for(job_id: int, phases: set[Phase], timeout: float = 20) -> object:
         time.sleep(0.05)
 
 
-def wait_for_output(job_id: int, text: str, timeout: float = 20) -> None:
+def wait_for_output(job_id: int, text: str, timeout: float = PATIENCE) -> None:
     log = job_dir(job_id) / "worker-0.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
