@@ -39,11 +39,13 @@ def wait_for(job_id: int, phases: set[Phase], timeout: float = PATIENCE) -> obje
         time.sleep(0.05)
 
 
-def wait_for_output(job_id: int, text: str, timeout: float = PATIENCE) -> None:
+def wait_for_output(job_id: int, text: str, timeout: float = PATIENCE, count: int = 1) -> None:
+    """Until ``text`` stands ``count`` times in the log (ranks that print at once share
+    it, their words interleaved: wait for a word of each then)."""
     log = job_dir(job_id) / "worker-0.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text():
+        if log.exists() and log.read_text().count(text) >= count:
             return
         time.sleep(0.05)
     raise AssertionError(f"{text!r} never appeared in {log}")
@@ -132,7 +134,7 @@ def test_a_job_of_two_processes_stops_with_every_rank_and_fails_on_the_first(
     launch_job(job, two)
     try:
         assert wait_for(job.pk, {Phase.RUNNING}).phase == Phase.RUNNING
-        wait_for_output(job.pk, "rank 1 of 2")
+        wait_for_output(job.pk, "rank", count=2)  # both ranks have started
         assert len(_fake_ranks(fake_trainer)) == 2
     finally:
         LocalExecutor().stop(job.pk)  # whatever failed above: nothing left running
