@@ -179,7 +179,23 @@ class ModelVersion(models.Model):
         return f"{self.repo.name} v{self.number}"
 
 
-class ModelWork(models.Model):
+class Reasoned(models.Model):
+    """Why a request failed, said in each reader's language (finetune/texts.py)."""
+
+    error = models.TextField(_("reason"), blank=True)
+    error_said = models.JSONField(_("reason, as said"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def reason_text(self) -> str:
+        from finetune.texts import render
+
+        return render(self.error_said, self.error)
+
+
+class ModelWork(Reasoned):
     """Work on a model version that a worker carries out in a trainer process of its own
     (finetune/services/modelwork.py): a merge, an evaluation."""
 
@@ -201,8 +217,6 @@ class ModelWork(models.Model):
     progress = models.FloatField(_("progress"), default=0.0)
     # the trainer's own words on a failure nobody foresaw, shown as a log line
     detail = models.TextField(_("detail"), blank=True)
-    error = models.TextField(_("reason"), blank=True)
-    error_said = models.JSONField(_("reason, as said"), null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     beat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
@@ -215,13 +229,6 @@ class ModelWork(models.Model):
     @property
     def active(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.RUNNING)
-
-    @property
-    def reason_text(self) -> str:
-        """Why it failed, in the reader's language (finetune/texts.py)."""
-        from finetune.texts import render
-
-        return render(self.error_said, self.error)
 
 
 class ModelExport(ModelWork):
@@ -298,7 +305,7 @@ class ModelEvaluation(ModelWork):
         return f"evaluation {self.pk} of {self.version} on {self.dataset_name}"
 
 
-class PlaygroundRun(models.Model):
+class PlaygroundRun(Reasoned):
     """One question to a model version in the playground (finetune/services/playground.py):
     answered by a worker of the `inference` queue, streamed to the page through the cache.
     The row says where it stands (its place in the line, why it failed); the words and
@@ -328,8 +335,6 @@ class PlaygroundRun(models.Model):
         _("status"), max_length=8, choices=Status.choices, default=Status.QUEUED
     )
     request = models.JSONField(_("request"), default=dict)
-    error = models.TextField(_("reason"), blank=True)
-    error_said = models.JSONField(_("reason, as said"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -342,9 +347,3 @@ class PlaygroundRun(models.Model):
 
     def __str__(self) -> str:
         return f"playground {self.pk} of {self.version}"
-
-    @property
-    def reason_text(self) -> str:
-        from finetune.texts import render
-
-        return render(self.error_said, self.error)

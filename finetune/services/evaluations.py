@@ -26,6 +26,7 @@ from finetune import access, storage
 from finetune.models import Dataset, ModelEvaluation, ModelVersion
 from finetune.services import modelwork
 from finetune.services.exports import base_model_of
+from finetune.services.versions import files_gone
 from finetune.storage import resolve
 from finetune.texts import Said, say
 from trainer.output import staging_of
@@ -47,11 +48,8 @@ def refusal(version: ModelVersion) -> Said | None:
     manifest = version.manifest or {}
     if manifest.get("model_kind") not in ("llm", "t2i"):
         return say(gettext_noop("Versions of this kind cannot be evaluated here."))
-    if not resolve(version.location).is_dir():
-        return say(
-            gettext_noop("The files of this version are no longer at %(path)s."),
-            path=version.location,
-        )
+    if gone := files_gone(version):
+        return gone
     if manifest.get("algorithm") == "reward_model":
         return None  # a reward model is measured alone
     base = base_model_of(version)
@@ -150,12 +148,5 @@ def image_of(evaluation: ModelEvaluation, name: str) -> Path | None:
 
 
 def sweep(now=None) -> list[int]:
-    """Take up again the evaluations nobody carries out (modelwork.lost), and clear what
-    the ones given up lately left half-written."""
-    for evaluation in modelwork.ended_lately(ModelEvaluation, now):
-        shutil.rmtree(staging_of(resolve(output_location(evaluation))), ignore_errors=True)
-    found = modelwork.lost(ModelEvaluation, now)
-    for evaluation_id in found:
-        logger.info("evaluation %s is asked for again", evaluation_id)
-        _enqueue(evaluation_id)
-    return found
+    """Take up again the evaluations nobody carries out (modelwork.sweep)."""
+    return modelwork.sweep(ModelEvaluation, output_location, _enqueue, now)

@@ -28,7 +28,7 @@ from django.utils.translation import gettext_noop
 from config.celery import enqueue
 from finetune.models import ModelExport, ModelVersion
 from finetune.services import modelwork
-from finetune.services.versions import add_version, read_manifest
+from finetune.services.versions import add_version, files_gone, read_manifest
 from finetune.storage import resolve
 from finetune.texts import Said, say
 from trainer.output import staging_of
@@ -62,11 +62,8 @@ def export_refusal(version: ModelVersion) -> Said | None:
         return say(gettext_noop("This version is a full model: there is no LoRA to merge."))
     if manifest.get("model_kind") not in MERGEABLE:
         return say(gettext_noop("Models of this kind cannot be merged."))
-    if not resolve(version.location).is_dir():
-        return say(
-            gettext_noop("The files of this version are no longer at %(path)s."),
-            path=version.location,
-        )
+    if gone := files_gone(version):
+        return gone
     base = base_model_of(version)
     if base is None:
         return say(gettext_noop("It is not known which base model this version was trained on."))
@@ -163,12 +160,5 @@ def _publish(export: ModelExport, attempt: int, location: str, target: Path) -> 
 
 
 def sweep(now=None) -> list[int]:
-    """Take up again the exports nobody carries out (modelwork.lost), and clear what the
-    ones given up lately left half-written."""
-    for export in modelwork.ended_lately(ModelExport, now).filter(result=None):
-        shutil.rmtree(staging_of(resolve(output_location(export))), ignore_errors=True)
-    found = modelwork.lost(ModelExport, now)
-    for export_id in found:
-        logger.info("export %s is asked for again", export_id)
-        _enqueue(export_id)
-    return found
+    """Take up again the exports nobody carries out (modelwork.sweep)."""
+    return modelwork.sweep(ModelExport, output_location, _enqueue, now)

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from finetune.models.data import ModelWork
+from finetune.storage import resolve
 from finetune.texts import Said, duration, say, split
+from trainer.output import staging_of
 
 logger = logging.getLogger(__name__)
 S = ModelWork.Status
@@ -99,6 +102,19 @@ def ended_lately(model: type[ModelWork], now=None):
     return model.objects.filter(status=S.FAILED, finished_at__gte=recent).select_related(
         *(f"{name}__repo" for name in related)
     )
+
+
+def sweep(model: type[ModelWork], location_of, enqueue, now=None) -> list[int]:
+    """Clear what the requests given up lately left half-written (``location_of(row)``:
+    where their trainer writes), and ask again (``enqueue(pk)``) for those nobody
+    carries out; the latter's ids."""
+    for row in ended_lately(model, now):
+        shutil.rmtree(staging_of(resolve(location_of(row))), ignore_errors=True)
+    found = lost(model, now)
+    for pk in found:
+        logger.info("%s %s is asked for again", model._meta.model_name, pk)
+        enqueue(pk)
+    return found
 
 
 def _die_with_parent() -> None:

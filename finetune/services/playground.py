@@ -34,6 +34,7 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from config.celery import enqueue
 from finetune.models import ModelVersion, PlaygroundRun
 from finetune.services.exports import base_model_of
+from finetune.services.versions import files_gone
 from finetune.storage import resolve
 from finetune.texts import Said, duration, say, split
 
@@ -60,11 +61,8 @@ def refusal(version: ModelVersion) -> Said | None:
     """Why the version cannot be tried, or None."""
     if kind_of(version) is None:
         return say(gettext_noop("Versions of this kind cannot be tried here."))
-    if not resolve(version.location).is_dir():
-        return say(
-            gettext_noop("The files of this version are no longer at %(path)s."),
-            path=version.location,
-        )
+    if gone := files_gone(version):
+        return gone
     base = base_model_of(version)
     if base is None or not base[1].is_dir():
         name = base[0] if base else "?"
@@ -195,11 +193,12 @@ def forget_old(now=None) -> int:
     return old.delete()[0]
 
 
-def give_up_overdue(now=None) -> int:
-    """Fail the questions nobody answers: never taken up, or taken by a worker that died."""
+def give_up_overdue(now=None, **which) -> int:
+    """Fail the questions nobody answers (all, or those ``which`` selects): never taken
+    up, or taken by a worker that died."""
     now = now or timezone.now()
     count = 0
-    for run in PlaygroundRun.objects.filter(_overdue(now)).only("pk", "status"):
+    for run in PlaygroundRun.objects.filter(_overdue(now), **which).only("pk", "status"):
         if run.status == S.QUEUED:
             _fail(
                 run.pk,
@@ -219,9 +218,7 @@ def give_up_overdue(now=None) -> int:
 
 def state(run: PlaygroundRun) -> dict:
     """What the page shows of a question now."""
-    now = timezone.now()
-    if PlaygroundRun.objects.filter(_overdue(now), pk=run.pk).exists():
-        give_up_overdue(now)
+    give_up_overdue(pk=run.pk)
     run.refresh_from_db(fields=["status", "error", "error_said", "started_at", "finished_at"])
     found = cache.get(_key(run.pk)) or {}
     answer = {

@@ -24,9 +24,11 @@ from pathlib import Path
 
 from django.db.models import Max
 from django.utils.text import slugify
+from django.utils.translation import gettext_noop
 
 from finetune.models import ModelRepo, ModelVersion
 from finetune.storage import resolve
+from finetune.texts import Said, say
 
 BLOCK = 1 << 20
 CHECKSUMS = "SHA256SUMS"
@@ -63,6 +65,16 @@ def read_manifest(folder: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
+
+
+def files_gone(version: ModelVersion) -> Said | None:
+    """Why nothing can be done with the version's files: they left the data volume."""
+    if folder_of(version).is_dir():
+        return None
+    return say(
+        gettext_noop("The files of this version are no longer at %(path)s."),
+        path=version.location,
+    )
 
 
 def folder_of(version: ModelVersion) -> Path:
