@@ -159,9 +159,12 @@ def children(host: str, port: int, worker_concurrency: int, web_workers: int) ->
         ]  # fmt: skip
         found.append(Child("broker", broker, logs / "broker.log"))
     python = sys.executable
+    # Webhook deliveries are taken by this worker too: one machine, few processes; a
+    # slow receiver holds one of its slots until the attempt times out (webhooks/tasks.py).
     worker = [
         python, "-m", "celery", "-A", "config", "worker",
-        "--concurrency", str(worker_concurrency), "--queues", "jingtiao", "--loglevel", "INFO",
+        "--concurrency", str(worker_concurrency), "--queues", "jingtiao,webhooks",
+        "--loglevel", "INFO",
     ]  # fmt: skip
     # Data sets are validated by a worker of their own: a validation of gigabytes
     # never holds up admission and the launches (finetune/services/validation.py).

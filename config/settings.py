@@ -38,9 +38,14 @@ INSTALLED_APPS = [
     "guardian",
     "accounts.apps.LoginProtectionConfig",  # django-axes
     "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "finetune",
     "scheduler",
+    "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +215,38 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# --- API (api/, docs/api.md) ----------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.BearerTokenAuthentication",
+        # the documentation page's "Try it out", for a user logged in to the pages
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Page",
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.TokenRateThrottle"],
+    # requests per token (or per logged-in user) and period: second, minute, hour, day
+    "DEFAULT_THROTTLE_RATES": {"token": env.str("JINGTIAO_API_RATE", "600/minute")},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.handle",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Jingtiao API",
+    "DESCRIPTION": "Fine-tuning jobs, data sets and models of Jingtiao (精调). "
+    "Authenticate with a personal API token: `Authorization: Bearer jt_…`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "PREPROCESSING_HOOKS": ["api.schema.only_the_api"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 # --- Celery ---------------------------------------------------------------------------
 # Without Redis the embedded run starts a Redis of its own, on a unix socket under
 # the data root (config/embedded.py): nothing to install, and the transport is the
@@ -236,6 +273,11 @@ CELERY_TASK_ROUTES = {
     "finetune.tasks.answer_playground": {"queue": "inference"},
     "finetune.tasks.export_version": {"queue": "export"},
     "finetune.tasks.evaluate_version": {"queue": "export"},
+    # webhook deliveries wait on other people's servers: a queue of their own, with
+    # workers of their own in production, so a slow receiver holds up no admission (the
+    # embedded run's one worker takes both: each attempt is bounded by
+    # JINGTIAO_WEBHOOK_TIMEOUT_SECONDS)
+    "webhooks.tasks.deliver": {"queue": "webhooks"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")
@@ -282,10 +324,21 @@ JINGTIAO_EXPORT_TIME_LIMIT_SECONDS = env.int(
 JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES = env.int(
     "JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES", 50 * 2**30, minimum=2**20
 )
+# Webhooks (docs/webhooks.md): how long an attempt waits for the receiver, how many
+# attempts a message gets, the wait before the first retry (the later ones follow
+# Standard Webhooks' schedule, scaled to it), whether addresses on private networks
+# and this machine may receive them (off: a project administrator could otherwise
+# reach the cluster's insides), and where the links in messages point.
+JINGTIAO_WEBHOOK_TIMEOUT_SECONDS = env.int("JINGTIAO_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+JINGTIAO_WEBHOOK_MAX_ATTEMPTS = env.int("JINGTIAO_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+JINGTIAO_WEBHOOK_RETRY_BASE_SECONDS = env.int("JINGTIAO_WEBHOOK_RETRY_BASE_SECONDS", 5, minimum=0)
+JINGTIAO_WEBHOOK_ALLOW_PRIVATE = env.bool("JINGTIAO_WEBHOOK_ALLOW_PRIVATE", False)
 
 # --- Executors (docs/executors.md, docs/kubernetes.md) ----------------------------------
 # Where workers reach the platform's report endpoint (not necessarily the public URL).
 JINGTIAO_REPORT_URL = env.str("JINGTIAO_REPORT_URL", "http://127.0.0.1:8000")
+# The platform's address as people reach it, for the links in webhook messages.
+JINGTIAO_WEBHOOK_PUBLIC_URL = env.str("JINGTIAO_WEBHOOK_PUBLIC_URL", JINGTIAO_REPORT_URL)
 # The report endpoint (F7.1): the largest body, and reports per minute and worker (node).
 JINGTIAO_REPORT_MAX_BYTES = env.int("JINGTIAO_REPORT_MAX_BYTES", 1024 * 1024, minimum=1024)
 JINGTIAO_REPORT_RATE_PER_MINUTE = env.int("JINGTIAO_REPORT_RATE_PER_MINUTE", 120, minimum=1)
@@ -345,6 +398,7 @@ _PERIODIC = {
     "sweep-validations": ("finetune.tasks.sweep_validations", 60),
     "sweep-exports": ("finetune.tasks.sweep_exports", 60),
     "sweep-playground": ("finetune.tasks.sweep_playground", 60),
+    "sweep-webhooks": ("webhooks.tasks.sweep_deliveries", 60),
     "remove-old-checkpoints": ("finetune.tasks.remove_old_checkpoints", 3600),
 }
 # /healthz reports beat down when its heartbeat (above) is older than this.

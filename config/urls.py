@@ -21,4 +21,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("livez", livez, name="livez"),
     path("api/jobs/<int:job_id>/report/", report, name="job_report"),
+    path("api/v1/", include("api.urls")),
+    path("v1/", include("api.openai.urls")),
+    path("projects/<int:project_id>/webhooks/", include("webhooks.urls")),
 ]

@@ -20,6 +20,7 @@ from finetune.models import (
     ModelRepoUserObjectPermission,
     ModelVersion,
     PretrainedModel,
+    ProjectDefaults,
     ReportBatch,
     ResourceSample,
     Scenario,
@@ -391,3 +392,29 @@ for table in (JobUserObjectPermission, DatasetUserObjectPermission, ModelRepoUse
             },
         ),
     )
+
+
+class ProjectDefaultsForm(forms.ModelForm):
+    class Meta:
+        model = ProjectDefaults
+        fields = ["project", "node_spec", "node_count", "priority", "duration_hours", "model_repos"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        project, repos = cleaned.get("project"), cleaned.get("model_repos") or []
+        if project is not None and any(repo.project_id != project.pk for repo in repos):
+            raise ValidationError(_("Choose save-model addresses of this project only."))
+        scenarios = [repo.scenario_id for repo in repos]
+        if len(scenarios) != len(set(scenarios)):
+            raise ValidationError(_("At most one save-model address per scenario."))
+        return cleaned
+
+
+@admin.register(ProjectDefaults)
+class ProjectDefaultsAdmin(admin.ModelAdmin):
+    """What a job made through the OpenAI-compatible API gets (api/openai/jobs.py)."""
+
+    form = ProjectDefaultsForm
+    list_display = ["project", "node_spec", "node_count", "priority", "duration_hours"]
+    autocomplete_fields = ["project"]
+    filter_horizontal = ["model_repos"]

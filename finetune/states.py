@@ -9,6 +9,7 @@ False, so retried tasks are harmless. Terminal states never change.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from finetune import texts
 from finetune.models import Job, JobEvent, JobStatus
+from finetune.signals import job_status_changed
 
 Q, R = JobStatus.QUEUED, JobStatus.RUNNING
 
@@ -90,7 +92,7 @@ def transition(
         else:
             raise TransitionError(job.pk, current, target)
 
-        JobEvent.objects.create(
+        event = JobEvent.objects.create(
             job_id=job.pk,
             kind=JobEvent.Kind.STATUS,
             source=source,
@@ -100,6 +102,18 @@ def transition(
             message=reason or TRANSITIONS[(current, target)],
             said=said,
             data=data or {},
+        )
+        # Registered inside the block: a caller's transaction that rolls back takes the
+        # announcement with it, and a move nobody made is never announced.
+        transaction.on_commit(
+            functools.partial(
+                job_status_changed.send,
+                sender=Job,
+                job_id=job.pk,
+                from_status=str(current),
+                to_status=str(target),
+                event_id=event.pk,
+            )
         )
     job.status = target
     for name, value in fields.items():

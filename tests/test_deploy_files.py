@@ -17,6 +17,7 @@ def compose() -> dict:
 
 def test_compose_runs_web_workers_beat_postgres_and_redis(compose):
     platform = {"web", "worker", "data-worker", "inference-worker", "export-worker", "beat"}
+    platform |= {"webhook-worker"}
     assert set(compose["services"]) == platform | {"postgres", "redis"}
 
 
@@ -25,6 +26,7 @@ def test_platform_services_share_one_configuration(compose):
 
     services = compose["services"]
     platform = ("web", "worker", "data-worker", "inference-worker", "export-worker", "beat")
+    platform += ("webhook-worker",)
     first = services["web"]
     for name in platform:
         # one configuration: the same settings, data volume and start order everywhere
@@ -43,6 +45,7 @@ def test_platform_services_share_one_configuration(compose):
     assert "--queues data " in services["data-worker"]["command"]
     assert "--queues inference " in services["inference-worker"]["command"]
     assert "--queues export " in services["export-worker"]["command"]
+    assert "--queues webhooks " in services["webhook-worker"]["command"]
     assert services["beat"]["command"].startswith("celery -A config beat")
     assert "migrate" in services["web"]["command"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("config", "accounts", "finetune", "scheduler", "trainer")
+PACKAGES = ("config", "accounts", "api", "finetune", "scheduler", "trainer", "webhooks")
 
 # Pure code with no I/O: the trainer runs in a pod; the planner is a function of
 # frozen values (scheduler/planner.py).
@@ -28,9 +28,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "resources": ("scheduler.models", "scheduler.capacity"),
     "jobs": ("finetune",),
     "scheduler": ("scheduler",),
+    # told of what happens to jobs (finetune.signals), it tells other systems
+    "notifications": ("webhooks",),
     "pages": (
         "config",
+        # the API is another face of the same services, beside the pages
+        "api",
         "accounts.admin",
+        "accounts.management",
+        "accounts.token_views",
         "accounts.context_processors",
         "accounts.forms",
         "accounts.redirects",
@@ -46,6 +52,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "finetune.urls",
         "finetune.views",
         "scheduler.admin",
+        "webhooks.admin",
+        "webhooks.forms",
+        "webhooks.urls",
+        "webhooks.views",
+        "webhooks.templatetags",
     ),
 }
 ORDER = list(LAYERS)

@@ -7,6 +7,7 @@ from finetune.models.data import (
     ModelVersion,
     PlaygroundRun,
 )
+from finetune.models.defaults import ProjectDefaults
 from finetune.models.jobs import Job, JobEvent, JobNodeSpec, JobStatus, Priority
 from finetune.models.metrics import MetricPoint, ReportBatch, ResourceSample
 from finetune.models.permissions import (
@@ -33,6 +34,7 @@ __all__ = [
     "PlaygroundRun",
     "PretrainedModel",
     "Priority",
+    "ProjectDefaults",
     "ReportBatch",
     "ResourceSample",
     "Scenario",

@@ -161,6 +161,8 @@ class Job(models.Model):
         related_name="+",
         verbose_name=_("model version"),
     )
+    # key-value pairs a script attached through the API (the OpenAI-compatible metadata)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     report_token_hash = models.CharField(max_length=128, blank=True, editable=False)
     # The last sign of life of the worker launching it (scheduler/launching.py): a job
     # admitted whose launcher stopped beating, with no workload to show, is requeued.

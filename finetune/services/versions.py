@@ -14,6 +14,7 @@ download, in the layout ``sha256sum -c`` checks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -22,11 +23,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import transaction
 from django.db.models import Max
 from django.utils.text import slugify
 from django.utils.translation import gettext_noop
 
 from finetune.models import ModelRepo, ModelVersion
+from finetune.signals import model_version_created
 from finetune.storage import resolve
 from finetune.texts import Said, say
 
@@ -49,13 +52,19 @@ def add_version(repo_id: int, location: str, manifest: dict, **fields) -> ModelV
     repo's row is locked to serialise the numbers of concurrent additions."""
     ModelRepo.objects.select_for_update().filter(pk=repo_id).get()
     latest = ModelVersion.objects.filter(repo_id=repo_id).aggregate(Max("number"))
-    return ModelVersion.objects.create(
+    version = ModelVersion.objects.create(
         repo_id=repo_id,
         number=(latest["number__max"] or 0) + 1,
         location=location,
         manifest=manifest if isinstance(manifest, dict) else {},
         **fields,
     )
+    # announced once the caller's transaction commits: a job whose success is rolled
+    # back announces no version
+    transaction.on_commit(
+        functools.partial(model_version_created.send, sender=ModelVersion, version_id=version.pk)
+    )
+    return version
 
 
 def read_manifest(folder: Path) -> dict:

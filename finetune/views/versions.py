@@ -263,17 +263,21 @@ class ModelVersionDownloadView(VersionMixin, View):
     """The whole version as one zip, streamed from disk (finetune/services/versions.py)."""
 
     def get(self, request: HttpRequest, pk: int, number: int) -> HttpResponse:
-        version = self.version()
-        if not versions.version_files(version):
-            raise Http404
-        response = StreamingHttpResponse(
-            versions.stream_archive(version), content_type="application/zip"
-        )
-        response["Content-Disposition"] = content_disposition_header(
-            True, f"{versions.archive_name(version)}.zip"
-        )
-        response["X-Accel-Buffering"] = "no"  # a proxy passes it on as it comes
-        return response
+        return archive_response(self.version())
+
+
+def archive_response(version: ModelVersion) -> StreamingHttpResponse:
+    """The version as one zip, streamed as it is written (the page's and the API's)."""
+    if not versions.version_files(version):
+        raise Http404
+    response = StreamingHttpResponse(
+        versions.stream_archive(version), content_type="application/zip"
+    )
+    response["Content-Disposition"] = content_disposition_header(
+        True, f"{versions.archive_name(version)}.zip"
+    )
+    response["X-Accel-Buffering"] = "no"  # a proxy passes it on as it comes
+    return response
 
 
 class ModelVersionFileView(VersionMixin, View):

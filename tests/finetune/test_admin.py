@@ -41,6 +41,18 @@ def populated(project, alice, bob):
     from django.contrib.auth.models import Group
 
     Group.objects.create(name="operators")  # a group of staff an operator keeps
+    from accounts import tokens
+    from finetune.models import ProjectDefaults
+    from webhooks.models import Webhook, WebhookDelivery
+
+    tokens.issue(alice, name="ci", projects=[project])
+    ProjectDefaults.objects.create(project=project).model_repos.add(job.model_repo)
+    hook = Webhook.objects.create(
+        project=project, url="https://hooks.example.com/in", events=["job.succeeded"]
+    )
+    WebhookDelivery.objects.create(
+        webhook=hook, event_type="job.succeeded", event_key="job:1:move:1", payload={"type": "x"}
+    )
     return job
 
 

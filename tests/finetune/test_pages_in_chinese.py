@@ -31,7 +31,7 @@ _NAMES = """
     alpaca sft_messages jsonl safetensors PyTorch bf16 fp16 fp32 Llama Cambricon NVIDIA
     Hugging Face jingtiao Accept GET POST English Command Control Mac LDAP Schema Model
     null qwen sd messages instruction input output prompt chosen rejected text metadata
-    file_name unknown
+    file_name unknown API Bearer Authorization Standard Webhooks
 """
 NAMES = set(_NAMES.split())
 
@@ -124,6 +124,52 @@ def test_the_console_pages_show_no_english_but_names(client, alice, scene):
         urls += [reverse("finetune:job_events", args=[each.pk])]
     found = {url: english(_get(client, url)) for url in urls}
     assert {url: words for url, words in found.items() if words} == {}
+
+
+def test_the_api_token_and_webhook_pages_show_no_english_but_names(client, project, alice, dora):
+    from accounts import tokens
+    from webhooks.models import Webhook, WebhookDelivery
+
+    # what a page shows of a secret is a name, not words: taken out before reading
+    secrets = [tokens.issue(alice, name="流水线", projects=[project])[0].prefix]
+    client.force_login(alice)
+    client.cookies["django_language"] = "zh-hans"
+    made = client.post(reverse("accounts:api_tokens"), {"name": "构建", "projects": [project.pk]})
+    assert made.status_code == 201
+    secrets += [made.context["new_key"], made.context["new_key"][:10]]
+    pages = {"token made": made.content.decode()}
+    pages["tokens"] = _get(client, reverse("accounts:api_tokens"))
+    hook = Webhook.objects.create(
+        project=project, url="https://hooks.example.com/in", events=["job.succeeded"]
+    )
+    refused = say(gettext_noop("The receiver answered %(status)d."), status=500)
+    delivery = WebhookDelivery.objects.create(
+        webhook=hook,
+        event_type="job.succeeded",
+        event_key="k",
+        payload={},
+        attempts=1,
+        status=WebhookDelivery.Status.FAILED,
+        response_status=500,
+        error=str(refused),
+        error_said=refused.data(),
+    )
+    secrets += [hook.secret, delivery.message_id]
+    client.force_login(dora)
+    client.cookies["django_language"] = "zh-hans"
+    for name, args in (
+        ("webhook_list", [project.pk]),
+        ("webhook_create", [project.pk]),
+        ("webhook_detail", [project.pk, hook.pk]),
+        ("webhook_edit", [project.pk, hook.pk]),
+        ("webhook_rotate", [project.pk, hook.pk]),
+        ("webhook_delete", [project.pk, hook.pk]),
+    ):
+        pages[name] = _get(client, reverse(f"webhooks:{name}", args=args))
+    for secret in secrets:
+        pages = {name: page.replace(secret, "") for name, page in pages.items()}
+    found = {name: english(page) for name, page in pages.items()}
+    assert {name: words for name, words in found.items() if words} == {}
 
 
 def test_the_admin_shows_no_english_but_names(client, admin, scene):

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import Access, Membership, Project
 from finetune import access, storage
 from finetune.catalog_sync import sync_catalog
-from finetune.models import Dataset, ModelRepo, PretrainedModel, Scenario
+from finetune.models import Dataset, ModelRepo, PretrainedModel, ProjectDefaults, Scenario
 from finetune.services.validation import validate_now
 from finetune.storage import data_root, resolve
 from scheduler.models import MIB, DeviceType, Node, NodeSpec
@@ -115,12 +115,21 @@ class Command(BaseCommand):
             self._pretrained(models)
             self._datasets(project, users["alice"])
             self._repos(project, users["alice"])
+            self._defaults(project)
         self.stdout.write(self.style.SUCCESS(f"demo ready under {data_root()}"))
         if not options["quiet_passwords"]:
             self.stdout.write("logins (user / password / role in project 'demo'):")
             for user in USERS:
                 role = user.role or f"member of '{OTHER_PROJECT}' only"
                 self.stdout.write(f"  {user.username:8} {user.password:18} {role}")
+
+    def _defaults(self, project: Project) -> None:
+        """What a job made through the OpenAI-compatible API runs on here: the small CPU
+        spec, for an hour (docs/api.md)."""
+        ProjectDefaults.objects.get_or_create(
+            project=project,
+            defaults={"node_spec": NodeSpec.objects.get(name="cpu-1c2g"), "duration_hours": 1},
+        )
 
     def _projects(self) -> tuple[Project, Project]:
         project, _created = Project.objects.get_or_create(
