@@ -221,9 +221,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             "chunks": [
                 {"worker": c.worker, "text": c.text, "complete": c.complete} for c in page.chunks
             ],
-            "cursor": page.cursor
-            if isinstance(page.cursor, str) or page.cursor is None
-            else str(page.cursor),
+            "cursor": page.cursor,
             "more": page.more,
             "error": page.error,
         }

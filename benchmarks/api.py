@@ -143,6 +143,63 @@ def measure_create(client, body: dict) -> None:
     print(f"api_create_p95_ms: {_p95(_timed(create, CREATES)):.1f} ms")
 
 
+def measure_webhooks(project) -> None:
+    """From a job's move (the transaction that makes it) to the receiver holding the
+    signed POST: the event recorded on commit, the delivery task run at once in this
+    process (eager, as a free worker would take it), signed and sent over loopback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from django.conf import settings
+
+    from config.celery import app
+    from finetune.models import Job, JobStatus
+    from finetune.states import transition
+    from webhooks.models import Webhook
+
+    arrived: dict[int, float] = {}
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            import json
+
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            arrived[json.loads(body)["data"]["job"]["id"]] = time.perf_counter()
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.JINGTIAO_WEBHOOK_ALLOW_PRIVATE = True
+    app.conf.task_always_eager = True
+    Webhook.objects.create(
+        project=project,
+        url=f"http://127.0.0.1:{server.server_port}/hook",
+        events=["job.started"],
+    )
+    jobs = list(
+        Job.objects.filter(project=project, status=JobStatus.QUEUED, name__startswith="api-")
+    )
+    timings = []
+    try:
+        for job in jobs:
+            started = time.perf_counter()
+            transition(job, JobStatus.RUNNING)
+            deadline = started + 10
+            while job.pk not in arrived and time.perf_counter() < deadline:
+                time.sleep(0.0005)
+            assert job.pk in arrived, "the receiver got nothing"
+            timings.append((arrived[job.pk] - started) * 1000)
+    finally:
+        app.conf.task_always_eager = False
+        server.shutdown()
+    print(f"webhook_delivery_p50_ms: {statistics.median(timings):.1f} ms")
+    print(f"webhook_delivery_p95_ms: {_p95(timings):.1f} ms")
+
+
 def main() -> None:
     benchdb.admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
     benchdb.admin(f"CREATE DATABASE {BENCH_DB}")
@@ -161,8 +218,9 @@ def main() -> None:
         print(f"fill_seconds: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         client = _client(user)
         measure_list(client)
-        _project, body = _ready(user)
+        project, body = _ready(user)
         measure_create(client, body)
+        measure_webhooks(project)
     finally:
         from django.db import connections
 

@@ -5,6 +5,7 @@ few hyper-parameters; the rest of the create form comes from the project's defau
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from finetune.models import (
     Scenario,
 )
 from finetune.services.data import create_model_repo
+from finetune.storage import resolve
 from scheduler import capacity
 from scheduler.models import NodeSpec
 
@@ -135,11 +137,13 @@ def _model_repo(user, project: Project, scenario: Scenario, defaults) -> ModelRe
     newest = writable.order_by("-created_at", "-id").first()
     if newest is not None:
         return newest
-    stem = slugify(f"{user.get_username()}-{scenario.code}") or "fine-tunes"
+    stem = slugify(f"{user.get_username()}-{scenario.code.replace('/', '-')}") or "fine-tunes"
     name, number = stem, 2
     while ModelRepo.objects.filter(project=project, name=name).exists():
         name, number = f"{stem}-{number}", number + 1
-    return create_model_repo(user, project, name=name, scenario=scenario, level=Access.NONE)
+    repo = create_model_repo(user, project, name=name, scenario=scenario, level=Access.NONE)
+    repo.made_now = True
+    return repo
 
 
 def _refusal(errors: dict) -> Refused:
@@ -225,32 +229,41 @@ def create(request, project: Project, body: dict) -> Job:
         settings.JINGTIAO_DEFAULT_DURATION.total_seconds() / 3600
     )
     values = parameters(algorithm, _hyperparameters(body, method), body.get("seed"))
-    with transaction.atomic():
-        draft = {
-            "name": f"{model.name}-{suffix}"[:128] if suffix else f"{model.name}-ft",
-            "scenario": scenario.pk,
-            "algorithm": algorithm.pk,
-            "pretrained_model": model.pk,
-            "train_dataset": train.pk,
-            "validation_dataset": validation.pk if validation else None,
-            "model_repo": _model_repo(request.user, project, scenario, defaults).pk,
-            "parameters": values,
-            "node_specs": [_node_spec(project, defaults).pk],
-            "node_count": defaults.node_count if defaults else 1,
-            "duration_hours": hours,
-            "priority": defaults.priority if defaults else None,
-            "access": Access.NONE,
-        }
-        draft = {key: value for key, value in draft.items() if value is not None}
-        try:
-            job = drafts.create(request.user, project, draft)
-        except exceptions.ValidationError as exc:
-            raise _refusal(exc.detail if isinstance(exc.detail, dict) else {}) from exc
-        except ValidationError as exc:
-            raise Refused(" ".join(exc.messages)) from exc
-        extra = {"metadata": metadata, "suffix": suffix, "method": method}
-        Job.objects.filter(pk=job.pk).update(metadata=extra)
-        job.metadata = extra
+    spec = _node_spec(project, defaults)
+    made_repo = None
+    try:
+        with transaction.atomic():
+            repo = _model_repo(request.user, project, scenario, defaults)
+            made_repo = repo if getattr(repo, "made_now", False) else None
+            draft = {
+                "name": f"{model.name}-{suffix}"[:128] if suffix else f"{model.name}-ft",
+                "scenario": scenario.pk,
+                "algorithm": algorithm.pk,
+                "pretrained_model": model.pk,
+                "train_dataset": train.pk,
+                "validation_dataset": validation.pk if validation else None,
+                "model_repo": repo.pk,
+                "parameters": values,
+                "node_specs": [spec.pk],
+                "node_count": defaults.node_count if defaults else 1,
+                "duration_hours": hours,
+                "priority": defaults.priority if defaults else None,
+                "access": Access.NONE,
+            }
+            draft = {key: value for key, value in draft.items() if value is not None}
+            try:
+                job = drafts.create(request.user, project, draft)
+            except exceptions.ValidationError as exc:
+                raise _refusal(exc.detail if isinstance(exc.detail, dict) else {}) from exc
+            except ValidationError as exc:
+                raise Refused(" ".join(exc.messages)) from exc
+            extra = {"metadata": metadata, "suffix": suffix, "method": method}
+            Job.objects.filter(pk=job.pk).update(metadata=extra)
+            job.metadata = extra
+    except BaseException:
+        if made_repo is not None:  # its row was rolled back: its new, empty folder goes too
+            shutil.rmtree(resolve(made_repo.location), ignore_errors=True)
+        raise
     return job
 
 

@@ -240,3 +240,29 @@ def test_a_token_of_several_projects_names_one_with_the_openai_project_header(
     assert api.get("/v1/fine_tuning/jobs", HTTP_OPENAI_PROJECT="research").status_code == 200
     assert api.get("/v1/fine_tuning/jobs", HTTP_OPENAI_PROJECT=str(project.pk)).status_code == 200
     assert api.get("/v1/fine_tuning/jobs", HTTP_OPENAI_PROJECT="nope").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_refused_job_leaves_no_save_address_behind(
+    platform, project, alice, tmp_path, django_capture_on_commit_callbacks
+):
+    from finetune.models import ModelRepo
+
+    _token, key = tokens.issue(alice, name="t", projects=[project])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    with (
+        _jsonl(tmp_path / "chat.jsonl", CHAT).open("rb") as handle,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        made = api.post("/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart")
+    body = {"model": "tiny-llama", "training_file": made.json()["id"]}
+    refused = api.post(
+        "/v1/fine_tuning/jobs", {**body, "hyperparameters": {"n_epochs": 0}}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "hyperparameters.n_epochs"
+    assert not ModelRepo.objects.exists() and not Job.objects.exists()
+    assert not any(resolve(f"repos/{project.pk}").glob("*"))
+    assert api.post("/v1/fine_tuning/jobs", body, format="json").status_code == 200
+    assert ModelRepo.objects.get().name == "alice-llm-sft"

@@ -32,7 +32,7 @@ def test_a_member_makes_uses_and_revokes_a_token_in_chinese(page, live_server, p
     assert secret.startswith("jt_")
     assert "只显示这一次" in page.locator("[data-testid=new-token]").inner_text()
     assert _status(f"{live_server.url}/api/v1/projects/", secret) == 200
-    page.reload()
+    page.goto("/accounts/tokens/")
     assert page.locator("[data-testid=token-secret]").count() == 0
     page.click("[data-testid=revoke]")
     assert "已撤销" in page.locator("[data-testid=token-table]").inner_text()

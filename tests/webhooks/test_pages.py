@@ -248,4 +248,4 @@ def test_the_list_shows_each_webhooks_last_delivery(client, dora, project, hook)
     )
     client.force_login(dora)
     page = client.get(_url("webhook_list", project)).content.decode()
-    assert 'data-testid="last-status">Failed<' in page and "job.succeeded" in page
+    assert 'data-testid="last-status">Failed<' in page and "A job succeeds" in page
