@@ -38,6 +38,18 @@ ID = "[0-9]+"  # an object's id in a path: anything else is no object, a 404
 PROJECT = OpenApiParameter("project", int, description="Only this project's.")
 
 
+def _object(required: list[str], **extra: dict) -> dict:
+    """A create body's schema: the fields every project object is made with, and its own."""
+    properties = {
+        "project": {"type": "integer"},
+        "name": {"type": "string"},
+        "scenario": {"type": "integer"},
+        "access": {"type": "string", "enum": Access.values},
+        **extra,
+    }
+    return {"type": "object", "properties": properties, "required": required}
+
+
 def _in_project(request: Request, queryset):
     project = request.query_params.get("project")
     if project in (None, ""):
@@ -106,29 +118,12 @@ class DatasetViewSet(_ProjectObjects):
 
     @extend_schema(
         request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {
-                    "project": {"type": "integer"},
-                    "name": {"type": "string"},
-                    "scenario": {"type": "integer"},
-                    "access": {"type": "string", "enum": Access.values},
-                    "upload": {"type": "string", "format": "binary"},
-                    "path": {"type": "string"},
-                },
-                "required": ["name", "scenario"],
-            },
-            "application/json": {
-                "type": "object",
-                "properties": {
-                    "project": {"type": "integer"},
-                    "name": {"type": "string"},
-                    "scenario": {"type": "integer"},
-                    "access": {"type": "string", "enum": Access.values},
-                    "path": {"type": "string"},
-                },
-                "required": ["name", "scenario", "path"],
-            },
+            "multipart/form-data": _object(
+                ["name", "scenario"],
+                upload={"type": "string", "format": "binary"},
+                path={"type": "string"},
+            ),
+            "application/json": _object(["name", "scenario", "path"], path={"type": "string"}),
         },
         responses={201: DatasetSerializer},
     )
@@ -172,18 +167,9 @@ class ModelRepoViewSet(_ProjectObjects):
 
     @extend_schema(
         request={
-            "application/json": {
-                "type": "object",
-                "properties": {
-                    "project": {"type": "integer"},
-                    "name": {"type": "string"},
-                    "scenario": {"type": "integer"},
-                    "access": {"type": "string", "enum": Access.values},
-                    "path": {"type": "string"},
-                    "description": {"type": "string"},
-                },
-                "required": ["name", "scenario"],
-            }
+            "application/json": _object(
+                ["name", "scenario"], path={"type": "string"}, description={"type": "string"}
+            )
         },
         responses={201: ModelRepoSerializer},
     )
