@@ -28,6 +28,29 @@ def pytest_configure(config):
         settings.WHITENOISE_AUTOREFRESH = True
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every transactional test restores the serialized database (serialized rollback):
+    one without it leaves the content types and permissions re-created after its flush,
+    and the next one with it fails to restore them (a unique key), in whatever order
+    they run. Refused at collection rather than found by an unlucky order."""
+    unserialized = [item.nodeid for item in items if _transactional_unserialized(item)]
+    if unserialized:
+        raise pytest.UsageError(
+            "transactional tests without serialized_rollback=True: " + ", ".join(unserialized)
+        )
+
+
+def _transactional_unserialized(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    transaction = marker is not None and marker.kwargs.get("transaction", False)
+    serialized = marker is not None and marker.kwargs.get("serialized_rollback", False)
+    fixtures = getattr(item, "fixturenames", ())
+    if "django_db_serialized_rollback" in fixtures:
+        serialized = True
+    transactional = transaction or "transactional_db" in fixtures or "live_server" in fixtures
+    return transactional and not serialized
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_root(request, tmp_path):
     """Each test gets its own data root, so job folders never leak between tests."""

@@ -149,6 +149,9 @@ class _Forecasts:
     expected: Drafts
     share: float
     next_id: int
+    # the newest queued job in the state planned (None: not known, as an older release
+    # shared it), so that a job is never placed over a state that already holds it
+    last_queued: int | None = None
 
     @property
     def fresh(self) -> bool:
@@ -191,7 +194,13 @@ def _forecasts_of(
         running, queue = state.expected()
         expected = planner.Forecast(state.nodes, state.pools, running, queue, state.now)
     return _Forecasts(
-        version, time.time(), latest.drafts, expected.drafts, state.share, (version[0] or 0) + 1
+        version,
+        time.time(),
+        latest.drafts,
+        expected.drafts,
+        state.share,
+        (version[0] or 0) + 1,
+        max((job.job_id for job in state.queue), default=0),
     )
 
 
@@ -209,10 +218,11 @@ def keep_warm(version: tuple, state: snapshot.Snapshot, latest, expected) -> Non
     share_forecasts(_forecasts_of(version, state, latest, expected))
 
 
-def _shared(version: tuple) -> _Forecasts | None:
+def _shared(version: tuple | None) -> _Forecasts | None:
+    """The forecasts a worker shared, of the state at ``version`` (of any, if None)."""
     try:
         found = cache.get(FORECAST_CACHE_KEY)
-        if not found or found[0] != version:
+        if not found or (version is not None and found[0] != version):
             return None
         with no_cyclic_gc():  # tens of thousands of small objects: see no_cyclic_gc
             forecasts = pickle.loads(zlib.decompress(found[1]))  # written by our workers
@@ -264,14 +274,21 @@ def predict_draft(
         priority=priority if priority is not None else Priority.NORMAL,
         duration=duration or settings.JINGTIAO_DEFAULT_DURATION,
     )
-    decision = forecasts.latest.predict(draft)
+    # None: it lands between queued jobs of its priority (one queued after the state
+    # was read): only a whole plan answers
+    return _over(forecasts, draft) or _predicted_afresh(draft)
+
+
+def _over(forecasts: _Forecasts, job: planner.QueuedJob) -> Prediction | None:
+    """``job``'s prediction over the forecasts' state, as the last of its priority;
+    None where it would stand between queued jobs."""
+    now = forecasts.latest.now
+    decision = forecasts.latest.predict(job)
     waits = decision is not None and decision.start is not None and decision.start > now
-    expected = forecasts.expected.predict(expected_job(draft, forecasts.share)) if waits else None
+    expected = forecasts.expected.predict(expected_job(job, forecasts.share)) if waits else None
     if decision is None or (waits and expected is None):
-        # it lands between queued jobs of its priority (one queued after the state
-        # was read): only a whole plan answers
-        return _predicted_afresh(draft)
-    return _prediction(decision, now, draft.pool, expected, forecasts.latest.holders)
+        return None
+    return _prediction(decision, now, job.pool, expected, forecasts.latest.holders)
 
 
 def _predicted_afresh(draft: planner.QueuedJob) -> Prediction:
@@ -304,9 +321,59 @@ def _plans(state: snapshot.Snapshot) -> tuple[planner.Plan, planner.Plan]:
 def predict_job(job: Job, now: datetime | None = None) -> Prediction | None:
     """A queued job's place and starts, planning only the jobs ahead of it; None where it
     left the queue (admitted, stopped) between the page reading it and the planner."""
+    if now is None and (found := _just_queued(job)) is not None:
+        return found
     state = snapshot.take(now or timezone.now())
     mine = next((queued for queued in state.queue if queued.job_id == job.pk), None)
     return _predict_in(state, mine) if mine is not None else None
+
+
+def _just_queued(job: Job) -> Prediction | None:
+    """The prediction of a job created just after the state of the kept forecasts,
+    where nothing else changed since: the state now is theirs with this job last in its
+    priority, so it is placed over them (what the create page showed for it) instead
+    of the whole queue read and planned again, the answer the same. None otherwise."""
+    if job.waiting_for_data:
+        return None
+    forecasts = _kept_forecasts()
+    if (
+        forecasts is None
+        or forecasts.last_queued is None
+        or job.pk < forecasts.next_id
+        or job.pk <= forecasts.last_queued  # committed while the state was read: in it
+    ):
+        return None
+    version = state_version()
+    since_jobs, since_events = forecasts.version[0] or 0, forecasts.version[1] or 0
+    if (
+        version[0] != job.pk
+        or version[2:] != forecasts.version[2:]
+        or Job.objects.filter(pk__gt=since_jobs, pk__lt=job.pk).exists()
+        or JobEvent.objects.filter(pk__gt=since_events).exclude(job_id=job.pk).exists()
+    ):
+        return None
+    queued = capacity.draft_job(
+        job_id=job.pk,
+        project_id=job.project_id,
+        specs=job.ordered_node_specs(),
+        node_count=job.node_count,
+        now=job.queued_at or job.created_at,
+        pool=job.pool,
+        node_names=job.node_names or (),
+        driver_version=job.driver_version,
+        priority=job.priority,
+        duration=job.duration,
+    )
+    return _over(forecasts, queued)
+
+
+def _kept_forecasts() -> _Forecasts | None:
+    """This process's forecasts, or the worker's, of whatever state, while fresh."""
+    with _forecast_lock:
+        kept = _forecast
+    if kept is not None and kept.fresh:
+        return kept
+    return _shared(None)
 
 
 # The list shows every queued job's place (F1.17). Planning the whole queue per

@@ -38,18 +38,32 @@ class Snapshot:
         return expected_inputs(self.running, self.queue, self.progress, self.now, self.share)
 
 
-def queued_job(job: Job, specs: list[NodeSpec], pool_names: dict[int, str]) -> QueuedJob:
+def queued_job(row: tuple, specs: list[NodeSpec], pool_names: dict[int, str]) -> QueuedJob:
+    """The planner's view of a queued job, from its QUEUED_FIELDS (a row, not a model:
+    a queue of tens of thousands is read without building as many Job objects)."""
+    (
+        pk,
+        project_id,
+        priority,
+        queued_at,
+        created_at,
+        node_count,
+        names,
+        pool_id,
+        driver,
+        duration,
+    ) = row
     return QueuedJob(
-        job_id=job.pk,
-        project_id=job.project_id,
-        priority=job.priority,
-        queued_at=job.queued_at or job.created_at,
-        node_count=job.node_count,
+        job_id=pk,
+        project_id=project_id,
+        priority=priority,
+        queued_at=queued_at or created_at,
+        node_count=node_count,
         specs=tuple(spec_request(spec) for spec in specs),
-        node_names=tuple(job.node_names or ()),
-        pool=pool_names.get(job.pool_id) if job.pool_id else None,
-        driver_version=job.driver_version or None,
-        duration=job.duration,
+        node_names=tuple(names or ()),
+        pool=pool_names.get(pool_id) if pool_id else None,
+        driver_version=driver or None,
+        duration=duration,
     )
 
 
@@ -75,7 +89,7 @@ def take(now: datetime) -> Snapshot:
         progress[job.pk] = Progress(job.started_at, job.eta_at, job.progress)
     # a job whose data is still being validated is passed by until its data is found good
     waiting = {"status": JobStatus.QUEUED, "waiting_for_data": False}
-    queued = list(Job.objects.filter(**waiting).only(*QUEUED_FIELDS))
+    queued = Job.objects.filter(**waiting).values_list(*QUEUED_FIELDS)
     choices: dict[int, list[NodeSpec]] = defaultdict(list)
     for job_id, spec_id in (
         JobNodeSpec.objects.filter(**{f"job__{name}": value for name, value in waiting.items()})
@@ -83,19 +97,19 @@ def take(now: datetime) -> Snapshot:
         .values_list("job_id", "spec_id")
     ):
         choices[job_id].append(specs[spec_id])
-    queue = [queued_job(job, choices[job.pk], pool_names) for job in queued]
+    queue = [queued_job(row, choices[row[0]], pool_names) for row in queued]
     return Snapshot(node_list, pool_list, running, queue, now, progress, share())
 
 
-QUEUED_FIELDS = (
+QUEUED_FIELDS = (  # in queued_job's order
     "pk",
-    "project",
+    "project_id",
     "priority",
     "queued_at",
     "created_at",
     "node_count",
     "node_names",
-    "pool",
+    "pool_id",
     "driver_version",
     "duration",
 )

@@ -42,6 +42,10 @@ PREFERENCE = [
     for i in range(8)
 ]
 
+# a live server's tests are transactional; serialized rollback, as every transactional
+# test of the suite has (tests/e2e/conftest.py, page, says why)
+TRANSACTIONAL = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -80,6 +84,7 @@ def _client(live_server, user, projects) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=key, max_retries=0)
 
 
+@TRANSACTIONAL
 @pytest.mark.slow
 def test_the_openai_client_fine_tunes_the_tiny_model_end_to_end(
     live_server, platform, project, alice, tmp_path
@@ -136,6 +141,7 @@ def test_the_openai_client_fine_tunes_the_tiny_model_end_to_end(
     assert [j.id for j in after.data] == [created.id]
 
 
+@TRANSACTIONAL
 def test_errors_come_in_openais_shape_and_the_client_raises_them(
     live_server, platform, project, alice, charlie, tmp_path
 ):

@@ -40,9 +40,13 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server, transactional_db):
+def page(browser, live_server, transactional_db, django_db_serialized_rollback):
     """A page of a fresh context; every test also checks that nothing it showed broke
-    the Content-Security-Policy (an inline script or style, an eval, another origin)."""
+    the Content-Security-Policy (an inline script or style, an eval, another origin).
+
+    Serialized rollback, as every transactional test here has: a transactional test
+    without it leaves the content types and permissions re-created after its flush, and
+    the next one with it then fails to restore them (a unique key), whatever the order."""
     context = browser.new_context(base_url=live_server.url, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(15_000)

@@ -225,6 +225,12 @@ def test_a_text_to_image_job_shows_its_sample_images_while_it_trains(
         expect(page.locator(".page-header [data-testid=status]")).to_have_text(
             "成功", timeout=20_000
         )
+        # the last one may have been put in the page a moment ago: wait until each has loaded
+        # (or failed to: a broken image is complete with no width, and fails below)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=sample-grid] img')]"
+            ".every(i => i.complete)"
+        )
         widths = grid.locator("img").evaluate_all("images => images.map(i => i.naturalWidth)")
         assert widths == [32, 32, 32, 32]  # real images, served from the job's output
     finally:

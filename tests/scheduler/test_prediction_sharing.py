@@ -91,3 +91,78 @@ def test_a_change_the_worker_has_not_seen_is_planned_by_the_web_process(project,
     assert after.start == running.started_at + running.duration
     # and it shares what it planned, for the other processes
     assert cache.get(prediction.FORECAST_CACHE_KEY)[0] != shared[0]
+
+
+def _whole_plan(job: Job) -> prediction.Prediction:
+    """The job's prediction from the state read and planned again."""
+    state = snapshot.take(prediction.timezone.now())
+    mine = next(queued for queued in state.queue if queued.job_id == job.pk)
+    return prediction._predict_in(state, mine)
+
+
+def _same(found: prediction.Prediction, planned: prediction.Prediction) -> None:
+    assert (found.position, found.start, found.spec_id) == (
+        planned.position,
+        planned.start,
+        planned.spec_id,
+    )
+    assert found.expected_start == planned.expected_start
+
+
+def _two_waiting(project, alice) -> Job:
+    """A node taken by a running job, one job waiting: a pass shares its forecasts."""
+    Node.objects.create(
+        name="mlu-a", cpu_millis=64000, memory_mib=512 * 1024, device_type="mlu", device_count=1
+    )
+    running = _queued(project, alice)
+    admission.admit()
+    _queued(project, alice)
+    admission.admit()
+    assert cache.get(prediction.FORECAST_CACHE_KEY) is not None
+    return running
+
+
+def test_a_job_created_after_the_shared_forecast_is_placed_over_it_without_planning(
+    project, alice, monkeypatch
+):
+    """The create's answer (API, detail page) before the worker's next pass: the state is
+    the forecast's plus this job, so it is placed over the forecast, the answer the
+    whole plan gives."""
+    _two_waiting(project, alice)
+    created = _queued(project, alice)
+    with monkeypatch.context() as patched:
+        _no_planning(patched)
+        found = prediction.predict_job(created)
+    assert found.position == 2
+    _same(found, _whole_plan(created))
+
+
+@pytest.mark.parametrize("change", ["another job", "a stop"])
+def test_a_job_created_after_another_change_is_planned_afresh(project, alice, change):
+    _two_waiting(project, alice)
+    if change == "another job":
+        _queued(project, alice)  # queued ahead of it, after the forecast
+    else:
+        waiting = Job.objects.filter(status=JobStatus.QUEUED).get()
+        states.transition(waiting, JobStatus.STOPPED, reason="test")
+    created = _queued(project, alice)
+    found = prediction.predict_job(created)
+    assert found.position == (3 if change == "another job" else 1)
+    _same(found, _whole_plan(created))
+
+
+def test_a_job_committed_while_the_state_was_read_is_not_placed_twice(
+    project, alice, monkeypatch
+):
+    """The version is read before the state it labels: a job committed between the two
+    is in the planned state though newer than the version; it is planned, not placed a
+    second time over a state that holds it already."""
+    _two_waiting(project, alice)
+    version = prediction.state_version()
+    created = _queued(project, alice)
+    prediction.share_forecasts(
+        prediction._forecasts_of(version, snapshot.take(prediction.timezone.now()))
+    )
+    found = prediction.predict_job(created)
+    assert found.position == 2
+    _same(found, _whole_plan(created))
