@@ -151,9 +151,7 @@ def test_a_job_created_after_another_change_is_planned_afresh(project, alice, ch
     _same(found, _whole_plan(created))
 
 
-def test_a_job_committed_while_the_state_was_read_is_not_placed_twice(
-    project, alice, monkeypatch
-):
+def test_a_job_committed_while_the_state_was_read_is_not_placed_twice(project, alice, monkeypatch):
     """The version is read before the state it labels: a job committed between the two
     is in the planned state though newer than the version; it is planned, not placed a
     second time over a state that holds it already."""
