@@ -16,7 +16,13 @@ from rest_framework import exceptions
 
 from accounts.models import Access, Project
 from api.errors import as_drf
-from finetune.forms.jobs import CUSTOM, DURATION_PRESETS, JobForm
+from finetune.forms.jobs import (
+    CUSTOM,
+    DURATION_PRESETS,
+    JobForm,
+    duration_initial,
+    initial_from_draft,
+)
 from finetune.forms.parameters import PREFIX
 from finetune.inputs import whole_number
 from finetune.models import Algorithm, Job, Priority, Scenario
@@ -147,23 +153,14 @@ def create(user, project: Project, body: dict, cloned_from: Job | None = None) -
 
 
 def body_of(draft: JobDraft) -> dict:
-    """A draft (a job to clone, services.jobs.draft_from) as an API body."""
+    """A draft (a job to clone, services.jobs.draft_from) as an API body: the create
+    form's initial values, with node names as a list and the duration in hours."""
+    body = initial_from_draft(draft)
+    for name in ("task_type", *duration_initial(draft.duration)):
+        del body[name]
     return {
-        "name": draft.name,
-        "scenario": draft.scenario.pk,
-        "algorithm": draft.algorithm.pk,
-        "pretrained_model": draft.pretrained_model.pk,
-        "train_dataset": draft.train_dataset.pk,
-        "validation_dataset": getattr(draft.validation_dataset, "pk", None),
-        "test_dataset": getattr(draft.test_dataset, "pk", None),
-        "model_repo": draft.model_repo.pk,
+        **body,
         "parameters": dict(draft.parameters),
-        "node_specs": [spec.pk for spec in draft.node_specs],
-        "node_count": draft.node_count,
         "node_names": list(draft.node_names),
-        "pool": getattr(draft.pool, "pk", None),
-        "driver_version": draft.driver_version,
         "duration_hours": draft.duration.total_seconds() / 3600,
-        "priority": draft.priority,
-        "access": draft.access,
     }

@@ -138,8 +138,9 @@ def checkpoint_objects(job: Job) -> list[dict]:
     ]
     version = job.output_version
     if version is not None:
-        step = (version.metrics or {}).get("global_step") or (
-            found[-1]["step_number"] if found else 0
+        # the trainer's "steps" (trainer/algorithms/common.py, t2i.py): the last step
+        step = (version.metrics or {}).get("steps") or max(
+            (c["step_number"] for c in found), default=0
         )
         found.append(
             {

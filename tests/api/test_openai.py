@@ -130,6 +130,8 @@ def test_the_openai_client_fine_tunes_the_tiny_model_end_to_end(
     assert any("created" in m.lower() for m in messages)
     checkpoints = client.fine_tuning.jobs.checkpoints.list(created.id)
     assert checkpoints.data[0].fine_tuned_model_checkpoint == done.fine_tuned_model
+    # the model's step is the training's last
+    assert checkpoints.data[0].step_number == job.output_version.metrics["steps"] > 0
     assert [j.id for j in client.fine_tuning.jobs.list(limit=10).data] == [created.id]
 
     other = client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id)
