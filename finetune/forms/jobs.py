@@ -222,10 +222,15 @@ class JobForm(DurationFields):
         self.fields["pool"].queryset = ResourcePool.objects.filter(dedicated=True, projects=project)
         for name in CASCADE:
             self.fields[name].widget.attrs["data-cascade"] = ""
+        parameters = self.initial.get("parameters")
+        if self.initial.get(PARAMETERS_OF) not in (None, getattr(self.shown_algorithm, "pk", None)):
+            # a refresh whose cascade moved to another algorithm (a new scenario or task
+            # type): its own defaults, not the values typed for the one it replaces
+            parameters = None
         self.parameters = ParametersForm(
             self.shown_algorithm.parameters_schema if self.shown_algorithm else {},
             self.data if self.is_bound else None,
-            initial=self.initial.get("parameters"),
+            initial=parameters,
             model_versions=lambda scenario: usable_versions(user, project, scenario),
         )
         self._access_choices()
@@ -390,7 +395,11 @@ def refreshed_initial(data: QueryDict) -> dict:
             elif key in data:
                 parameters[name] = data[key]
         initial["parameters"] = parameters
+        initial[PARAMETERS_OF] = algorithm.pk
     return initial
+
+
+PARAMETERS_OF = "_parameters_of"  # initial values: the algorithm the parameters were typed for
 
 
 class ChangeDurationForm(DurationFields):

@@ -18,6 +18,7 @@ from finetune import access, monitoring
 from finetune.filters import JobFilterForm
 from finetune.forms.jobs import (
     CASCADE,
+    PARAMETERS_OF,
     JobForm,
     initial_from_draft,
     refreshed_initial,
@@ -216,6 +217,7 @@ class JobFormView(LoginRequiredMixin, View):
             preset = self.chosen_preset(form)
             if preset is not None:
                 initial["parameters"] = {**(initial.get("parameters") or {}), **preset.values}
+                initial[PARAMETERS_OF] = form.shown_algorithm.pk  # the preset's own
                 form = JobForm(user=request.user, project=project, initial=initial)
             return self.render(form, applied=preset)
         form = JobForm(request.POST, user=request.user, project=project)

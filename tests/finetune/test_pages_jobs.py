@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from accounts.models import Access
-from finetune.models import Job, JobEvent, JobStatus, TaskType
+from finetune.models import Algorithm, Job, JobEvent, JobStatus, TaskType
 from finetune.states import transition
 from scheduler.models import ResourcePool
 from tests import factories
@@ -53,6 +54,27 @@ def test_the_form_offers_only_the_chosen_scenarios_algorithms_and_data(
     assert "tiny-sd" in t2i and "tiny-llama" not in t2i
     assert f">{dataset.name}<" not in t2i
     assert "Resolution" in t2i  # the text-to-image algorithm's generated parameters
+
+
+def test_a_new_scenario_shows_its_algorithms_defaults_not_the_values_typed_for_another(
+    client, alice, ready
+):
+    """The form opens on pre-training (learning rate 5e-05); choosing SFT moves the
+    cascade to an SFT algorithm, whose fields show its own defaults, not pre-training's
+    values carried over by name. Values typed stay while the algorithm stays."""
+    client.force_login(alice)
+    pretrain = support.job_post(*ready, algorithm_code="pretrain")
+    sft = Algorithm.objects.get(code="sft_lora").scenario
+    typed = {**pretrain, "_refresh": "1", "scenario": str(sft.pk), "param-epochs": "9"}
+    form = client.post(reverse(CREATE), typed, HTTP_HX_REQUEST="true").content.decode()
+    shown = Algorithm.objects.get(pk=re.search(r'name="_shown_algorithm" value="(\d+)"', form)[1])
+    assert shown.scenario == sft
+    default = shown.parameters_schema["properties"]["learning_rate"]["default"]
+    assert default != 5e-05 and f'name="param-learning_rate" value="{default}"' in form
+    assert 'name="param-epochs" value="9"' not in form
+    kept = {**support.job_post(*ready), "_refresh": "1", "param-epochs": "9"}
+    form = client.post(reverse(CREATE), kept, HTTP_HX_REQUEST="true").content.decode()
+    assert 'name="param-epochs" value="9"' in form
 
 
 def test_the_parameter_form_follows_the_schema_and_refuses_out_of_range_values(
