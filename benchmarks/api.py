@@ -16,6 +16,7 @@ Prints each figure on a line of its own. Runs with no arguments:
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import sys
@@ -187,6 +188,7 @@ def measure_webhooks(project) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     settings.JINGTIAO_WEBHOOK_ALLOW_PRIVATE = True
     app.conf.task_always_eager = True
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # a line per delivery
     Webhook.objects.create(
         project=project,
         url=f"http://127.0.0.1:{server.server_port}/hook",
