@@ -6,9 +6,9 @@ while tiny jobs train for real, with the invariants checked the whole time.
 Runs the matrix twice (each in a process of its own), on:
 - **production**: its own PostgreSQL database (on BENCH_DATABASE_URL's server,
   dropped at the end), its own Redis on a free port (nothing kept on disk), and
-  the web server, the Celery workers (the jingtiao and the data queue) and beat as
-  separate processes; one that dies is started again a second later, as systemd or
-  Kubernetes would;
+  the web server, the Celery workers (the jingtiao, the data, and the inference and
+  export queues) and beat as separate processes; one that dies is started again a
+  second later, as systemd or Kubernetes would;
 - **embedded**: the embedded defaults as bin/demo runs them (SQLite, the
   embedded Redis, `manage.py run_embedded` starting again whatever dies).
 Both use the local executor, with observe and admission every 5 s
@@ -17,10 +17,12 @@ Both use the local executor, with observe and admission every 5 s
 Each fault is injected on a fresh tiny job (LoRA SFT of the demo's tiny Llama, 3
 steps, created through the create page as alice): the worker killed before the
 spawn, after it, after the records, and while training (failpoints,
-scheduler/failpoints.py, place the first three exactly); the supervisor killed;
+config/failpoints.py, place the first three exactly); the supervisor killed;
 the trainer killed; beat restarted; the broker killed while a job is created and
 another stopped; the web server down (embedded: hung) while training; the whole
-platform restarted while training; a stop during the launch. A fault is
+platform restarted while training; a stop during the launch; the worker of a
+merge killed, its trainer process with it (the failpoint modelwork.after_spawn),
+which must end in one merged version. A fault is
 survived when its jobs end as they should, each with a reason, and, while it
 ran: no two trainers of one job and rank at once, no job RUNNING without a
 process for longer than the observe period + 10 s, no trainer alive more than
@@ -69,6 +71,7 @@ OBSERVE_SECONDS = 5
 RUNNING_WITHOUT_PROCESS_LIMIT = OBSERVE_SECONDS + 10
 ORPHAN_LIMIT = 15
 JOB_TIMEOUT = 240
+MERGE_TIMEOUT = 240  # the silence (30 s here), the sweep (every 60 s) and the merge
 TERMINAL = {"succeeded", "failed", "stopped", "expired"}
 
 
@@ -77,6 +80,7 @@ class Expect:
     job_id: int
     statuses: set[str]  # what it must end as
     requeued: bool = False  # it must have gone back to the queue on the way
+    also: Callable[[], list[str]] | None = None  # more to check once it ended: problems
 
 
 SETTINGS = {
@@ -85,6 +89,8 @@ SETTINGS = {
     "JINGTIAO_OBSERVE_INTERVAL_SECONDS": str(OBSERVE_SECONDS),
     "JINGTIAO_ADMISSION_INTERVAL_SECONDS": "5",
     "JINGTIAO_STOP_GRACE_SECONDS": "10",
+    # a merge whose worker died is taken up again after this silence (120 s by default)
+    "JINGTIAO_MODEL_WORK_SILENT_SECONDS": "30",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -167,13 +173,19 @@ class Production(Platform):
              "--concurrency", "1", "--queues", "data", "--loglevel", "INFO"],
             self.env, logs / "data-worker.log",
         )  # fmt: skip
+        self.model_worker = Service(
+            "model-worker",
+            [PYTHON, "-m", "celery", "-A", "config", "worker", "--hostname", "model@%h",
+             "--concurrency", "1", "--queues", "inference,export", "--loglevel", "INFO"],
+            self.env, logs / "model-worker.log",
+        )  # fmt: skip
         self.beat = Service(
             "beat",
             [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
              "--schedule", str(self.data_root / "celerybeat-schedule")],
             self.env, logs / "beat.log",
         )  # fmt: skip
-        self.kept = {self.web, self.worker, self.data_worker, self.beat}
+        self.kept = {self.web, self.worker, self.data_worker, self.model_worker, self.beat}
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep, daemon=True)
 
@@ -189,7 +201,7 @@ class Production(Platform):
         self.redis.start()
         wait_until(lambda: _answers(self.redis_port), 15)
         self.prepare()
-        for service in (self.worker, self.data_worker, self.beat, self.web):
+        for service in (self.worker, self.data_worker, self.model_worker, self.beat, self.web):
             service.start()
         self.ready()
         self._keeper.start()
@@ -198,7 +210,8 @@ class Production(Platform):
         self._stop.set()
         if self._keeper.is_alive():
             self._keeper.join()
-        for service in (self.web, self.beat, self.data_worker, self.worker, self.redis):
+        services = (self.web, self.beat, self.model_worker, self.data_worker, self.worker)
+        for service in (*services, self.redis):
             service.kill(signal.SIGTERM, wait=20)
 
     def _down(self, services: list[Service], seconds: float) -> None:
@@ -227,7 +240,7 @@ class Production(Platform):
         self._down([self.web], 10)
 
     def restart(self) -> None:
-        self._down([self.web, self.beat, self.data_worker, self.worker], 5)
+        self._down([self.web, self.beat, self.model_worker, self.data_worker, self.worker], 5)
 
 
 class Embedded(Platform):
@@ -406,6 +419,47 @@ class Matrix:
             raise RuntimeError("stop answered an error during the launch")
         return [Expect(job, {"stopped"})]
 
+    def merge_worker_killed(self) -> list[Expect]:
+        """A trained job's version is merged (合并并导出); the merge's worker dies, its
+        trainer process with it, once the merge runs. Another worker takes it up after
+        its silence: one new version, no half-written folder left."""
+        job = self.create()
+        wait_until(lambda: self.status(job) in TERMINAL, JOB_TIMEOUT, 1.0)
+        if self.status(job) != "succeeded":
+            return [Expect(job, {"succeeded"})]  # judged as such; nothing to merge
+        version = self.Job.objects.get(pk=job).output_version
+        self.platform.arm("modelwork.after_spawn", "kill")
+        path = f"/repos/{version.repo_id}/versions/{version.number}/export/"
+        if self.browser.post(path, {}).status_code != 302:
+            raise RuntimeError("the merge was not asked for")
+        return [Expect(job, {"succeeded"}, also=lambda: self.merged_once(version))]
+
+    def merged_once(self, version) -> list[str]:
+        from finetune.models import ModelExport, ModelVersion
+        from finetune.services.exports import output_location
+        from finetune.storage import resolve
+        from trainer.output import staging_of
+
+        def ended() -> bool:
+            found = ModelExport.objects.filter(source=version).first()
+            return found is not None and found.status in ("succeeded", "failed")
+
+        wait_until(ended, MERGE_TIMEOUT, 1.0)
+        export = ModelExport.objects.filter(source=version).first()
+        if export is None:
+            return ["no merge was recorded"]
+        problems = []
+        if export.status != "succeeded":
+            problems.append(f"merge {export.pk} ended {export.status}: {export.error[:200]}")
+        if export.attempts < 2:
+            problems.append(f"merge {export.pk} was not taken up again ({export.attempts})")
+        merged = ModelVersion.objects.filter(derived_from=version).count()
+        if merged != 1:
+            problems.append(f"{merged} merged versions of v{version.number}")
+        if staging_of(resolve(output_location(export))).exists():
+            problems.append(f"merge {export.pk} left its half-written folder")
+        return problems
+
     def faults(self) -> dict[str, Callable[[], list[Expect]]]:
         return {
             "worker_killed_before_spawn": self.worker_killed_at(
@@ -433,6 +487,7 @@ class Matrix:
                 lambda _job: self.platform.restart(), ends="succeeded"
             ),
             "stop_during_launch": self.stop_during_launch,
+            "merge_worker_killed": self.merge_worker_killed,
         }
 
     # --- judging -------------------------------------------------------------------------
@@ -458,6 +513,8 @@ class Matrix:
                 problems.append(f"job {job.pk} was not requeued")
             if self.watch.trainer_pids(job.pk):
                 problems.append(f"job {job.pk} ended, and its trainer still runs")
+            if item.also is not None:
+                problems += item.also()
             if any(key[0] == job.pk for key in self.watch.duplicates):
                 problems.append(f"job {job.pk} had two trainers at once")
             waited = self.watch.running_without_process.get(job.pk, 0.0)

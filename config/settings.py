@@ -321,6 +321,9 @@ JINGTIAO_CHECKPOINT_RETENTION_DAYS = env.int("JINGTIAO_CHECKPOINT_RETENTION_DAYS
 JINGTIAO_EXPORT_TIME_LIMIT_SECONDS = env.int(
     "JINGTIAO_EXPORT_TIME_LIMIT_SECONDS", 4 * 3600, minimum=60
 )
+# A merge or an evaluation whose worker wrote no beat (every 10 s) for this long is
+# taken up again by another worker (finetune/services/modelwork.py).
+JINGTIAO_MODEL_WORK_SILENT_SECONDS = env.int("JINGTIAO_MODEL_WORK_SILENT_SECONDS", 120, minimum=30)
 JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES = env.int(
     "JINGTIAO_UPLOAD_MAX_UNPACKED_BYTES", 50 * 2**30, minimum=2**20
 )
@@ -364,7 +367,7 @@ JINGTIAO_LOCAL_NODE_NAME = env.str("JINGTIAO_LOCAL_NODE_NAME", "")
 # The local executor presents this machine as this many nodes, sharing out its CPUs,
 # memory and devices (named <node name>-0, -1, ...): multi-node jobs on one machine.
 JINGTIAO_LOCAL_NODES = env.int("JINGTIAO_LOCAL_NODES", 1, minimum=1)
-# Fault injection on the launch path (scheduler/failpoints.py), for benchmarks/faults.py.
+# Fault injection on the launch path (config/failpoints.py), for benchmarks/faults.py.
 JINGTIAO_FAILPOINTS = env.bool("JINGTIAO_FAILPOINTS", False)
 JINGTIAO_TRAINER_IMAGE = env.str("JINGTIAO_TRAINER_IMAGE", "jingtiao-trainer:0.1.0")
 # Empty: in-cluster credentials inside a pod, else ~/.kube/config; "in-cluster" or a path.

@@ -25,13 +25,13 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from config import failpoints
 from finetune import storage
 from finetune.models import Job, JobEvent, JobStatus, ModelVersion
 from finetune.reports import hash_token
 from finetune.services import checkpoints
 from finetune.services.data import version_parameters, version_ref
 from finetune.storage import job_output, remove_job_dir, resolve
-from scheduler import failpoints
 from scheduler.executors import commands, get_executor
 from scheduler.executors.base import ExecutorError, LaunchRequest, Placement
 from scheduler.models import Node, NodeSpec

@@ -23,7 +23,7 @@ LIBRARIES = ("trainer", "scheduler.planner", "scheduler.planning")
 
 # Lowest first.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "settings": ("config.env", "config.settings", "config.celery"),
+    "settings": ("config.env", "config.settings", "config.celery", "config.failpoints"),
     "accounts": ("accounts",),
     "resources": ("scheduler.models", "scheduler.capacity"),
     "jobs": ("finetune",),

@@ -25,11 +25,13 @@ import threading
 from collections import deque
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from config import failpoints
 from finetune.models.data import ModelWork
 from finetune.storage import resolve
 from finetune.texts import Said, duration, say, split
@@ -37,7 +39,7 @@ from trainer.output import staging_of
 
 logger = logging.getLogger(__name__)
 S = ModelWork.Status
-SILENT_SECONDS = 120
+SILENT_SECONDS = settings.JINGTIAO_MODEL_WORK_SILENT_SECONDS
 BEAT_SECONDS = 10
 MAX_ATTEMPTS = 3
 TIMED_OUT = -9  # what run_trainer answers for a run it killed at its time limit
@@ -147,6 +149,7 @@ def run_trainer(
     stop = threading.Event()
     beat = threading.Thread(target=_beat, args=(model, pk, attempt, stop), daemon=True)
     beat.start()
+    failpoints.failpoint("modelwork.after_spawn")  # benchmarks/faults.py kills the worker here
     errors: deque[str] = deque(maxlen=50)
     drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
     drain.start()

@@ -42,10 +42,10 @@ import psutil
 from django.conf import settings
 from django.utils.translation import gettext_noop
 
+from config import failpoints
 from finetune.reports import hash_token
 from finetune.storage import job_dir, jobs_root
 from finetune.texts import said
-from scheduler import failpoints
 from scheduler.executors import commands, logfiles, processes
 from scheduler.executors.base import (
     ClusterEvent,

@@ -1,4 +1,4 @@
-"""Failpoints fire only when enabled and armed, once per arming (scheduler/failpoints.py)."""
+"""Failpoints fire only when enabled and armed, once per arming (config/failpoints.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from scheduler.failpoints import failpoint
+from config.failpoints import failpoint
 
 
 def _arm(settings, name: str, action: str):
@@ -42,7 +42,7 @@ def test_kill_takes_the_whole_process_group(settings, tmp_path):
         "import django, os, subprocess, sys, time; django.setup();"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
         "print(child.pid, flush=True);"
-        "from scheduler.failpoints import failpoint; failpoint('launch.before_spawn');"
+        "from config.failpoints import failpoint; failpoint('launch.before_spawn');"
         "print('survived', flush=True)"
     )
     env = {

@@ -1,4 +1,4 @@
-"""Failpoints: named places on the launch path where the fault benchmark
+"""Failpoints: named places on the launch path (and in a merge) where the fault benchmark
 (benchmarks/faults.py) makes the worker die or pause, to show what the platform
 does when a worker dies exactly there. The idea is FreeBSD's fail(9) and etcd's
 gofail, kept to what the benchmark needs.
@@ -27,8 +27,14 @@ logger = logging.getLogger(__name__)
 
 #: Where they are: before the first worker is spawned; after a worker's supervisor
 #: is spawned and before its record is written; after every record is written and
-#: before the launch is confirmed (its LAUNCH event).
-POINTS = ("launch.before_spawn", "launch.after_spawn", "launch.after_record")
+#: before the launch is confirmed (its LAUNCH event); once a merge's or an
+#: evaluation's trainer process runs (finetune/services/modelwork.py).
+POINTS = (
+    "launch.before_spawn",
+    "launch.after_spawn",
+    "launch.after_record",
+    "modelwork.after_spawn",
+)
 
 
 def failpoint(name: str) -> None:
