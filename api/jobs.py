@@ -137,7 +137,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def priority(self, request: Request, pk: int) -> Response:
         job = self.job("change_priority")
-        value = _body(request, PrioritySerializer)["priority"]
+        value = _checked(request, PrioritySerializer)["priority"]
         if value not in Priority.values:
             raise serializers.ValidationError(
                 {"priority": [_("One of %(values)s.") % {"values": Priority.values}]}
@@ -149,18 +149,9 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def duration(self, request: Request, pk: int) -> Response:
         job = self.job("change_duration")
-        hours = _body(request, DurationSerializer)["duration_hours"]
-        if not MIN_DURATION_HOURS <= hours <= MAX_DURATION_HOURS:
-            raise serializers.ValidationError(
-                {
-                    "duration_hours": [
-                        _("Between %(low)s and %(high)s hours.")
-                        % {"low": MIN_DURATION_HOURS, "high": MAX_DURATION_HOURS}
-                    ]
-                }
-            )
+        duration = _hours(_checked(request, DurationSerializer)["duration_hours"])
         try:
-            services.change_duration(request.user, job, timedelta(hours=hours))
+            services.change_duration(request.user, job, duration)
         except ValidationError as exc:
             raise serializers.ValidationError(as_drf(exc)) from exc
         return self.answer(job)
@@ -230,12 +221,32 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 def _body(request: Request, serializer_class) -> dict:
     """The request's JSON object, its types checked by ``serializer_class``; the values
-    themselves are judged by the form and the services."""
+    themselves are judged by the form and the services, as posted."""
+    found = _checked(request, serializer_class)
+    return {key: request.data[key] for key in found}
+
+
+def _checked(request: Request, serializer_class) -> dict:
+    """The request's JSON object as ``serializer_class`` reads it ("40" is 40)."""
     if not isinstance(request.data, dict):
         raise serializers.ValidationError({"non_field_errors": [_("A JSON object.")]})
     found = serializer_class(data=request.data)
     found.is_valid(raise_exception=True)
-    return {key: request.data[key] for key in found.validated_data}
+    return found.validated_data
+
+
+def _hours(hours: float) -> timedelta:
+    """A duration in hours as a job may have it (F8.1), or the field's error."""
+    if not MIN_DURATION_HOURS <= hours <= MAX_DURATION_HOURS:
+        raise serializers.ValidationError(
+            {
+                "duration_hours": [
+                    _("Between %(low)s and %(high)s hours.")
+                    % {"low": MIN_DURATION_HOURS, "high": MAX_DURATION_HOURS}
+                ]
+            }
+        )
+    return timedelta(hours=hours)
 
 
 class PredictionView(viewsets.ViewSet):
@@ -245,10 +256,10 @@ class PredictionView(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         from finetune.views.drafts import outlook_for
 
-        body = _body(request, DraftSerializer)
+        body = _checked(request, DraftSerializer)
         project = scope.project(request, body.get("project"))
         hours = body.get("duration_hours")
-        duration = timedelta(hours=hours) if isinstance(hours, int | float) and hours > 0 else None
+        duration = _hours(hours) if hours is not None else None
         found = outlook_for(
             project,
             [str(v) for v in body.get("node_specs") or []],

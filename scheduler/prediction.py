@@ -152,6 +152,9 @@ class _Forecasts:
     # the newest queued job in the state planned (None: not known, as an older release
     # shared it), so that a job is never placed over a state that already holds it
     last_queued: int | None = None
+    # how many jobs it planned, queued and running: a job deleted since (its events go
+    # with it) is seen by the count, not by the newest ids
+    planned: int | None = None
 
     @property
     def fresh(self) -> bool:
@@ -201,6 +204,7 @@ def _forecasts_of(
         state.share,
         (version[0] or 0) + 1,
         max((job.job_id for job in state.queue), default=0),
+        len(state.queue) + len(state.running),
     )
 
 
@@ -339,6 +343,7 @@ def _just_queued(job: Job) -> Prediction | None:
     if (
         forecasts is None
         or forecasts.last_queued is None
+        or forecasts.planned is None
         or job.pk < forecasts.next_id
         or job.pk <= forecasts.last_queued  # committed while the state was read: in it
     ):
@@ -350,6 +355,7 @@ def _just_queued(job: Job) -> Prediction | None:
         or version[2:] != forecasts.version[2:]
         or Job.objects.filter(pk__gt=since_jobs, pk__lt=job.pk).exists()
         or JobEvent.objects.filter(pk__gt=since_events).exclude(job_id=job.pk).exists()
+        or snapshot.planned_jobs().count() != forecasts.planned + 1
     ):
         return None
     queued = capacity.draft_job(

@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db.models import Q
+
 from finetune.models import Job, JobNodeSpec, JobStatus
 from finetune.models.jobs import TERMINAL_STATUSES
 from scheduler.capacity import nodes, pools, spec_request
@@ -82,23 +84,32 @@ def take(now: datetime) -> Snapshot:
     specs = {spec.pk: spec for spec in NodeSpec.objects.all()}
 
     running, progress = [], {}
-    for job in Job.objects.filter(status=JobStatus.RUNNING, spec_in_use__isnull=False).only(
+    for job in Job.objects.filter(RUNNING_PLANNED).only(
         "pk", "spec_in_use", "placement", "started_at", "duration", "progress", "eta_at"
     ):
         running.append(running_job(job, specs[job.spec_in_use_id]))
         progress[job.pk] = Progress(job.started_at, job.eta_at, job.progress)
-    # a job whose data is still being validated is passed by until its data is found good
-    waiting = {"status": JobStatus.QUEUED, "waiting_for_data": False}
-    queued = Job.objects.filter(**waiting).values_list(*QUEUED_FIELDS)
+    queued = Job.objects.filter(QUEUED_PLANNED).values_list(*QUEUED_FIELDS)
     choices: dict[int, list[NodeSpec]] = defaultdict(list)
     for job_id, spec_id in (
-        JobNodeSpec.objects.filter(**{f"job__{name}": value for name, value in waiting.items()})
+        JobNodeSpec.objects.filter(**{f"job__{name}": value for name, value in QUEUED.items()})
         .order_by("job_id", "rank")
         .values_list("job_id", "spec_id")
     ):
         choices[job_id].append(specs[spec_id])
     queue = [queued_job(row, choices[row[0]], pool_names) for row in queued]
     return Snapshot(node_list, pool_list, running, queue, now, progress, share())
+
+
+RUNNING_PLANNED = Q(status=JobStatus.RUNNING, spec_in_use__isnull=False)
+# a job whose data is still being validated is passed by until its data is found good
+QUEUED = {"status": JobStatus.QUEUED, "waiting_for_data": False}
+QUEUED_PLANNED = Q(**QUEUED)
+
+
+def planned_jobs():
+    """The jobs a snapshot holds, running and queued."""
+    return Job.objects.filter(RUNNING_PLANNED | QUEUED_PLANNED)
 
 
 QUEUED_FIELDS = (  # in queued_job's order

@@ -39,10 +39,20 @@ class Target:
     addresses: tuple[str, ...]
 
 
+IPV6_TUNNELS = tuple(
+    ipaddress.IPv6Network(network) for network in ("2002::/16", "2001::/32", "fec0::/10")
+)
+
+
 def forbidden(address: Address) -> bool:
     """An address of a private, local or special network, not one on the internet."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        elif any(address in network for network in IPV6_TUNNELS):
+            # 6to4 (2002:7f00:1::) and Teredo carry an IPv4 address a relay may reach,
+            # and site-local fec0::/10 is private (older Pythons call it global)
+            return True
     return (
         address.is_loopback
         or address.is_link_local

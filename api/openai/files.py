@@ -17,6 +17,8 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.db import IntegrityError
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 
 from accounts.models import Access, Project
@@ -28,6 +30,8 @@ CHAT, PREFERENCE = "chat", "preference"
 SCENARIOS = {CHAT: "llm/sft", PREFERENCE: "llm/rl"}
 MESSAGE_FIELDS = ("role", "content")
 MAX_NAME = 128
+NAME_TRIES = 3  # uploads of one name at once
+MAX_LINE_BYTES = 16 * 2**20  # one row: a long conversation, not a whole file
 
 
 class FileRefused(ValueError):
@@ -55,7 +59,11 @@ def _messages(value, line: int, where: str) -> list[dict]:
 def _text(message: dict) -> str:
     content = message.get("content")
     if isinstance(content, list):  # content parts: their text, in order
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     return content if isinstance(content, str) else ""
 
 
@@ -89,18 +97,23 @@ def converted(upload) -> tuple[str, Path]:
     path = Path(handle.name)
     try:
         with handle:
-            pending = b""
+            pending: list[bytes] = []  # the line being read, in pieces (no copy per chunk)
+            pending_bytes = 0
             line = 0
             for chunk in itertools.chain(upload.chunks(), [b"\n"]):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
+                *ended, rest = chunk.split(b"\n")
+                if ended:
+                    ended[0] = b"".join([*pending, ended[0]])
+                    pending, pending_bytes = [], 0
+                pending.append(rest)
+                pending_bytes += len(rest)
+                for raw in ended:
                     line += 1
                     if not raw.strip():
                         continue
                     try:
                         row = json.loads(raw)
-                    except (ValueError, UnicodeDecodeError):
+                    except (ValueError, UnicodeDecodeError, RecursionError):
                         raise FileRefused(
                             _("Line %(line)d is not JSON.") % {"line": line}
                         ) from None
@@ -121,6 +134,11 @@ def converted(upload) -> tuple[str, Path]:
                         )
                     kind = found
                     handle.write(json.dumps(convert(row, kind, line), ensure_ascii=False) + "\n")
+                if pending_bytes > MAX_LINE_BYTES:  # a line without end: refused, not held
+                    raise FileRefused(
+                        _("Line %(line)d is longer than %(size)s.")
+                        % {"line": line + 1, "size": filesizeformat(MAX_LINE_BYTES)}
+                    )
         if kind is None:
             raise FileRefused(_("The file holds no rows."))
     except BaseException:
@@ -152,14 +170,21 @@ def create_file(user, project: Project, upload) -> Dataset:
     except FileRefused as exc:
         raise ValidationError({"file": [str(exc)]}) from exc
     try:
-        with path.open("rb") as handle:
-            return create_dataset(
-                user,
-                project,
-                name=_free_name(project, upload.name),
-                scenario=Scenario.objects.get(code=SCENARIOS[kind]),
-                level=Access.NONE,
-                upload=File(handle, name="data.jsonl"),
-            )
+        for attempt in range(NAME_TRIES):
+            with path.open("rb") as handle:
+                try:
+                    return create_dataset(
+                        user,
+                        project,
+                        name=_free_name(project, upload.name),
+                        scenario=Scenario.objects.get(code=SCENARIOS[kind]),
+                        level=Access.NONE,
+                        upload=File(handle, name="data.jsonl"),
+                    )
+                except IntegrityError:
+                    # another upload of the same name took it meanwhile: the next free one
+                    if attempt == NAME_TRIES - 1:
+                        raise
+        raise AssertionError("unreachable")
     finally:
         path.unlink(missing_ok=True)

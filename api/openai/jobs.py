@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
@@ -141,8 +141,15 @@ def _model_repo(user, project: Project, scenario: Scenario, defaults) -> ModelRe
     name, number = stem, 2
     while ModelRepo.objects.filter(project=project, name=name).exists():
         name, number = f"{stem}-{number}", number + 1
-    repo = create_model_repo(user, project, name=name, scenario=scenario, level=Access.NONE)
-    repo.made_now = True
+    try:
+        repo = create_model_repo(user, project, name=name, scenario=scenario, level=Access.NONE)
+    except (IntegrityError, ValidationError):
+        # made meanwhile by another request of this user's: that one is theirs to write to
+        found = writable.filter(name=name).first()
+        if found is None:
+            raise Refused(_("Choose a save-model address in the project's defaults.")) from None
+        return found
+    repo.made_now = True  # its folder is new (services.data._free_repo_folder)
     return repo
 
 
@@ -182,7 +189,7 @@ def create(request, project: Project, body: dict) -> Job:
         if isinstance(body.get("method"), dict)
         else "supervised"
     )
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise Refused(
             _("The method must be one of %(methods)s.") % {"methods": ", ".join(METHODS)},
             "method.type",

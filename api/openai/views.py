@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.http import Http404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
@@ -151,9 +152,11 @@ class JobsView(OpenAIView):
         found = scope.restrict(
             Job.objects.filter(project=self.project(request)).select_related(*JOB_RELATED), request
         )
-        for key, value in request.query_params.items():
+        for number, (key, value) in enumerate(request.query_params.items()):
             if key.startswith("metadata[") and key.endswith("]"):
-                found = found.filter(**{f"metadata__metadata__{key[9:-1]}": value})
+                # the key is a JSON key, never a lookup ("a__regex" is a key like another)
+                text = KeyTextTransform(key[9:-1], KeyTransform("metadata", "metadata"))
+                found = found.alias(**{f"meta_{number}": text}).filter(**{f"meta_{number}": value})
         return Response(_page(request, found, JOB, objects.job_object))
 
 

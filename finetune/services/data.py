@@ -243,10 +243,14 @@ def _overlapping(rows, location: str):
 
 
 def _free_repo_folder(project: Project, slug: str) -> str:
-    """`repos/<project>/<slug>`, numbered when another repo's name gave the same slug."""
+    """`repos/<project>/<slug>`, numbered when another repo's name gave the same slug, or
+    the folder is there already (a deleted repo's files, left on disk: a new repo never
+    takes them over, nor do its versions mix with theirs)."""
     area = Path(storage.project_area(project.pk, storage.REPOS))
     for number in range(1, 1000):
         location = str(area / (slug if number == 1 else f"{slug}-{number}"))
+        if resolve(location).exists():
+            continue
         try:
             _check_repo_folder(location)
         except ValidationError:

@@ -160,6 +160,11 @@ def test_stop_priority_duration_and_delete(api_of, project, alice):
     assert bad.status_code == 400 and "priority" in bad.json()
     changed = client.post(f"{JOBS}{job.pk}/duration/", {"duration_hours": 5}, format="json")
     assert changed.json()["duration_hours"] == 5
+    # numbers as text read as the numbers they are, as the form reads them
+    as_text = client.post(f"{JOBS}{job.pk}/duration/", {"duration_hours": "4"}, format="json")
+    assert as_text.status_code == 200 and as_text.json()["duration_hours"] == 4
+    as_text = client.post(f"{JOBS}{job.pk}/priority/", {"priority": "30"}, format="json")
+    assert as_text.status_code == 200 and as_text.json()["priority"] == 30
     assert (
         client.post(f"{JOBS}{job.pk}/duration/", {"duration_hours": 0}, format="json").status_code
         == 400
@@ -198,3 +203,10 @@ def test_the_draft_prediction_answers_from_the_create_fields(api_of, alice, read
     assert found.status_code == 200 and found.json()["verdict"] == "now"
     empty = client.post("/api/v1/prediction/", {"name": "x"}, format="json")
     assert empty.status_code == 400 and "node_specs" in empty.json()
+    endless = client.post(
+        "/api/v1/prediction/", {**ready_draft, "duration_hours": 1e12}, format="json"
+    )
+    assert endless.status_code == 400 and "duration_hours" in endless.json()
+    for odd in ({"node_names": [1]}, {"driver_version": 5}):
+        found = client.post("/api/v1/prediction/", {**ready_draft, **odd}, format="json")
+        assert found.status_code in (200, 400), found.content

@@ -274,3 +274,83 @@ def test_a_refused_job_leaves_no_save_address_behind(
     assert not any(resolve(f"repos/{project.pk}").glob("*"))
     assert api.post("/v1/fine_tuning/jobs", body, format="json").status_code == 200
     assert ModelRepo.objects.get().name == "alice-llm-sft"
+
+
+@pytest.mark.django_db
+def test_a_deleted_repos_folder_is_neither_taken_over_nor_removed_by_a_refusal(
+    platform, project, alice, tmp_path, django_capture_on_commit_callbacks
+):
+    """A repo deleted in the admin leaves its files; the fallback save address is a new
+    folder beside them, and a refused job removes only that one."""
+    from finetune.models import ModelRepo
+
+    left = resolve(f"repos/{project.pk}/alice-llm-sft/v1")
+    left.mkdir(parents=True)
+    (left / "model.safetensors").write_bytes(b"old")
+    api = APIClient()
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {tokens.issue(alice, name='t', projects=[project])[1]}"
+    )
+    with (
+        _jsonl(tmp_path / "chat.jsonl", CHAT).open("rb") as handle,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        made = api.post("/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart")
+    body = {"model": "tiny-llama", "training_file": made.json()["id"]}
+    refused = api.post(
+        "/v1/fine_tuning/jobs", {**body, "hyperparameters": {"n_epochs": 0}}, format="json"
+    )
+    assert refused.status_code == 400
+    assert (left / "model.safetensors").read_bytes() == b"old"
+    assert api.post("/v1/fine_tuning/jobs", body, format="json").status_code == 200
+    repo = ModelRepo.objects.get()
+    assert repo.location == f"repos/{project.pk}/alice-llm-sft-2"
+    assert (left / "model.safetensors").read_bytes() == b"old"
+
+
+@pytest.mark.django_db
+def test_hostile_bodies_and_filters_are_refused_in_openais_shape(
+    platform, project, alice, tmp_path, monkeypatch
+):
+    from api.openai import files
+
+    api = APIClient()
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {tokens.issue(alice, name='t', projects=[project])[1]}"
+    )
+    method = api.post(
+        "/v1/fine_tuning/jobs",
+        {"model": "tiny-llama", "training_file": "file-1", "method": {"type": ["x"]}},
+        format="json",
+    )
+    assert method.status_code == 400 and method.json()["error"]["param"] == "method.type"
+    for key in ("a__regex", "a__contains", "a'b"):
+        found = api.get("/v1/fine_tuning/jobs", {f"metadata[{key}]": "("})
+        assert found.status_code == 200 and found.json()["data"] == []
+
+    def upload(name: str, content: bytes):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with path.open("rb") as handle:
+            return api.post(
+                "/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart"
+            )
+
+    odd_parts = {
+        "input": {"messages": [{"role": "user", "content": [{"text": 1}, {"text": None}]}]},
+        "preferred_output": [{"role": "assistant", "content": "a"}],
+        "non_preferred_output": [{"role": "assistant", "content": "b"}],
+    }
+    assert upload("parts.jsonl", json.dumps(odd_parts).encode() + b"\n").status_code == 200
+    deep = upload("deep.jsonl", b"[" * 100_000 + b"\n")
+    assert deep.status_code == 400 and "Line 1 is not JSON" in deep.json()["error"]["message"]
+    monkeypatch.setattr(files, "MAX_LINE_BYTES", 1000)
+    long = upload("long.jsonl", json.dumps(CHAT[0]).encode() + b"\n" + b"x" * 5000)
+    assert long.status_code == 400 and "Line 2 is longer" in long.json()["error"]["message"]
+    split = b"".join(json.dumps(row).encode() + b"\n" for row in CHAT * 200)  # 3 chunks
+    assert len(split) > 3 * 65536
+    many = upload("many.jsonl", split)  # lines across chunks, each converted whole
+    assert many.status_code == 200
+    dataset = Dataset.objects.get(pk=int(many.json()["id"].removeprefix("file-")))
+    rows = resolve(dataset.location).read_text().splitlines()
+    assert len(rows) == len(CHAT) * 200 and all(json.loads(row)["messages"] for row in rows)

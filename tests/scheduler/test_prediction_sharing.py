@@ -137,14 +137,16 @@ def test_a_job_created_after_the_shared_forecast_is_placed_over_it_without_plann
     _same(found, _whole_plan(created))
 
 
-@pytest.mark.parametrize("change", ["another job", "a stop"])
+@pytest.mark.parametrize("change", ["another job", "a stop", "a deletion"])
 def test_a_job_created_after_another_change_is_planned_afresh(project, alice, change):
     _two_waiting(project, alice)
+    waiting = Job.objects.filter(status=JobStatus.QUEUED).get()
     if change == "another job":
         _queued(project, alice)  # queued ahead of it, after the forecast
-    else:
-        waiting = Job.objects.filter(status=JobStatus.QUEUED).get()
+    elif change == "a stop":
         states.transition(waiting, JobStatus.STOPPED, reason="test")
+    else:  # its events go with it: only the count of planned jobs tells
+        waiting.delete()
     created = _queued(project, alice)
     found = prediction.predict_job(created)
     assert found.position == (3 if change == "another job" else 1)

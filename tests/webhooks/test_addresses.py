@@ -25,6 +25,9 @@ INSIDE = [
     "http://localhost:8000/hook",  # a name that resolves to 127.0.0.1
     "https://[::ffff:192.168.1.1]/hook",
     "http://100.64.0.1/hook",
+    "http://[2002:7f00:1::]/hook",  # 6to4 around 127.0.0.1
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
+    "http://[fec0::1]/hook",  # site-local
 ]
 
 
