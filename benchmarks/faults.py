@@ -161,24 +161,18 @@ class Production(Platform):
              "--workers", "2", "--threads", "4", "--timeout", "60"],
             self.env, logs / "web.log",
         )  # fmt: skip
-        self.worker = Service(
-            "worker",
-            [PYTHON, "-m", "celery", "-A", "config", "worker", "--concurrency", "2",
-             "--queues", "jingtiao", "--loglevel", "INFO"],
-            self.env, logs / "worker.log",
-        )  # fmt: skip
-        self.data_worker = Service(
-            "data-worker",
-            [PYTHON, "-m", "celery", "-A", "config", "worker", "--hostname", "data@%h",
-             "--concurrency", "1", "--queues", "data", "--loglevel", "INFO"],
-            self.env, logs / "data-worker.log",
-        )  # fmt: skip
-        self.model_worker = Service(
-            "model-worker",
-            [PYTHON, "-m", "celery", "-A", "config", "worker", "--hostname", "model@%h",
-             "--concurrency", "1", "--queues", "inference,export", "--loglevel", "INFO"],
-            self.env, logs / "model-worker.log",
-        )  # fmt: skip
+
+        def worker(name: str, hostname: str, queues: str, concurrency: int) -> Service:
+            return Service(
+                name,
+                [PYTHON, "-m", "celery", "-A", "config", "worker", "--hostname", hostname,
+                 "--concurrency", str(concurrency), "--queues", queues, "--loglevel", "INFO"],
+                self.env, logs / f"{name}.log",
+            )  # fmt: skip
+
+        self.worker = worker("worker", "celery@%h", "jingtiao", 2)
+        self.data_worker = worker("data-worker", "data@%h", "data", 1)
+        self.model_worker = worker("model-worker", "model@%h", "inference,export", 1)
         self.beat = Service(
             "beat",
             [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",

@@ -169,22 +169,22 @@ def create_file(user, project: Project, upload) -> Dataset:
         kind, path = converted(upload)
     except FileRefused as exc:
         raise ValidationError({"file": [str(exc)]}) from exc
+    scenario = Scenario.objects.get(code=SCENARIOS[kind])
     try:
-        for attempt in range(NAME_TRIES):
+        for attempt in itertools.count(1):
             with path.open("rb") as handle:
                 try:
                     return create_dataset(
                         user,
                         project,
                         name=_free_name(project, upload.name),
-                        scenario=Scenario.objects.get(code=SCENARIOS[kind]),
+                        scenario=scenario,
                         level=Access.NONE,
                         upload=File(handle, name="data.jsonl"),
                     )
                 except IntegrityError:
                     # another upload of the same name took it meanwhile: the next free one
-                    if attempt == NAME_TRIES - 1:
+                    if attempt == NAME_TRIES:
                         raise
-        raise AssertionError("unreachable")
     finally:
         path.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from finetune.storage import resolve
 from scheduler import admission, inventory
 from scheduler.executors import get_executor
 from scheduler.models import DeviceType, NodeSpec
+from tests.api.conftest import client_of
 from tests.realjobs import settled
 
 CHAT = [
@@ -77,6 +78,12 @@ def platform(settings, project, alice):
     yield get_executor()
     app.conf.task_always_eager = False
     get_executor.cache_clear()
+
+
+def _uploaded(api: APIClient, path: Path, capture):
+    """POST /v1/files of ``path``, its validation run on commit (as the data worker would)."""
+    with path.open("rb") as handle, capture(execute=True):
+        return api.post("/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart")
 
 
 def _client(live_server, user, projects) -> openai.OpenAI:
@@ -180,14 +187,10 @@ def test_errors_come_in_openais_shape_and_the_client_raises_them(
 def test_a_preference_file_becomes_a_dpo_data_set_and_a_dpo_job(
     platform, project, alice, tmp_path, django_capture_on_commit_callbacks
 ):
-    _token, key = tokens.issue(alice, name="t", projects=[project])
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    with (
-        _jsonl(tmp_path / "prefs.jsonl", PREFERENCE).open("rb") as handle,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        made = api.post("/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart")
+    api = client_of(alice, [project])
+    made = _uploaded(
+        api, _jsonl(tmp_path / "prefs.jsonl", PREFERENCE), django_capture_on_commit_callbacks
+    )
     assert made.status_code == 200, made.json()
     dataset = Dataset.objects.get(pk=int(made.json()["id"].removeprefix("file-")))
     assert dataset.scenario.code == "llm/rl" and dataset.validation_status == "valid"
@@ -241,9 +244,7 @@ def test_a_token_of_several_projects_names_one_with_the_openai_project_header(
     from accounts.models import Membership
 
     Membership.objects.create(project=other_project, user=alice)
-    _token, key = tokens.issue(alice, name="t", projects=[project, other_project])
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    api = client_of(alice, [project, other_project])
     assert api.get("/v1/fine_tuning/jobs").json()["error"]["code"] == "project_required"
     assert api.get("/v1/fine_tuning/jobs", HTTP_OPENAI_PROJECT="research").status_code == 200
     assert api.get("/v1/fine_tuning/jobs", HTTP_OPENAI_PROJECT=str(project.pk)).status_code == 200
@@ -256,14 +257,8 @@ def test_a_refused_job_leaves_no_save_address_behind(
 ):
     from finetune.models import ModelRepo
 
-    _token, key = tokens.issue(alice, name="t", projects=[project])
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    with (
-        _jsonl(tmp_path / "chat.jsonl", CHAT).open("rb") as handle,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        made = api.post("/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart")
+    api = client_of(alice, [project])
+    made = _uploaded(api, _jsonl(tmp_path / "chat.jsonl", CHAT), django_capture_on_commit_callbacks)
     body = {"model": "tiny-llama", "training_file": made.json()["id"]}
     refused = api.post(
         "/v1/fine_tuning/jobs", {**body, "hyperparameters": {"n_epochs": 0}}, format="json"
@@ -287,15 +282,8 @@ def test_a_deleted_repos_folder_is_neither_taken_over_nor_removed_by_a_refusal(
     left = resolve(f"repos/{project.pk}/alice-llm-sft/v1")
     left.mkdir(parents=True)
     (left / "model.safetensors").write_bytes(b"old")
-    api = APIClient()
-    api.credentials(
-        HTTP_AUTHORIZATION=f"Bearer {tokens.issue(alice, name='t', projects=[project])[1]}"
-    )
-    with (
-        _jsonl(tmp_path / "chat.jsonl", CHAT).open("rb") as handle,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        made = api.post("/v1/files", {"file": handle, "purpose": "fine-tune"}, format="multipart")
+    api = client_of(alice, [project])
+    made = _uploaded(api, _jsonl(tmp_path / "chat.jsonl", CHAT), django_capture_on_commit_callbacks)
     body = {"model": "tiny-llama", "training_file": made.json()["id"]}
     refused = api.post(
         "/v1/fine_tuning/jobs", {**body, "hyperparameters": {"n_epochs": 0}}, format="json"
@@ -314,10 +302,7 @@ def test_hostile_bodies_and_filters_are_refused_in_openais_shape(
 ):
     from api.openai import files
 
-    api = APIClient()
-    api.credentials(
-        HTTP_AUTHORIZATION=f"Bearer {tokens.issue(alice, name='t', projects=[project])[1]}"
-    )
+    api = client_of(alice, [project])
     method = api.post(
         "/v1/fine_tuning/jobs",
         {"model": "tiny-llama", "training_file": "file-1", "method": {"type": ["x"]}},
