@@ -17,7 +17,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "sharing_enabled", "member_count", "created_at"]
+    list_display = ["name", "sharing_enabled", "kueue_queue", "member_count", "created_at"]
     list_filter = ["sharing_enabled"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at"]

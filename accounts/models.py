@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+# A Kubernetes name that must be a DNS label (RFC 1123), as a LocalQueue's.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z"
 
 
 class Access(models.TextChoices):
@@ -41,6 +45,21 @@ class Project(models.Model):
         through="Membership",
         related_name="projects",
         verbose_name=_("members"),
+    )
+    kueue_queue = models.CharField(
+        _("Kueue LocalQueue"),
+        max_length=63,
+        blank=True,
+        validators=[
+            RegexValidator(
+                DNS_LABEL,
+                _("Lower-case letters, digits and '-', first and last a letter or digit."),
+            )
+        ],
+        help_text=_(
+            "With Kueue admission, the LocalQueue its jobs are submitted to; empty: the "
+            "deployment's default queue."
+        ),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

@@ -9,6 +9,7 @@ named by ``NAME_FILE`` (Docker and Kubernetes secrets are mounted as files).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -136,3 +137,16 @@ def embedded_secret_key(data_root: Path) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(key)
     return key
+
+
+#: A Kubernetes object name that must be a DNS label (RFC 1123): a LocalQueue's, say.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def dns_label(name: str, value: str) -> str:
+    if not DNS_LABEL.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name} must be a Kubernetes name (lower-case letters, digits and '-', at most "
+            f"63), not {value!r}."
+        )
+    return value

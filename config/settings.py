@@ -15,7 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import Env, embedded_secret_key, shared_data_dirs
+from config.env import Env, dns_label, embedded_secret_key, shared_data_dirs
 
 env = Env()
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -379,6 +379,19 @@ JINGTIAO_K8S_DRIVER_LABEL = env.str("JINGTIAO_K8S_DRIVER_LABEL", "DriverVersion"
 JINGTIAO_K8S_MODEL_LABEL = env.str("JINGTIAO_K8S_MODEL_LABEL", "Model")
 JINGTIAO_K8S_RUN_AS_USER = env.int("JINGTIAO_K8S_RUN_AS_USER", 1000, minimum=1)
 JINGTIAO_K8S_REQUEST_TIMEOUT = env.int("JINGTIAO_K8S_REQUEST_TIMEOUT", 30, minimum=1)
+# Who admits jobs: "jingtiao", its own planner placing them on nodes, or "kueue": each
+# job's Indexed Job goes to Kueue (kubernetes-sigs/kueue) at once, suspended and labelled
+# with its project's LocalQueue and its priority's WorkloadPriorityClass, and runs when
+# Kueue admits it (docs/kubernetes.md, "With Kueue").
+JINGTIAO_ADMISSION = env.choice("JINGTIAO_ADMISSION", "jingtiao", ("jingtiao", "kueue"))
+# The LocalQueue (in JINGTIAO_K8S_NAMESPACE) of a project that names none of its own.
+JINGTIAO_KUEUE_DEFAULT_QUEUE = dns_label(
+    "JINGTIAO_KUEUE_DEFAULT_QUEUE", env.str("JINGTIAO_KUEUE_DEFAULT_QUEUE", "jingtiao")
+)
+# The WorkloadPriorityClass of each priority: "<prefix>low", "<prefix>normal", ...
+JINGTIAO_KUEUE_PRIORITY_PREFIX = env.str("JINGTIAO_KUEUE_PRIORITY_PREFIX", "jingtiao-")
+if JINGTIAO_ADMISSION == "kueue" and JINGTIAO_EXECUTOR != "kubernetes":
+    raise ImproperlyConfigured("JINGTIAO_ADMISSION=kueue needs JINGTIAO_EXECUTOR=kubernetes.")
 # Periodic tasks, every N seconds, on the one queue. A beat message not taken
 # within twice its period is dropped: the next one is already on its way.
 _PERIODIC = {

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from scheduler.models import Node, NodeSpec, ResourcePool
+from scheduler.models import KueueQueue, Node, NodeSpec, ResourcePool
 
 
 @admin.register(NodeSpec)
@@ -46,3 +46,17 @@ class NodeAdmin(admin.ModelAdmin):
     list_filter = ["schedulable", "device_type", "device_model", "pool", "driver_version"]
     search_fields = ["name", "driver_version"]
     readonly_fields = ["last_seen"]
+
+
+@admin.register(KueueQueue)
+class KueueQueueAdmin(admin.ModelAdmin):
+    """Read from the cluster by the node sync (Kueue admission): shown, never edited."""
+
+    list_display = ["name", "local_queues", "synced_at"]
+    search_fields = ["name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -214,3 +214,24 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class KueueQueue(models.Model):
+    """A Kueue ClusterQueue as last read from the cluster, with Kueue admission
+    (JINGTIAO_ADMISSION=kueue): the quotas the planner predicts starts over, and the
+    LocalQueues of this deployment's namespace that feed it (scheduler/kueue.py)."""
+
+    name = models.CharField(_("ClusterQueue"), max_length=253, unique=True)
+    local_queues = models.JSONField(_("LocalQueues"), default=list, blank=True)
+    # [{"name": flavor, "node_labels": {...}, "quotas": {resource: quantity}}], in the
+    # order Kueue tries them
+    flavors = models.JSONField(_("flavors and quotas"), default=list, blank=True)
+    synced_at = models.DateTimeField(_("last read"))
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("Kueue ClusterQueue")
+        verbose_name_plural = _("Kueue ClusterQueues")
+
+    def __str__(self) -> str:
+        return self.name

@@ -28,8 +28,8 @@ from django.utils.translation import gettext as _
 from accounts.models import Project
 from finetune.models import Job, JobEvent, Priority
 from finetune.texts import Said, cannot_run, from_data, said_of
-from scheduler import capacity, planner, snapshot
-from scheduler.models import Node, NodeSpec, ResourcePool
+from scheduler import capacity, kueue, planner, snapshot
+from scheduler.models import KueueQueue, Node, NodeSpec, ResourcePool
 from scheduler.planning.engine import no_cyclic_gc
 from scheduler.planning.expected import expected_job
 from scheduler.planning.forecast import Drafts
@@ -77,12 +77,18 @@ class Prediction:
             return cannot_run(self.reason) if self.reason is not None else ""
         if self.starts_now:
             return _("Starts now.")
-        where = (
-            _("position %(position)d in pool %(pool)s")
-            % {"position": self.position, "pool": self.pool}
-            if self.pool
-            else _("position %(position)d in the queue") % {"position": self.position}
-        )
+        if self.pool and kueue.enabled():  # the pool is a Kueue queue
+            where = _("position %(position)d in Kueue's queue %(queue)s") % {
+                "position": self.position,
+                "queue": self.pool,
+            }
+        elif self.pool:
+            where = _("position %(position)d in pool %(pool)s") % {
+                "position": self.position,
+                "pool": self.pool,
+            }
+        else:
+            where = _("position %(position)d in the queue") % {"position": self.position}
         latest = _moment(self.start)
         if self.expects_earlier:
             said = _(
@@ -182,7 +188,8 @@ def state_version() -> tuple:
     pools = ResourcePool.objects.aggregate(
         count=Count("pk"), latest=Max("pk"), members=Count("projects")
     )
-    return (jobs["latest"], events["latest"], *nodes.values(), *pools.values())
+    queues = KueueQueue.objects.aggregate(count=Count("pk"), read=Max("synced_at"))
+    return (jobs["latest"], events["latest"], *nodes.values(), *pools.values(), *queues.values())
 
 
 def _forecasts_of(
@@ -278,6 +285,8 @@ def predict_draft(
         priority=priority if priority is not None else Priority.NORMAL,
         duration=duration or settings.JINGTIAO_DEFAULT_DURATION,
     )
+    if kueue.enabled():
+        draft = kueue.draft_in_queue(draft)
     # None: it lands between queued jobs of its priority (one queued after the state
     # was read): only a whole plan answers
     return _over(forecasts, draft) or _predicted_afresh(draft)
@@ -326,10 +335,31 @@ def predict_job(job: Job, now: datetime | None = None) -> Prediction | None:
     """A queued job's place and starts, planning only the jobs ahead of it; None where it
     left the queue (admitted, stopped) between the page reading it and the planner."""
     if now is None and (found := _just_queued(job)) is not None:
-        return found
+        return _as_kueue_says({job.pk: found})[job.pk]
     state = snapshot.take(now or timezone.now())
     mine = next((queued for queued in state.queue if queued.job_id == job.pk), None)
-    return _predict_in(state, mine) if mine is not None else None
+    if mine is None:
+        return None
+    return _as_kueue_says({job.pk: _predict_in(state, mine)})[job.pk]
+
+
+def _as_kueue_says(predictions: dict[int, Prediction]) -> dict[int, Prediction]:
+    """With Kueue admission: each job's place is Kueue's (its place in its ClusterQueue,
+    from the visibility API) and what it waits for is what Kueue says, where it said
+    so; the starts stay the planner's, over the quotas."""
+    if not kueue.enabled() or not predictions:
+        return predictions
+    places, reasons = kueue.positions(), kueue.waiting_reasons()
+    found = {}
+    for job_id, said in predictions.items():
+        standing = places.get(job_id)
+        found[job_id] = replace(
+            said,
+            position=standing.position if standing else said.position,
+            pool=standing.local_queue if standing else said.pool,
+            waiting=reasons.get(job_id, said.waiting),
+        )
+    return found
 
 
 def _just_queued(job: Job) -> Prediction | None:
@@ -370,6 +400,8 @@ def _just_queued(job: Job) -> Prediction | None:
         priority=job.priority,
         duration=job.duration,
     )
+    if kueue.enabled():
+        queued = kueue.draft_in_queue(queued)
     return _over(forecasts, queued)
 
 
@@ -498,4 +530,4 @@ def queue_forecasts(job_ids: Sequence[int]) -> dict[int, Prediction]:
             expected_start=min(expected_at, start_at) if expected_at and start_at else start_at,
             waiting=from_data(waiting),
         )
-    return forecasts
+    return _as_kueue_says(forecasts)

@@ -36,17 +36,23 @@ def settle_running_jobs(
     executor: Executor,
     on_ended: Callable[[int], None],
     now: datetime | None = None,
+    *,
+    jobs: list[Job] | None = None,
+    observed: dict[int, WorkloadState] | None = None,
 ) -> dict[int, str]:
     """Observe every RUNNING job once and settle those that changed.
 
     `on_ended(job_id)` is called after commit for each job that ended, so its
     remaining workers and objects are torn down. Returns job id -> new status.
+    `jobs` and `observed`: running jobs already read and observed (scheduler/kueue.py).
     """
     now = now or timezone.now()
-    jobs = list(Job.objects.filter(status=JobStatus.RUNNING).select_related("model_repo"))
+    if jobs is None:
+        jobs = list(Job.objects.filter(status=JobStatus.RUNNING).select_related("model_repo"))
     if not jobs:
         return {}
-    observed = executor.observe([job.pk for job in jobs])
+    if observed is None:
+        observed = executor.observe([job.pk for job in jobs])
     moved: dict[int, str] = {}
     overdue = timedelta(seconds=settings.JINGTIAO_STOP_GRACE_SECONDS + 120)
     for job in jobs:
@@ -153,7 +159,10 @@ def requeue(job: Job, cause: Said, executor: Executor, data: dict) -> str | None
         executor.stop(job.pk)
     except ExecutorError:
         executor.stop(job.pk, keep_logs=False)
-    earlier = job.events.filter(source=CLUSTER, to_status=JobStatus.QUEUED).count()
+    # Kueue taking back what it admitted (preemption) is the queue at work, not a fault
+    # (counted apart: an exclude would also drop the events without the key, SQL's NULL)
+    given_back = job.events.filter(source=CLUSTER, to_status=JobStatus.QUEUED)
+    earlier = given_back.count() - given_back.filter(data__kueue=True).count()
     if earlier >= settings.JINGTIAO_MAX_REQUEUES:
         reason = say(
             gettext_noop(

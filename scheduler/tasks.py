@@ -41,8 +41,13 @@ def backoff(retries: int) -> float:
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=90, time_limit=120)
 def observe_running_jobs() -> None:
     """Settle every RUNNING job from one observe call; the next beat retries on error."""
+    from scheduler import kueue
+
     try:
-        moved = settle_running_jobs(get_executor(), on_ended=enqueue_stop)
+        if kueue.enabled():
+            moved = kueue.follow(get_executor(), on_ended=enqueue_stop)
+        else:
+            moved = settle_running_jobs(get_executor(), on_ended=enqueue_stop)
     except ExecutorError as exc:
         logger.warning("observe skipped this cycle: %s", exc)
     except SoftTimeLimitExceeded:
@@ -168,9 +173,19 @@ def stop_on_change(sender, job_id: int, change: str, **kwargs) -> None:
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=90, time_limit=120)
 def run_admission() -> None:
-    """Admit and launch what the plan starts now; runs periodically and after changes."""
-    from scheduler import admission
+    """Admit and launch what the plan starts now; runs periodically and after changes.
+    With Kueue admission: submit what has no Job yet (Kueue admits), scheduler/kueue.py."""
+    from scheduler import admission, kueue
 
+    if kueue.enabled():
+        try:
+            submitted = kueue.run_pass()
+        except SoftTimeLimitExceeded:
+            logger.warning("the submission to Kueue ran out of time; the next cycle goes on")
+            return
+        if submitted:
+            logger.info("submitted jobs %s to Kueue", submitted)
+        return
     try:
         launched = admission.run_admission()
     except SoftTimeLimitExceeded:
@@ -206,6 +221,13 @@ def sync_nodes() -> None:
         logger.warning("node sync skipped: %s", exc)
         return
     result = inventory.sync_nodes(list(reported))
+    from scheduler import kueue
+
+    if kueue.enabled():
+        try:
+            kueue.sync_queues(get_executor())
+        except ExecutorError as exc:
+            logger.warning("Kueue's queues not read: %s", exc)
     if result.added or result.vanished:
         logger.info("nodes added %s, vanished %s", result.added, result.vanished)
         enqueue(run_admission)

@@ -101,6 +101,27 @@ def test_a_bad_executor_stops_start_up(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"JINGTIAO_ADMISSION": "kueue"}, "JINGTIAO_ADMISSION=kueue needs JINGTIAO_EXECUTOR"),
+        ({"JINGTIAO_ADMISSION": "volcano"}, "JINGTIAO_ADMISSION must be one of jingtiao, kueue"),
+        (
+            {"JINGTIAO_EXECUTOR": "kubernetes", "JINGTIAO_KUEUE_DEFAULT_QUEUE": "Team A"},
+            "JINGTIAO_KUEUE_DEFAULT_QUEUE must be a Kubernetes name",
+        ),
+    ],
+)
+def test_a_bad_admission_mode_stops_start_up(tmp_path, variables, message):
+    output = _run_settings(tmp_path, **variables)
+    assert "ImproperlyConfigured" in output and message in output
+
+
+def test_kueue_admission_goes_with_the_kubernetes_executor(tmp_path):
+    output = _run_settings(tmp_path, JINGTIAO_EXECUTOR="kubernetes", JINGTIAO_ADMISSION="kueue")
+    assert output.strip().endswith("kubernetes")
+
+
+@pytest.mark.parametrize(
     "value", ["/mnt/corpora", "../outside", "datasets/1", "jobs", "secret_key", "repos/x", "."]
 )
 def test_a_shared_data_folder_may_not_be_the_platforms_or_a_projects(value):

@@ -34,6 +34,12 @@ class Phase(StrEnum):
     # whose pods never came): back to the queue, once `since` is a grace old (None: now).
     LOST = "lost"
     MISSING = "missing"  # no workload at all for this job
+    # With Kueue admission: the Job waits, suspended, for Kueue to admit it (`reason`:
+    # Kueue's word on why it waits, if any).
+    WAITING = "waiting"
+    # With Kueue admission: Kueue took back a workload it had admitted (preempted, its
+    # pods not ready in time...): back in the queue in its place, Kueue readmits it.
+    EVICTED = "evicted"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class Placement:
     processes_per_node: int = 1
     # The Kubernetes resource the devices are requested as; empty: the type's default.
     device_resource: str = ""
+    # The spec's device model (MLU370-X8): where Kueue admits, the pods select nodes of
+    # that model themselves, not being pinned to nodes.
+    device_model: str = ""
 
     @classmethod
     def on(cls, spec, nodes, device_ids: dict[str, tuple[int, ...]] | None = None) -> Placement:
@@ -68,6 +77,7 @@ class Placement:
             device_ids=device_ids or {},
             processes_per_node=spec.processes_per_node,
             device_resource=spec.device_resource,
+            device_model=spec.device_model,
         )
 
     @property
@@ -88,6 +98,12 @@ class LaunchRequest:
     trainer_spec: dict[str, Any]  # the JSON `python -m trainer run --spec` reads
     report_token: str  # secret: passed to workers, never logged
     pool_taint: str = ""  # "key=value:Effect" of the job's pool, if any
+    # With Kueue admission: the LocalQueue the Job is submitted to, and the
+    # WorkloadPriorityClass of its priority; the nodes are Kueue's (and the cluster's)
+    # to choose, so `placement.nodes` holds one empty name per node. Empty otherwise.
+    kueue_queue: str = ""
+    kueue_priority_class: str = ""
+    kueue_node_names: tuple[str, ...] = ()  # the nodes the job is limited to, if any
 
 
 @dataclass(frozen=True)

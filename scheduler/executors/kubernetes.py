@@ -3,7 +3,8 @@
 Reads go through `_list`, which asks for raw JSON and parses it with `json`,
 not the client's models: a cycle over a thousand pods then costs one request
 and one parse, and the same dict shapes that manifests.py writes come back.
-`observe` makes two list calls whatever the number of jobs (jobs, then pods).
+`observe` makes two list calls whatever the number of jobs (jobs, then pods), and
+a third with Kueue admission (its Workloads).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ LOG_TAIL_LINES = 2000  # a tail's last lines, read from a live pod
 ARCHIVE_MARKER = "logs-archived.json"
 #: Event lists the events tab asks for at once (one per pod and one for the Job).
 EVENT_CALLS = 8
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+VISIBILITY_GROUP, VISIBILITY_VERSION = "visibility.kueue.x-k8s.io", "v1beta2"
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"  # Kueue labels a Job's Workload with its uid
+PENDING_LIMIT = 10_000  # pending workloads read from one LocalQueue at once
 CAMBRICON_PREFIX = "cambricon.com/"
 CAMBRICON_MLU = "cambricon.com/mlu"
 CAMBRICON_MODEL = re.compile(
@@ -75,6 +80,7 @@ def manifest_config() -> manifests.ManifestConfig:
         mlu_resource=settings.JINGTIAO_MLU_RESOURCE,
         gpu_resource=settings.JINGTIAO_GPU_RESOURCE,
         run_as_user=settings.JINGTIAO_K8S_RUN_AS_USER,
+        model_label=settings.JINGTIAO_K8S_MODEL_LABEL,
     )
 
 
@@ -108,9 +114,12 @@ class KubernetesExecutor(Executor):
         self.api = api_client or api_client_from_settings()
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
         self.config = manifest_config_ or manifest_config()
         self.namespace = self.config.namespace
         self.timeout = settings.JINGTIAO_K8S_REQUEST_TIMEOUT
+        # Kueue admits the jobs: their Workloads say where each one stands.
+        self.kueue = settings.JINGTIAO_ADMISSION == "kueue"
 
     def run_command(self, request: LaunchRequest) -> str:
         return commands.shown(manifests.node_command(request))
@@ -179,6 +188,8 @@ class KubernetesExecutor(Executor):
             objects.append(manifests.service(request, self.config, owner))
         for obj in objects:
             self._create_or_replace(obj)
+        if request.kueue_queue:
+            return  # it stays suspended until Kueue admits it
         _call(
             "resume job",
             lambda: self.batch.patch_namespaced_job(
@@ -225,10 +236,144 @@ class KubernetesExecutor(Executor):
         pods_by_job: dict[int, list[dict]] = defaultdict(list)
         for pod in self._list_pods(manifests.selector_all()):
             pods_by_job[_job_id(pod)].append(pod)
+        if not self.kueue:
+            return {
+                job_id: observing.job_state(job_id, jobs.get(job_id), pods_by_job.get(job_id, []))
+                for job_id in wanted
+            }
+        workloads = self.workloads(jobs)
         return {
-            job_id: observing.job_state(job_id, jobs.get(job_id), pods_by_job.get(job_id, []))
+            job_id: observing.kueue_job_state(
+                job_id,
+                jobs.get(job_id),
+                pods_by_job.get(job_id, []),
+                workloads.get(job_id),
+            )
             for job_id in wanted
         }
+
+    # --- Kueue ---------------------------------------------------------------------------
+    def workloads(self, jobs: dict[int, dict]) -> dict[int, dict]:
+        """Kueue's Workload of each of these jobs (their Jobs by job id), from one list
+        call: the Workload owned by the Job there now, not one of a Job since replaced."""
+        items = self._list(
+            "workloads",
+            self.custom.list_namespaced_custom_object,
+            group=KUEUE_GROUP,
+            version=KUEUE_VERSION,
+            namespace=self.namespace,
+            plural="workloads",
+        )
+        found: dict[int, dict] = {}
+        for item in items:
+            name, uid = observing.workload_owner(item)
+            job_id = _job_id_of_name(name)
+            job = jobs.get(job_id) if job_id is not None else None
+            if job is not None and uid == job["metadata"].get("uid"):
+                found[job_id] = item
+        return found
+
+    def submitted(self) -> dict[int, dict]:
+        """Every job's Job, by job id (with Kueue, what was already submitted)."""
+        return {_job_id(item): item for item in self._list_jobs(manifests.selector_all())}
+
+    def set_priority_class(self, job_id: int, priority_class: str) -> None:
+        """Label the waiting Job with a new WorkloadPriorityClass: Kueue gives its
+        Workload the new priority while it waits for quota."""
+        name = manifests.workload_name(job_id)
+        body = {"metadata": {"labels": {manifests.KUEUE_PRIORITY_LABEL: priority_class}}}
+        _call(
+            "label job",
+            lambda: self.batch.patch_namespaced_job(
+                name, self.namespace, body, _preload_content=False, _request_timeout=self.timeout
+            ),
+            ok_statuses=(404,),
+        )
+
+    def pending_workloads(self, local_queue: str) -> list[dict]:
+        """Kueue's visibility API: the LocalQueue's pending workloads with their places
+        (positionInClusterQueue, positionInLocalQueue), in one call."""
+        path = (
+            f"/apis/{VISIBILITY_GROUP}/{VISIBILITY_VERSION}/namespaces/{{namespace}}"
+            "/localqueues/{name}/pendingworkloads"
+        )
+        request = self.api.param_serialize(
+            method="GET",
+            resource_path=path,
+            path_params={"namespace": self.namespace, "name": local_queue},
+            query_params=[("limit", str(PENDING_LIMIT))],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = _call(
+            "list pending workloads",
+            # as the generated methods call it, for a path the client has none for
+            lambda: self.api._call_with_legacy_options(
+                request, {"200": "object"}, None, False, self.timeout, True
+            ),
+            ok_statuses=(404,),
+        )
+        if response is None:
+            return []
+        return json.loads(response.data).get("items") or []
+
+    def kueue_queues(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """The ClusterQueues, ResourceFlavors and this namespace's LocalQueues."""
+        cluster = {"group": KUEUE_GROUP, "version": KUEUE_VERSION}
+        return (
+            self._list(
+                "clusterqueues",
+                self.custom.list_cluster_custom_object,
+                plural="clusterqueues",
+                **cluster,
+            ),
+            self._list(
+                "resourceflavors",
+                self.custom.list_cluster_custom_object,
+                plural="resourceflavors",
+                **cluster,
+            ),
+            self._list(
+                "localqueues",
+                self.custom.list_namespaced_custom_object,
+                namespace=self.namespace,
+                plural="localqueues",
+                **cluster,
+            ),
+        )
+
+    def _delete_workload(self, name: str) -> None:
+        """One of the job's Workloads. The garbage collector removes them with the Job
+        (they are its dependents); deleting them here says so at once."""
+        _call(
+            "delete workload",
+            lambda: self.custom.delete_namespaced_custom_object(
+                KUEUE_GROUP,
+                KUEUE_VERSION,
+                self.namespace,
+                "workloads",
+                name,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            ),
+            ok_statuses=(404,),
+        )
+
+    def _owned_workloads(self, job_id: int) -> list[dict]:
+        name = manifests.workload_name(job_id)
+        job = self._read_job(name)
+        if job is None or not job["metadata"].get("uid"):
+            return []
+        items = self._list(
+            "workloads",
+            self.custom.list_namespaced_custom_object,
+            group=KUEUE_GROUP,
+            version=KUEUE_VERSION,
+            namespace=self.namespace,
+            plural="workloads",
+            label_selector=f"{KUEUE_JOB_UID_LABEL}={job['metadata']['uid']}",
+        )
+        return [item for item in items if observing.workload_owner(item)[0] == name]
 
     def managed_job_ids(self) -> set[int]:
         return {
@@ -248,6 +393,8 @@ class KubernetesExecutor(Executor):
                 logger.warning("job %s: its logs could not be kept: %s", job_id, exc)
         name = manifests.workload_name(job_id)
         options = {"_preload_content": False, "_request_timeout": self.timeout}
+        # Read before the Job goes: its uid is what finds them.
+        workloads = self._owned_workloads(job_id) if self.kueue else []
         # Foreground: the Job stays (with a deletionTimestamp) until its pods are gone,
         # so a relaunch cannot start while the old pods still hold the devices.
         body = {"propagationPolicy": "Foreground"}
@@ -256,6 +403,8 @@ class KubernetesExecutor(Executor):
             lambda: self.batch.delete_namespaced_job(name, self.namespace, body=body, **options),
             ok_statuses=(404,),
         )
+        for workload in workloads:
+            self._delete_workload(workload["metadata"]["name"])
         for kind in ("service", "config_map", "secret"):
             delete = getattr(self.core, f"delete_namespaced_{kind}")
             _call(
@@ -508,6 +657,14 @@ def _matches(item: dict, selector: str | None) -> bool:
 
 def _job_id(item: dict) -> int:
     return int(item["metadata"]["labels"][manifests.JOB_ID_LABEL])
+
+
+_WORKLOAD_NAME = re.compile(r"jingtiao-job-(\d+)")
+
+
+def _job_id_of_name(name: str | None) -> int | None:
+    found = _WORKLOAD_NAME.fullmatch(name or "")
+    return int(found.group(1)) if found else None
 
 
 def _strip_timestamps(text: str, after: str | None) -> tuple[str, str | None]:

@@ -25,6 +25,9 @@ MASTER_PORT = 29500
 SPEC_MOUNT = "/etc/jingtiao"  # the ConfigMap, read-only, without the token
 RUN_DIR = "/run/jingtiao"  # an emptyDir where the spec with the token is assembled
 TOKEN_ENV = "JINGTIAO_REPORT_TOKEN"
+# Kueue reads these off a Job (kubernetes-sigs/kueue, "Run a Kubernetes Job").
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
 # The ConfigMap holds the spec without the secret token; the token comes from
 # the Secret through the environment. This shim, run by the trainer image's
@@ -57,6 +60,7 @@ class ManifestConfig:
     gpu_resource: str
     run_as_user: int = 1000
     image_pull_policy: str = "IfNotPresent"
+    model_label: str = "Model"  # the node label that names its device model
 
 
 def workload_name(job_id: int) -> str:
@@ -214,7 +218,8 @@ def _env(request: LaunchRequest) -> list[dict[str, Any]]:
 
 
 def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict[str, Any]:
-    """The Indexed Job; created suspended so its ConfigMap and Secret exist before any pod."""
+    """The Indexed Job; created suspended so its ConfigMap and Secret exist before any pod.
+    With Kueue admission it stays suspended until Kueue admits it (and unsuspends it)."""
     name = workload_name(request.job_id)
     placement = request.placement
     toleration = parse_taint(request.pool_taint)
@@ -222,23 +227,7 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": sorted(set(placement.nodes)),
-                                }
-                            ]
-                        }
-                    ]
-                }
-            }
-        },
+        "affinity": {},
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": config.run_as_user,
@@ -281,6 +270,28 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
             {"name": "shm", "emptyDir": {"medium": "Memory"}},
         ],
     }
+    if request.kueue_queue and placement.device_model:
+        # Kueue chooses the flavor (and so the nodes' labels) at admission; the spec's
+        # device model narrows the flavors it may choose to those of that model.
+        pod_spec["nodeSelector"] = {config.model_label: placement.device_model}
+    nodes = request.kueue_node_names if request.kueue_queue else placement.nodes
+    if nodes:
+        # The planner chose the nodes, or the user named them: the pods go only there.
+        pod_spec["affinity"]["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/hostname",
+                                "operator": "In",
+                                "values": sorted(set(nodes)),
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
     if placement.node_count > 1:
         pod_spec["subdomain"] = name
         # One rank per node, as the planner placed them: without this, two ranks may
@@ -296,13 +307,19 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
         }
     if toleration:
         pod_spec["tolerations"] = [toleration]
+    if not pod_spec["affinity"]:
+        del pod_spec["affinity"]
+    job_labels = labels(request.job_id)
+    if request.kueue_queue:
+        job_labels[KUEUE_QUEUE_LABEL] = request.kueue_queue
+        job_labels[KUEUE_PRIORITY_LABEL] = request.kueue_priority_class
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": name,
             "namespace": config.namespace,
-            "labels": labels(request.job_id),
+            "labels": job_labels,
             "annotations": {LAUNCH_ANNOTATION: launch_key},
         },
         "spec": {

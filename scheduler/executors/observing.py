@@ -308,3 +308,105 @@ def _owned_by(pod: dict, uid: str) -> bool:
     if not owners:
         return True  # created without an owner (as tests and some controllers do): keep it
     return any(owner.get("uid") == uid for owner in owners)
+
+
+# --- Kueue admission (JINGTIAO_ADMISSION=kueue) --------------------------------------
+
+
+def workload_owner(workload: dict) -> tuple[str | None, str | None]:
+    """The name and uid of the Job a Kueue Workload stands for (its owner of kind Job);
+    the visibility API's pending workloads carry the same owner references."""
+    for owner in (workload.get("metadata") or {}).get("ownerReferences") or []:
+        if owner.get("kind") == "Job" and (owner.get("apiVersion") or "").startswith("batch/"):
+            return owner.get("name"), owner.get("uid")
+    return None, None
+
+
+def _workload_condition(workload: dict | None, kind: str, status: str = "True") -> dict | None:
+    for condition in ((workload or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == status:
+            return condition
+    return None
+
+
+def admitted_by(workload: dict | None) -> str:
+    """The ClusterQueue that admitted the workload ("" while none did)."""
+    admission = ((workload or {}).get("status") or {}).get("admission") or {}
+    return admission.get("clusterQueue") or ""
+
+
+def kueue_job_state(
+    job_id: int, job: dict | None, pods: list[dict], workload: dict | None
+) -> WorkloadState:
+    """The state of one job under Kueue: its Job and pods as without Kueue once Kueue
+    admitted it (unsuspended the Job), else WAITING with Kueue's word on why, EVICTED
+    where Kueue took back what it had admitted, FAILED where it gave the workload up."""
+    if job is None or job["metadata"].get("deletionTimestamp"):
+        return WorkloadState(job_id, Phase.MISSING)
+    since = parse_time(job["metadata"].get("creationTimestamp"))
+    spec = (workload or {}).get("spec") or {}
+    evicted = _workload_condition(workload, "Evicted")
+    if spec.get("active") is False:
+        # Kueue deactivates a workload it gave up on (its pods never got ready after its
+        # retries, say): it will not admit it again.
+        why = evicted or _workload_condition(workload, "QuotaReserved", "False") or {}
+        reason = said(
+            gettext_noop("Kueue deactivated its workload (%(reason)s): %(message)s"),
+            {"reason": why.get("reason") or "", "message": why.get("message") or ""},
+        )
+        return WorkloadState(job_id, Phase.FAILED, reason)
+    finished = _workload_condition(workload, "Finished")
+    if evicted and not finished:
+        reason = said(
+            gettext_noop("Kueue took back its admission (%(reason)s): %(message)s"),
+            {"reason": evicted.get("reason") or "", "message": evicted.get("message") or ""},
+        )
+        moment = parse_time(evicted.get("lastTransitionTime"))
+        return WorkloadState(job_id, Phase.EVICTED, reason, since=moment)
+    if (job.get("spec") or {}).get("suspend"):
+        pending = _workload_condition(workload, "QuotaReserved", "False")
+        reason = kueue_reason((pending or {}).get("message") or "")
+        return WorkloadState(job_id, Phase.WAITING, reason, since=since)
+    return job_state(job_id, job, pods)
+
+
+# What Kueue says of a workload it does not admit yet, in words each reader's language
+# has (kueue: pkg/scheduler, "couldn't assign flavors to pod set main: insufficient
+# quota for cambricon.com/mlu in flavor mlu370, ...").
+_KUEUE_SAYS = (
+    (
+        re.compile(
+            r"insufficient (?:unused )?quota for (?P<resource>\S+) in flavor (?P<flavor>[^,;]+)"
+        ),
+        gettext_noop("not enough %(resource)s quota in flavor %(flavor)s"),
+    ),
+    (
+        re.compile(r"ClusterQueue (?P<queue>\S+) is inactive"),
+        gettext_noop("its ClusterQueue %(queue)s is inactive"),
+    ),
+    (
+        re.compile(r"LocalQueue (?P<queue>\S+) doesn't exist"),
+        gettext_noop("its LocalQueue %(queue)s does not exist"),
+    ),
+    (
+        re.compile(r"[Ww]orkload no longer fits after processing another workload"),
+        gettext_noop("the quota went to a workload ahead of it"),
+    ),
+)
+
+
+def kueue_reason(message: str) -> str:
+    """Kueue's reason for keeping a workload waiting: said in the reader's language
+    where its form is known, else Kueue's own words quoted; "" when it says nothing."""
+    message = " ".join(message.split())
+    if not message:
+        return ""
+    for pattern, words in _KUEUE_SAYS:
+        found = pattern.search(message)
+        if found:
+            values = {name: value.strip() for name, value in found.groupdict().items()}
+            return said(gettext_noop("Kueue: %(why)s"), {"why": said(words, values)})
+    return said(gettext_noop("Kueue: %(why)s"), {"why": message[:MAX_KUEUE_MESSAGE]})
+
+
+MAX_KUEUE_MESSAGE = 300

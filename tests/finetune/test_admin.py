@@ -22,6 +22,14 @@ def populated(project, alice, bob):
     pool = ResourcePool.objects.create(name="pool-a", dedicated=True, taint="pool=a:NoSchedule")
     pool.projects.add(project)
     Node.objects.create(name="node-1", pool=pool, device_type="mlu", device_count=8)
+    from django.utils import timezone
+
+    from scheduler.models import KueueQueue
+
+    flavor = {"name": "mlu", "node_labels": {"Model": "X"}, "quotas": {"cambricon.com/mlu": "8"}}
+    KueueQueue.objects.create(
+        name="cq-a", local_queues=["jingtiao"], flavors=[flavor], synced_at=timezone.now()
+    )
     from finetune.models import ModelVersion
 
     ModelVersion.objects.create(repo=job.model_repo, number=1, location="v1", job=job)

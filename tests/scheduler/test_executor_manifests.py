@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import kubernetes_validate
@@ -53,6 +54,21 @@ EIGHT_MLU_TWICE = launch_request(
 )
 
 
+# With Kueue admission: no nodes chosen, the Job labelled for Kueue; one with a device
+# model (nodes of that model), one limited to nodes the user named.
+KUEUE_GANG = replace(
+    launch_request(("", ""), device_model="MLU370-X8"),
+    kueue_queue="jingtiao",
+    kueue_priority_class="jingtiao-high",
+)
+KUEUE_NAMED = replace(
+    launch_request(("",)),
+    kueue_queue="team-a",
+    kueue_priority_class="jingtiao-low",
+    kueue_node_names=("mlu-7",),
+)
+
+
 def backend_manifests() -> list[dict]:
     found = []
     for request in (
@@ -60,6 +76,8 @@ def backend_manifests() -> list[dict]:
         launch_request(("a", "b", "c"), "gpu", "dedicated=team-a:NoSchedule"),
         launch_request(("a",), "none", "cpu-only:NoExecute"),
         EIGHT_MLU_TWICE,
+        KUEUE_GANG,
+        KUEUE_NAMED,
     ):
         owner = manifests.owner_reference("jingtiao-job-42", "0b7e6a4c-1111-2222-3333-444455556666")
         found += [
@@ -241,3 +259,18 @@ def test_the_spec_shim_puts_the_token_into_a_private_spec_and_runs_the_trainer(t
     # the pod's own node rank filled in, then torchrun in front of the trainer
     assert "'--node-rank=1', '--nproc-per-node=8'" in result.stdout
     assert "'--no-python', 'python', '-m', 'trainer', 'run', '--spec'" in result.stdout
+
+
+def test_with_kueue_the_job_waits_labelled_and_its_pods_choose_no_node():
+    gang = manifests.job(KUEUE_GANG, CONFIG, "k")
+    labels = gang["metadata"]["labels"]
+    assert labels[manifests.KUEUE_QUEUE_LABEL] == "jingtiao"
+    assert labels[manifests.KUEUE_PRIORITY_LABEL] == "jingtiao-high"
+    assert gang["spec"]["suspend"] is True
+    pod = gang["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"Model": "MLU370-X8"}  # Kueue picks a flavor of it
+    assert "nodeAffinity" not in pod["affinity"]
+    assert pod["affinity"]["podAntiAffinity"]  # a gang still spreads over distinct nodes
+    named = manifests.job(KUEUE_NAMED, CONFIG, "k")["spec"]["template"]["spec"]
+    terms = named["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["mlu-7"]
