@@ -170,6 +170,49 @@ def test_the_prediction_says_whether_the_job_starts_now_queues_or_cannot_run(
     assert "Cannot run: " in predicted(node_count="2")
 
 
+def test_with_kueue_the_prediction_plans_over_the_quota_and_names_kueues_queue(
+    client, project, alice, ready, settings
+):
+    """JINGTIAO_ADMISSION=kueue: the create page's answer comes from the planner over the
+    ClusterQueue's quota (one node of the two, here), in the reader's language."""
+    from django.utils import timezone
+
+    from scheduler.models import KueueQueue
+
+    settings.JINGTIAO_EXECUTOR, settings.JINGTIAO_ADMISSION = "kubernetes", "kueue"
+    _dataset, _repo, spec = ready
+    support.node("mlu-node-2")
+    KueueQueue.objects.create(
+        name="jingtiao",
+        local_queues=["jingtiao"],
+        flavors=[{"name": "mlu", "node_labels": {}, "quotas": {"cambricon.com/mlu": "8"}}],
+        synced_at=timezone.now(),
+    )
+    client.force_login(alice)
+    url = reverse("finetune:job_prediction")
+
+    def predicted(**extra) -> str:
+        data = {"node_specs": [spec.pk], "node_count": "1", "duration_preset": "2", **extra}
+        return client.post(url, data).content.decode()
+
+    assert "Starts now." in predicted()
+    holder = factories.job(project, alice, duration=timedelta(hours=5))
+    transition(
+        holder,
+        JobStatus.RUNNING,
+        changes={
+            "placement": [{"rank": 0, "node": "mlu-node-2", "devices": []}],
+            "spec_in_use": factories.node_spec("mlu-8", devices=8),
+        },
+    )
+    # the quota is the one node's eight MLUs, and the running job holds them
+    assert "Queued: position 1 in Kueue&#x27;s queue jingtiao" in predicted()
+    assert "Cannot run: " in predicted(node_count="2")  # two nodes exceed the quota
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    chinese = predicted()
+    assert "Kueue 队列 jingtiao 中第 1 位" in chinese and "Queued" not in chinese
+
+
 def test_clone_prefills_the_form_and_records_its_source(client, project, alice, bob, ready):
     dataset, repo, spec = ready
     client.force_login(alice)
