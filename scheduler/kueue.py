@@ -4,19 +4,20 @@ Kueue, not the planner, decides when a job starts: on a cluster shared with othe
 teams its quotas, preemption and fair sharing are the cluster's one admission. Here:
 
 - **Submission** (`run_pass`, the admission pass of this mode): every queued job gets
-  its Indexed Job at once, suspended and labelled with its project's LocalQueue and its
-  priority's WorkloadPriorityClass; a waiting Job whose priority changed is relabelled.
-  Jingtiao never unsuspends a Job itself: Kueue does, when it admits the Workload.
+  its Indexed Job at once, suspended, with its ConfigMap, Secret and Service, and is
+  then labelled with its project's LocalQueue (Kueue sees only a Job so labelled, so it
+  never admits one whose objects are not all there; a submission cut short is made
+  again); a waiting Job whose priority changed is relabelled with its new
+  WorkloadPriorityClass. Jingtiao never unsuspends a Job: Kueue does, when it admits.
 - **Following** (`follow`, the observe cycle of this mode): one observe call (Jobs,
   pods, Workloads: three list calls whatever the number of jobs). A queued job whose
   Job Kueue unsuspended is RUNNING (its duration counts from then); a running one that
   Kueue took back (evicted, preempted) is back in the queue in its place, its Job left
   for Kueue to admit again; the rest settles as without Kueue.
 - **Prediction**: the same planner as the default mode, run over the ClusterQueues'
-  quotas (`quota_view`): each ClusterQueue is a pool of the nodes its flavors select,
-  cut to its nominal quota, holding the jobs it admitted. Positions are Kueue's own,
-  from its visibility API, and a waiting job's reason is Kueue's, in the reader's
-  language where its form is known (observing.kueue_reason).
+  quotas (scheduler/kueue_quotas.py). Positions are Kueue's own, from its visibility
+  API, and a waiting job's reason is Kueue's, in the reader's language where its form
+  is known (observing.kueue_reason).
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -41,7 +40,8 @@ from finetune import states
 from finetune.models import Job, JobEvent, JobStatus, Priority
 from finetune.reports import hash_token
 from finetune.texts import Said, from_data, say
-from scheduler.executors import get_executor, observing
+from scheduler import kueue_quotas as quotas
+from scheduler.executors import get_executor, manifests, observing
 from scheduler.executors.base import (
     ExecutorError,
     LaunchRequest,
@@ -49,8 +49,6 @@ from scheduler.executors.base import (
     Placement,
     WorkloadState,
 )
-from scheduler.models import KueueQueue, Node
-from scheduler.planner import NodeState, Pool, QueuedJob, RunningJob
 
 logger = logging.getLogger(__name__)
 CLUSTER = JobEvent.Source.CLUSTER
@@ -85,7 +83,9 @@ def run_pass(now: datetime | None = None) -> list[int]:
     from scheduler.launching import LAUNCH_RELATED
 
     executor = get_executor()
-    with _submit_lock():
+    with _submit_lock() as held:
+        if not held:
+            return []  # another pass is at it; it reads the state this one would
         existing = executor.submitted()
         queued = list(
             Job.objects.filter(status=JobStatus.QUEUED, waiting_for_data=False)
@@ -95,12 +95,16 @@ def run_pass(now: datetime | None = None) -> list[int]:
         submitted = []
         for job in queued:
             found = existing.get(job.pk)
+            if found is not None and found["metadata"].get("deletionTimestamp"):
+                continue  # an earlier Job of it is still going: the next pass submits
+            if found is not None and _handed_over(job, found):
+                _relabel(job, found, executor)
+                continue
             try:
-                if found is None:
-                    if submit(job, executor):
-                        submitted.append(job.pk)
-                elif not found["metadata"].get("deletionTimestamp"):
-                    _relabel(job, found, executor)
+                # none yet, or one a submission cut short left (its objects not all made,
+                # or its token not the job's): submitting clears it, then makes it anew
+                if submit(job, executor):
+                    submitted.append(job.pk)
             except ExecutorError as exc:
                 if exc.transient:
                     logger.warning("job %s: not submitted to Kueue yet: %s", job.pk, exc)
@@ -114,17 +118,31 @@ def run_pass(now: datetime | None = None) -> list[int]:
     return submitted
 
 
-class _submit_lock:
-    """A session advisory lock on PostgreSQL, held across the API calls (no transaction
-    is open meanwhile, so each job's record commits as soon as its Job is created)."""
+def _handed_over(job: Job, found: dict) -> bool:
+    """Whether the job's Job is the whole of its last submission: in its LocalQueue (the
+    label set last, once its ConfigMap and Secret were made), with the job's token."""
+    meta = found["metadata"]
+    return (meta.get("labels") or {}).get(manifests.KUEUE_QUEUE_LABEL) is not None and (
+        meta.get("annotations") or {}
+    ).get(manifests.LAUNCH_ANNOTATION) == job.report_token_hash
 
-    def __enter__(self) -> None:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s)", [SUBMIT_LOCK_KEY])
+
+class _submit_lock:
+    """A session advisory lock on PostgreSQL, tried, not waited for: a pass that finds
+    another under way leaves the work to it. Held across the API calls (no transaction
+    is open meanwhile, so each job's record commits as soon as its Job is made)."""
+
+    def __enter__(self) -> bool:
+        if connection.vendor != "postgresql":
+            self.held = True  # SQLite: one worker (the embedded run)
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [SUBMIT_LOCK_KEY])
+            self.held = bool(cursor.fetchone()[0])
+        return self.held
 
     def __exit__(self, *exc_info) -> None:
-        if connection.vendor == "postgresql":
+        if self.held and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [SUBMIT_LOCK_KEY])
 
@@ -177,13 +195,16 @@ def submit(job: Job, executor) -> bool:
 
 
 def _relabel(job: Job, found: dict, executor) -> None:
-    """A waiting job's priority changed (F2): Kueue reorders it by its new label."""
+    """A waiting job's priority changed (F2): Kueue reorders it by its new label. A
+    Kueue that refuses the change (older releases hold the label fixed) leaves the job
+    waiting at its old priority, never fails it."""
     wanted = priority_class(job.priority)
-    labels = found["metadata"].get("labels") or {}
-    from scheduler.executors.manifests import KUEUE_PRIORITY_LABEL
-
-    if labels.get(KUEUE_PRIORITY_LABEL) != wanted:
+    if (found["metadata"].get("labels") or {}).get(manifests.KUEUE_PRIORITY_LABEL) == wanted:
+        return
+    try:
         executor.set_priority_class(job.pk, wanted)
+    except ExecutorError as exc:
+        logger.warning("job %s: its new priority was not given to Kueue: %s", job.pk, exc)
 
 
 def _fail(job: Job, exc: ExecutorError) -> None:
@@ -221,8 +242,9 @@ def follow(
     for job in running:
         state = observed[job.pk]
         if state.phase in (Phase.WAITING, Phase.EVICTED) and job.requeue_requested_at is None:
-            if _taken_back(job, state):
-                moved[job.pk] = JobStatus.QUEUED
+            with _unless_ended_meanwhile():
+                if _taken_back(job, state):
+                    moved[job.pk] = JobStatus.QUEUED
         elif state.workers:
             _record_nodes(job, state)
     settling = [job for job in running if job.pk not in moved]
@@ -234,7 +256,10 @@ def follow(
             if state.reason:
                 waiting[job.pk] = _said_data(state.reason)
             continue
-        if _admitted(job, state, now):
+        admitted = False
+        with _unless_ended_meanwhile():
+            admitted = _admitted(job, state, now)
+        if admitted:
             moved[job.pk] = JobStatus.RUNNING
             if state.phase not in (Phase.PENDING, Phase.RUNNING):
                 # it ran (or failed) between two cycles: settled now, as any running job
@@ -243,6 +268,12 @@ def follow(
                 )
     _remember_waiting(waiting)
     return moved
+
+
+def _unless_ended_meanwhile():
+    """A user or the expiry pass stopped or deleted the job since it was read: it is
+    theirs now, and the other jobs of the cycle go on."""
+    return contextlib.suppress(states.TransitionError, Job.DoesNotExist)
 
 
 def _said_data(reason: str) -> dict:
@@ -301,27 +332,28 @@ def _taken_back(job: Job, state: WorkloadState) -> bool:
 
 @dataclass(frozen=True)
 class Standing:
-    """Where Kueue has a waiting job: its place in its ClusterQueue (1-based)."""
+    """Where Kueue has a waiting job: its place in its ClusterQueue (1-based), named."""
 
     position: int
-    local_queue: str
+    queue: str  # the ClusterQueue (its LocalQueue's name where that is not known)
 
 
 def remember_positions(executor, local_queues: Iterable[str]) -> dict[int, Standing]:
     """Read each LocalQueue's pending workloads (one call per LocalQueue in use) and
     keep every job's place for the pages."""
+    feeds = quotas.cluster_queues_of()
     found: dict[int, Standing] = {}
     for queue in sorted(set(local_queues)):
         for item in executor.pending_workloads(queue):
             name, _uid = observing.workload_owner(item)
             job_id = _job_of(name)
-            position = item.get("positionInClusterQueue")
+            position = item.get("positionInClusterQueue")  # 0: the next one Kueue admits
             if job_id is not None and isinstance(position, int):
-                found[job_id] = Standing(position + 1, item.get("localQueueName") or queue)
+                found[job_id] = Standing(position + 1, feeds.get(queue, queue))
     try:
         cache.set(
             POSITIONS_CACHE_KEY,
-            {job_id: (s.position, s.local_queue) for job_id, s in found.items()},
+            {job_id: (s.position, s.queue) for job_id, s in found.items()},
             CACHE_SECONDS,
         )
     except Exception as exc:  # any backend's connection error: positions are a shortcut
@@ -376,220 +408,3 @@ def _plan_predictions(now: datetime) -> None:
     pools = {job.job_id: job.pool for job in state.queue}
     prediction.remember_plan(latest.plan, pools, expected.plan, latest.drafts.holders)
     prediction.keep_warm(version, state, latest, expected)
-
-
-# --- the quotas ------------------------------------------------------------------------
-
-
-def sync_queues(executor) -> int:
-    """Read the ClusterQueues, their flavors and this namespace's LocalQueues (three
-    list calls) into KueueQueue rows; returns how many ClusterQueues there are."""
-    cluster_queues, flavors, local_queues = executor.kueue_queues()
-    labels = {
-        item["metadata"]["name"]: dict((item.get("spec") or {}).get("nodeLabels") or {})
-        for item in flavors
-    }
-    feeding: dict[str, list[str]] = defaultdict(list)
-    for item in local_queues:
-        target = (item.get("spec") or {}).get("clusterQueue")
-        if target:
-            feeding[target].append(item["metadata"]["name"])
-    now = timezone.now()
-    names = []
-    for item in cluster_queues:
-        name = item["metadata"]["name"]
-        names.append(name)
-        found = []
-        for group in (item.get("spec") or {}).get("resourceGroups") or []:
-            for flavor in group.get("flavors") or []:
-                quotas = {
-                    resource["name"]: str(resource.get("nominalQuota", "0"))
-                    for resource in flavor.get("resources") or []
-                }
-                found.append(
-                    {
-                        "name": flavor["name"],
-                        "node_labels": labels.get(flavor["name"], {}),
-                        "quotas": quotas,
-                    }
-                )
-        KueueQueue.objects.update_or_create(
-            name=name,
-            defaults={
-                "local_queues": sorted(feeding.get(name, [])),
-                "flavors": found,
-                "synced_at": now,
-            },
-        )
-    KueueQueue.objects.exclude(name__in=names).delete()
-    return len(names)
-
-
-@dataclass(frozen=True)
-class QuotaNode:
-    """A real node as a flavor sees it: its capacity, labels and what the planner reads."""
-
-    state: NodeState
-    labels: dict[str, str]
-
-
-def quota_nodes(
-    queue: str, flavors: list[dict], nodes: list[QuotaNode], device_resources: set[str]
-) -> list[NodeState]:
-    """A ClusterQueue as the planner's pool `queue`: for each flavor, the nodes its node
-    labels select (each node once), taken in order until the flavor's nominal quota of
-    devices (of CPU and memory, for a flavor without devices) is used up, the last one
-    cut to what is left. A resource the flavor sets no quota for is the nodes' own."""
-    taken: set[str] = set()
-    found: list[NodeState] = []
-    for flavor in flavors:
-        quotas = {name: observing.quantity(value) for name, value in flavor["quotas"].items()}
-        # what is left of each quota; None: no quota, the nodes' own
-        left = {
-            "devices": _sum(quotas, device_resources),
-            "cpu": quotas["cpu"] * 1000 if "cpu" in quotas else None,
-            "memory": quotas.get("memory"),
-        }
-        binding = ["devices"] if left["devices"] is not None else ["cpu", "memory"]
-        wanted = flavor.get("node_labels") or {}
-        for node in nodes:
-            if any(left[name] is not None and left[name] <= 0 for name in binding):
-                break
-            state = node.state
-            if state.name in taken or any(node.labels.get(k) != v for k, v in wanted.items()):
-                continue
-            have = {"devices": state.devices, "cpu": state.cpu_millis, "memory": state.memory_bytes}
-            if left["devices"] is None:
-                have["devices"] = 0  # a flavor without a device quota admits no device request
-            cut = {
-                name: amount if left[name] is None else min(amount, int(left[name]))
-                for name, amount in have.items()
-            }
-            for name, amount in cut.items():
-                if left[name] is not None:
-                    left[name] -= amount
-            taken.add(state.name)
-            found.append(
-                replace(
-                    state,
-                    name=f"{queue}/{state.name}",
-                    pool=queue,
-                    devices=cut["devices"],
-                    cpu_millis=cut["cpu"],
-                    memory_bytes=cut["memory"],
-                )
-            )
-    return found
-
-
-def _sum(quotas: dict[str, Decimal], names: set[str]) -> Decimal | None:
-    found = [amount for name, amount in quotas.items() if name in names]
-    return sum(found, Decimal(0)) if found else None
-
-
-def _device_resources() -> set[str]:
-    from scheduler.models import NodeSpec
-
-    names = {settings.JINGTIAO_MLU_RESOURCE, settings.JINGTIAO_GPU_RESOURCE}
-    named = NodeSpec.objects.exclude(device_resource="").values_list("device_resource", flat=True)
-    return names | set(named)
-
-
-def _queue_of_projects(project_ids: Iterable[int]) -> dict[int, str]:
-    """project -> the ClusterQueue its LocalQueue feeds (its LocalQueue's name, marked,
-    where no ClusterQueue is known to take it: such jobs are told they cannot run)."""
-    feeds = {
-        local: queue.name for queue in KueueQueue.objects.all() for local in queue.local_queues
-    }
-    found = {}
-    for pk, own in Project.objects.filter(pk__in=set(project_ids)).values_list("pk", "kueue_queue"):
-        local = own or settings.JINGTIAO_KUEUE_DEFAULT_QUEUE
-        found[pk] = feeds.get(local, f"localqueue:{local}")
-    return found
-
-
-def in_queue(job: QueuedJob, queues: dict[int, str]) -> QueuedJob:
-    """A queued job as the quota view plans it: in its ClusterQueue's pool."""
-    queue = queues.get(job.project_id, "")
-    return replace(
-        job,
-        pool=queue,
-        node_names=tuple(f"{queue}/{name}" for name in job.node_names),
-    )
-
-
-def draft_in_queue(job: QueuedJob) -> QueuedJob:
-    """A draft (the create page's) as the quota view plans it."""
-    return in_queue(job, _queue_of_projects([job.project_id]))
-
-
-def quota_view(
-    nodes: list[NodeState], running: list[RunningJob], queue: list[QueuedJob]
-) -> tuple[list[NodeState], list[Pool], list[RunningJob], list[QueuedJob]]:
-    """The planner's state with Kueue: the ClusterQueues' quotas as pools of nodes, the
-    jobs Kueue admitted holding them, and each queued job in its ClusterQueue."""
-    running_projects = dict(
-        Job.objects.filter(pk__in=[job.job_id for job in running]).values_list("pk", "project_id")
-    )
-    queues = _queue_of_projects([*running_projects.values(), *(job.project_id for job in queue)])
-    labels = dict(Node.objects.values_list("name", "labels"))
-    holding: dict[str, set[str]] = defaultdict(set)
-    for job in running:
-        for node in job.nodes:
-            holding[queues.get(running_projects.get(job.job_id), "")].add(node)
-    found: list[NodeState] = []
-    resources = _device_resources()
-    for queue_row in KueueQueue.objects.all():
-        held = holding.get(queue_row.name, set())
-        # the nodes its admitted jobs hold first, so that the cut keeps them
-        ordered = sorted(nodes, key=lambda node: (node.name not in held, node.name))
-        candidates = [
-            QuotaNode(node, labels.get(node.name) or {}) for node in ordered if node.schedulable
-        ]
-        found += quota_nodes(queue_row.name, queue_row.flavors, candidates, resources)
-    pools = [Pool(name) for name in sorted({node.pool for node in found if node.pool})]
-    placed = _running_in(found, running, running_projects, queues)
-    return found, pools, placed, [in_queue(job, queues) for job in queue]
-
-
-def _running_in(
-    nodes: list[NodeState],
-    running: list[RunningJob],
-    projects: dict[int, int],
-    queues: dict[int, str],
-) -> list[RunningJob]:
-    """The admitted jobs on the quota's nodes: where their pods run where that node is
-    in the quota, else (not placed yet, or on a node the cut left out) on the nodes of
-    their ClusterQueue with room left, first fit; a job over its quota (borrowed from
-    a cohort) holds nothing of it."""
-    by_name = {node.name: node for node in nodes}
-    room = {node.name: [node.devices, node.cpu_millis, node.memory_bytes] for node in nodes}
-    placed = []
-    for job in running:
-        queue = queues.get(projects.get(job.job_id), "")
-        names = [f"{queue}/{node}" for node in job.nodes]
-        if not all(name in by_name for name in names) or len(set(names)) != len(names):
-            names = _first_fit(job, queue, nodes, room)
-            if names is None:
-                continue
-        for name in names:
-            left = room[name]
-            left[0] -= job.spec.devices
-            left[1] -= job.spec.cpu_millis
-            left[2] -= job.spec.memory_bytes
-        placed.append(replace(job, nodes=tuple(names)))
-    return placed
-
-
-def _first_fit(job: RunningJob, queue: str, nodes: list[NodeState], room: dict) -> list[str] | None:
-    spec = job.spec
-    fits = [
-        node.name
-        for node in nodes
-        if node.pool == queue
-        and node.device_type == spec.device_type
-        and room[node.name][0] >= spec.devices
-        and room[node.name][1] >= spec.cpu_millis
-        and room[node.name][2] >= spec.memory_bytes
-    ]
-    return fits[: len(job.nodes)] if len(fits) >= len(job.nodes) else None

@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Project
 from finetune.models import Job, JobEvent, Priority
 from finetune.texts import Said, cannot_run, from_data, said_of
-from scheduler import capacity, kueue, planner, snapshot
+from scheduler import capacity, kueue, kueue_quotas, planner, snapshot
 from scheduler.models import KueueQueue, Node, NodeSpec, ResourcePool
 from scheduler.planning.engine import no_cyclic_gc
 from scheduler.planning.expected import expected_job
@@ -286,7 +286,7 @@ def predict_draft(
         duration=duration or settings.JINGTIAO_DEFAULT_DURATION,
     )
     if kueue.enabled():
-        draft = kueue.draft_in_queue(draft)
+        draft = kueue_quotas.draft_in_queue(draft)
     # None: it lands between queued jobs of its priority (one queued after the state
     # was read): only a whole plan answers
     return _over(forecasts, draft) or _predicted_afresh(draft)
@@ -356,7 +356,7 @@ def _as_kueue_says(predictions: dict[int, Prediction]) -> dict[int, Prediction]:
         found[job_id] = replace(
             said,
             position=standing.position if standing else said.position,
-            pool=standing.local_queue if standing else said.pool,
+            pool=standing.queue if standing else said.pool,
             waiting=reasons.get(job_id, said.waiting),
         )
     return found
@@ -401,7 +401,7 @@ def _just_queued(job: Job) -> Prediction | None:
         duration=job.duration,
     )
     if kueue.enabled():
-        queued = kueue.draft_in_queue(queued)
+        queued = kueue_quotas.draft_in_queue(queued)
     return _over(forecasts, queued)
 
 

@@ -14,7 +14,7 @@ from django.db.models import Q
 
 from finetune.models import Job, JobNodeSpec, JobStatus
 from finetune.models.jobs import TERMINAL_STATUSES
-from scheduler import kueue
+from scheduler import kueue, kueue_quotas
 from scheduler.capacity import nodes, pools, spec_request
 from scheduler.models import NodeSpec
 from scheduler.planner import NodeState, Pool, QueuedJob, RunningJob
@@ -100,7 +100,7 @@ def take(now: datetime) -> Snapshot:
         choices[job_id].append(specs[spec_id])
     queue = [queued_job(row, choices[row[0]], pool_names) for row in queued]
     if kueue.enabled():  # Kueue admits: the plan is over its ClusterQueues' quotas
-        node_list, pool_list, running, queue = kueue.quota_view(node_list, running, queue)
+        node_list, pool_list, running, queue = kueue_quotas.quota_view(node_list, running, queue)
     return Snapshot(node_list, pool_list, running, queue, now, progress, share())
 
 

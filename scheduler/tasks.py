@@ -180,6 +180,9 @@ def run_admission() -> None:
     if kueue.enabled():
         try:
             submitted = kueue.run_pass()
+        except ExecutorError as exc:
+            logger.warning("the submission to Kueue skipped this cycle: %s", exc)
+            return
         except SoftTimeLimitExceeded:
             logger.warning("the submission to Kueue ran out of time; the next cycle goes on")
             return
@@ -221,11 +224,11 @@ def sync_nodes() -> None:
         logger.warning("node sync skipped: %s", exc)
         return
     result = inventory.sync_nodes(list(reported))
-    from scheduler import kueue
+    from scheduler import kueue, kueue_quotas
 
     if kueue.enabled():
         try:
-            kueue.sync_queues(get_executor())
+            kueue_quotas.sync_queues(get_executor())
         except ExecutorError as exc:
             logger.warning("Kueue's queues not read: %s", exc)
     if result.added or result.vanished:

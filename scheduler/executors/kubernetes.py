@@ -189,7 +189,18 @@ class KubernetesExecutor(Executor):
         for obj in objects:
             self._create_or_replace(obj)
         if request.kueue_queue:
-            return  # it stays suspended until Kueue admits it
+            # Handed to its LocalQueue, it stays suspended until Kueue admits it.
+            _call(
+                "queue job",
+                lambda: self.batch.patch_namespaced_job(
+                    name,
+                    self.namespace,
+                    manifests.queue_label(request),
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                ),
+            )
+            return
         _call(
             "resume job",
             lambda: self.batch.patch_namespaced_job(
@@ -307,15 +318,21 @@ class KubernetesExecutor(Executor):
         )
         response = _call(
             "list pending workloads",
-            # as the generated methods call it, for a path the client has none for
-            lambda: self.api._call_with_legacy_options(
-                request, {"200": "object"}, None, False, self.timeout, True
-            ),
+            lambda: self._get(request),
             ok_statuses=(404,),
         )
         if response is None:
             return []
         return json.loads(response.data).get("items") or []
+
+    def _get(self, request: tuple) -> Any:
+        """A serialized request (ApiClient.param_serialize) sent, its answer read; a
+        status other than 2xx raised as the generated methods raise it."""
+        response = self.api.call_api(*request, _request_timeout=self.timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise client.ApiException(http_resp=response)
+        return response
 
     def kueue_queues(self) -> tuple[list[dict], list[dict], list[dict]]:
         """The ClusterQueues, ResourceFlavors and this namespace's LocalQueues."""
@@ -359,6 +376,13 @@ class KubernetesExecutor(Executor):
             ok_statuses=(404,),
         )
 
+    def _owned_workloads_if_any(self, job_id: int) -> list[dict]:
+        try:
+            return self._owned_workloads(job_id)
+        except ExecutorError as exc:
+            logger.warning("job %s: its Workloads could not be read: %s", job_id, exc)
+            return []
+
     def _owned_workloads(self, job_id: int) -> list[dict]:
         name = manifests.workload_name(job_id)
         job = self._read_job(name)
@@ -393,8 +417,9 @@ class KubernetesExecutor(Executor):
                 logger.warning("job %s: its logs could not be kept: %s", job_id, exc)
         name = manifests.workload_name(job_id)
         options = {"_preload_content": False, "_request_timeout": self.timeout}
-        # Read before the Job goes: its uid is what finds them.
-        workloads = self._owned_workloads(job_id) if self.kueue else []
+        # Read before the Job goes (its uid is what finds them), and never in the way of
+        # its going: the garbage collector removes them with the Job anyway.
+        workloads = self._owned_workloads_if_any(job_id) if self.kueue else []
         # Foreground: the Job stays (with a deletionTimestamp) until its pods are gone,
         # so a relaunch cannot start while the old pods still hold the devices.
         body = {"propagationPolicy": "Foreground"}
@@ -404,7 +429,10 @@ class KubernetesExecutor(Executor):
             ok_statuses=(404,),
         )
         for workload in workloads:
-            self._delete_workload(workload["metadata"]["name"])
+            try:
+                self._delete_workload(workload["metadata"]["name"])
+            except ExecutorError as exc:
+                logger.warning("job %s: its Workload goes with its Job instead: %s", job_id, exc)
         for kind in ("service", "config_map", "secret"):
             delete = getattr(self.core, f"delete_namespaced_{kind}")
             _call(

@@ -310,9 +310,14 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
     if not pod_spec["affinity"]:
         del pod_spec["affinity"]
     job_labels = labels(request.job_id)
+    spec: dict[str, Any] = {}
     if request.kueue_queue:
-        job_labels[KUEUE_QUEUE_LABEL] = request.kueue_queue
+        # The queue label comes last (queue_label), once the ConfigMap and Secret exist:
+        # Kueue admits only a Job that names its queue.
         job_labels[KUEUE_PRIORITY_LABEL] = request.kueue_priority_class
+        # Kueue suspends a Job it evicts: its new pods wait until the old ones are gone,
+        # so two trainers of one job never run at once.
+        spec["podReplacementPolicy"] = "Failed"
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -328,9 +333,15 @@ def job(request: LaunchRequest, config: ManifestConfig, launch_key: str) -> dict
             "parallelism": placement.node_count,
             "backoffLimit": 0,
             "suspend": True,
+            **spec,
             "template": {
                 "metadata": {"labels": labels(request.job_id)},
                 "spec": pod_spec,
             },
         },
     }
+
+
+def queue_label(request: LaunchRequest) -> dict[str, Any]:
+    """The patch that hands a Job made for Kueue admission to its LocalQueue."""
+    return {"metadata": {"labels": {KUEUE_QUEUE_LABEL: request.kueue_queue}}}

@@ -7,7 +7,7 @@ evicted, image pull error, unschedulable since when) is tested on its own.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -240,8 +240,12 @@ def _condition(job: dict, kind: str) -> dict | None:
     return None
 
 
-def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
-    """The state of one platform job from its Job object and its pods."""
+def job_state(
+    job_id: int, job: dict | None, pods: list[dict], started: datetime | None = None
+) -> WorkloadState:
+    """The state of one platform job from its Job object and its pods. `started`: when
+    its pods were let start, where that is not when the Job was made (Kueue's
+    admission of a Job made suspended long before)."""
     if job is None or job["metadata"].get("deletionTimestamp"):
         return WorkloadState(job_id, Phase.MISSING)
     uid = job["metadata"].get("uid")
@@ -251,7 +255,7 @@ def job_state(job_id: int, job: dict | None, pods: list[dict]) -> WorkloadState:
     pods = sorted(pods, key=pod_rank)
     workers = tuple(_worker(pod) for pod in pods)
     completions = (job.get("spec") or {}).get("completions") or 1
-    since = parse_time(job["metadata"].get("creationTimestamp"))
+    since = started or parse_time(job["metadata"].get("creationTimestamp"))
 
     if _condition(job, "Complete") or (
         len(pods) == completions and all(w["phase"] == "Succeeded" for w in workers)
@@ -329,10 +333,16 @@ def _workload_condition(workload: dict | None, kind: str, status: str = "True") 
     return None
 
 
-def admitted_by(workload: dict | None) -> str:
-    """The ClusterQueue that admitted the workload ("" while none did)."""
-    admission = ((workload or {}).get("status") or {}).get("admission") or {}
-    return admission.get("clusterQueue") or ""
+def _admitted_at(workload: dict | None) -> datetime:
+    """When Kueue admitted the workload (reserved its quota): its pods come after that,
+    not after the Job was made. Now, where Kueue has not said (the Job was unsuspended
+    by someone else), so that pods are given their grace from when this is first seen."""
+    for kind in ("Admitted", "QuotaReserved"):
+        found = _workload_condition(workload, kind)
+        moment = parse_time((found or {}).get("lastTransitionTime"))
+        if moment is not None:
+            return moment
+    return datetime.now(UTC)
 
 
 def kueue_job_state(
@@ -367,7 +377,7 @@ def kueue_job_state(
         pending = _workload_condition(workload, "QuotaReserved", "False")
         reason = kueue_reason((pending or {}).get("message") or "")
         return WorkloadState(job_id, Phase.WAITING, reason, since=since)
-    return job_state(job_id, job, pods)
+    return job_state(job_id, job, pods, started=_admitted_at(workload))
 
 
 # What Kueue says of a workload it does not admit yet, in words each reader's language

@@ -264,9 +264,14 @@ def test_the_spec_shim_puts_the_token_into_a_private_spec_and_runs_the_trainer(t
 def test_with_kueue_the_job_waits_labelled_and_its_pods_choose_no_node():
     gang = manifests.job(KUEUE_GANG, CONFIG, "k")
     labels = gang["metadata"]["labels"]
-    assert labels[manifests.KUEUE_QUEUE_LABEL] == "jingtiao"
+    # the queue is named last, once the ConfigMap and Secret exist: only then does Kueue see it
+    assert manifests.KUEUE_QUEUE_LABEL not in labels
+    assert manifests.queue_label(KUEUE_GANG) == {
+        "metadata": {"labels": {manifests.KUEUE_QUEUE_LABEL: "jingtiao"}}
+    }
     assert labels[manifests.KUEUE_PRIORITY_LABEL] == "jingtiao-high"
     assert gang["spec"]["suspend"] is True
+    assert gang["spec"]["podReplacementPolicy"] == "Failed"
     pod = gang["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"Model": "MLU370-X8"}  # Kueue picks a flavor of it
     assert "nodeAffinity" not in pod["affinity"]

@@ -21,7 +21,7 @@ from finetune.storage import resolve
 from scheduler import kueue, prediction
 from scheduler.executors import get_executor, manifests, observing
 from scheduler.executors.base import Phase
-from scheduler.kueue import QuotaNode, quota_nodes
+from scheduler.kueue_quotas import QuotaNode, quota_nodes, sync_queues
 from scheduler.models import KueueQueue, Node
 from scheduler.planner import NodeState
 from tests import factories
@@ -127,8 +127,11 @@ class FakeKueue:
                 },
                 "spec": {
                     "queueName": labels[manifests.KUEUE_QUEUE_LABEL],
-                    "priorityClassName": priority_class,
-                    "priorityClassSource": "kueue.x-k8s.io/workloadpriorityclass",
+                    "priorityClassRef": {
+                        "group": "kueue.x-k8s.io",
+                        "kind": "WorkloadPriorityClass",
+                        "name": priority_class,
+                    },
                     "priority": 20,
                     "podSets": [
                         {
@@ -224,8 +227,8 @@ class FakeKueue:
         queue = str(request.url).split("/localqueues/")[1].split("/")[0]
         pending = []
         for workload in self.kube.stored(WORKLOADS).values():
-            if observing.admitted_by(workload):
-                continue
+            if (workload.get("status") or {}).get("admission"):
+                continue  # admitted: not pending
             name, uid = observing.workload_owner(workload)
             pending.append((int(name.rsplit("-", 1)[1]), workload, uid))
         if self.order is not None:
@@ -311,7 +314,13 @@ def test_a_job_is_submitted_suspended_admitted_by_kueue_runs_and_succeeds(
     assert "cambricon.com/mlu" in said and "mlu370-x8" in said and "quota" not in said
 
     fake_kueue.admit(job.pk, nodes=("mlu-3",))
+    kube.emulator.objects[PODS, NAMESPACE, f"jingtiao-job-{job.pk}-0"].delete()
+    # unsuspended, its pods not made yet: running, and given its grace from the admission
     assert follow() == {job.pk: JobStatus.RUNNING}
+    assert follow() == {}
+    assert manifests.workload_name(job.pk) in kube.stored(JOBS)
+    kube.put(PODS, f"jingtiao-job-{job.pk}-0", pod(job.pk, 0, "mlu-3"))
+    assert follow() == {}
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING and job.started_at is not None
     assert [worker["node"] for worker in job.placement] == ["mlu-3"]
@@ -541,11 +550,12 @@ def test_the_queues_are_read_from_the_cluster(fake_kueue, kube, db):
             namespace = doc["metadata"].get("namespace") and NAMESPACE
             kube.put(f"{KUEUE}/{plural}", doc["metadata"]["name"], doc, namespace=namespace)
 
-    assert kueue.sync_queues(get_executor()) == 2
+    assert sync_queues(get_executor()) == 1
 
     queue = KueueQueue.objects.get(name="jingtiao")
     assert queue.local_queues == ["jingtiao", "team-vision"]
-    mlu = queue.flavors[0]
+    assert [flavor["name"] for flavor in queue.flavors] == ["cpu", "mlu370-x8", "h100-80g"]
+    mlu = queue.flavors[1]
     assert mlu["name"] == "mlu370-x8" and mlu["node_labels"] == {"Model": "MLU370-X8"}
     assert mlu["quotas"]["cambricon.com/mlu"] == "128"
 
@@ -638,3 +648,96 @@ def test_the_platforms_tasks_drive_kueue_mode(
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert patches_that_unsuspend(kube) == []
+
+
+def test_a_submission_cut_short_is_made_again_whole(fake_kueue, kube, project, alice):
+    job = factories.job(project, alice)
+    kube.fail_next("POST", "/secrets", status=503)
+    assert kueue.run_pass() == []  # the Job was made, its Secret was not
+    stored = kube.stored(JOBS)[manifests.workload_name(job.pk)]
+    assert manifests.KUEUE_QUEUE_LABEL not in stored["metadata"]["labels"]  # Kueue ignores it
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+
+    kueue.run_pass()  # clears what the cut-short submission left
+    kueue.run_pass()  # and submits it whole
+    stored = kube.stored(JOBS)[manifests.workload_name(job.pk)]
+    assert stored["metadata"]["labels"][manifests.KUEUE_QUEUE_LABEL] == "jingtiao"
+    job.refresh_from_db()
+    key = stored["metadata"]["annotations"][manifests.LAUNCH_ANNOTATION]
+    assert key == job.report_token_hash  # the Secret's token is the one the job accepts
+    assert manifests.workload_name(job.pk) in kube.stored("v1/secrets")
+
+
+def test_a_priority_kueue_refuses_to_change_leaves_the_job_waiting(
+    fake_kueue, kube, project, alice
+):
+    job = factories.job(project, alice, priority=Priority.LOW)
+    kueue.run_pass()
+    Job.objects.filter(pk=job.pk).update(priority=Priority.HIGH)
+    kube.fail_next("PATCH", f"/jobs/{manifests.workload_name(job.pk)}", status=422)
+
+    kueue.run_pass()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    kueue.run_pass()  # and the next pass tries again
+    labels = kube.stored(JOBS)[manifests.workload_name(job.pk)]["metadata"]["labels"]
+    assert labels[manifests.KUEUE_PRIORITY_LABEL] == "jingtiao-high"
+
+
+def test_a_job_stopped_during_the_cycle_does_not_stop_the_others(
+    fake_kueue, kube, project, alice, monkeypatch
+):
+    first, second = factories.job(project, alice), factories.job(project, alice)
+    kueue.run_pass()
+    fake_kueue.sync()
+    fake_kueue.admit(first.pk)
+    fake_kueue.admit(second.pk)
+    executor = get_executor()
+    observe = executor.observe
+
+    def stopped_meanwhile(job_ids):
+        found = observe(job_ids)
+        Job.objects.filter(pk=first.pk).update(status=JobStatus.STOPPED)
+        return found
+
+    monkeypatch.setattr(executor, "observe", stopped_meanwhile)
+    assert follow() == {second.pk: JobStatus.RUNNING}
+
+
+def test_a_stop_that_cannot_read_the_workloads_still_removes_the_job(
+    fake_kueue, kube, project, alice
+):
+    job = factories.job(project, alice)
+    kueue.run_pass()
+    fake_kueue.sync()
+    kube.fail_next("GET", "/workloads", status=403)  # its rights to Workloads missing
+
+    get_executor().stop(job.pk)
+
+    assert manifests.workload_name(job.pk) not in kube.stored(JOBS)
+
+
+def test_a_cpu_flavor_among_device_flavors_holds_the_cpu_nodes():
+    nodes = [QuotaNode(node("c0", devices=0, device_type="none", model=""), {"role": "cpu"})]
+    nodes.append(QuotaNode(node("m0"), {"Model": "MLU370-X8"}))
+    flavors = [
+        {
+            "name": "cpu",
+            "node_labels": {"role": "cpu"},
+            "quotas": {"cpu": "32", "memory": "128Gi", "cambricon.com/mlu": "0"},
+        },
+        {
+            "name": "mlu",
+            "node_labels": {"Model": "MLU370-X8"},
+            "quotas": {"cambricon.com/mlu": "8"},
+        },
+    ]
+
+    found = quota_nodes("cq", flavors, nodes, {"cambricon.com/mlu"})
+
+    assert [(n.name, n.devices, n.cpu_millis) for n in found] == [
+        ("cq/c0", 0, 32_000),
+        ("cq/m0", 8, 64_000),
+    ]
