@@ -31,7 +31,7 @@ _NAMES = """
     alpaca sft_messages jsonl safetensors PyTorch bf16 fp16 fp32 Llama Cambricon NVIDIA
     Hugging Face jingtiao Accept GET POST English Command Control Mac LDAP Schema Model
     null qwen sd messages instruction input output prompt chosen rejected text metadata
-    file_name unknown API Bearer Authorization Standard Webhooks
+    file_name unknown API Bearer Authorization Standard Webhooks Kueue ClusterQueue LocalQueue
 """
 NAMES = set(_NAMES.split())
 
