@@ -171,15 +171,25 @@ def in_queue(job: QueuedJob, queues: dict[int, str]) -> QueuedJob:
 
 
 def draft_in_queue(job: QueuedJob) -> QueuedJob:
-    """A draft (the create page's) as the quota view plans it."""
+    """A draft (the create page's) as the quota view plans it (as it is, where that view
+    is the nodes' own: see quota_view)."""
+    if not KueueQueue.objects.exists():
+        return job
     return in_queue(job, _queue_of_projects([job.project_id]))
 
 
 def quota_view(
-    nodes: list[NodeState], running: list[RunningJob], queue: list[QueuedJob]
+    nodes: list[NodeState],
+    pools: list[Pool],
+    running: list[RunningJob],
+    queue: list[QueuedJob],
 ) -> tuple[list[NodeState], list[Pool], list[RunningJob], list[QueuedJob]]:
     """The planner's state with Kueue: the ClusterQueues' quotas as pools of nodes, the
-    jobs Kueue admitted holding them, and each queued job in its ClusterQueue."""
+    jobs Kueue admitted holding them, and each queued job in its ClusterQueue. Before
+    the first read of the queues (or where they cannot be read) the state is the
+    nodes' own, as without Kueue: an estimate, rather than every job told it cannot run."""
+    if not KueueQueue.objects.exists():
+        return nodes, pools, running, queue
     running_projects = dict(
         Job.objects.filter(pk__in=[job.job_id for job in running]).values_list("pk", "project_id")
     )

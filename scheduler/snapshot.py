@@ -100,7 +100,9 @@ def take(now: datetime) -> Snapshot:
         choices[job_id].append(specs[spec_id])
     queue = [queued_job(row, choices[row[0]], pool_names) for row in queued]
     if kueue.enabled():  # Kueue admits: the plan is over its ClusterQueues' quotas
-        node_list, pool_list, running, queue = kueue_quotas.quota_view(node_list, running, queue)
+        node_list, pool_list, running, queue = kueue_quotas.quota_view(
+            node_list, pool_list, running, queue
+        )
     return Snapshot(node_list, pool_list, running, queue, now, progress, share())
 
 

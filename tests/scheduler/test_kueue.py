@@ -741,3 +741,11 @@ def test_a_cpu_flavor_among_device_flavors_holds_the_cpu_nodes():
         ("cq/c0", 0, 32_000),
         ("cq/m0", 8, 64_000),
     ]
+
+
+def test_before_the_queues_are_read_the_prediction_plans_over_the_nodes(fake_kueue, project, alice):
+    spec = factories.node_spec("mlu-8", devices=8)
+    mlu_cluster(nodes=2, quota=8)
+    KueueQueue.objects.all().delete()  # not read yet (or not readable)
+
+    assert prediction.predict_draft(project=project, specs=[spec], node_count=2).starts_now
