@@ -9,7 +9,10 @@ For each *demand* (the cpu/memory/devices of one distinct spec) a node keeps its
 intervals*: the maximal intervals in which that demand fits. The last one, open-ended, is
 the node's *tail* for that demand. Reservations only ever take resources away, so an
 interval can only shrink or split, and a reservation ``[a, b)`` changes intervals only
-inside ``[a, b)`` -- which is what keeps updates local and cheap.
+inside ``[a, b)`` -- which is what keeps updates local and cheap. For the same reason a
+finite interval shorter than every queued job that uses its demand (the demand's
+``shortest``) can never hold one, nor can any piece of it later: such intervals are not
+kept at all.
 
 Nodes with the same pool, driver, device type and capacity form a *group*: constraints are
 decided once per group instead of once per node, and each group indexes its nodes' fit
@@ -34,7 +37,8 @@ class HoleIndex:
     skips every class below ``d``'s wholesale -- long jobs step over the many short holes
     they cannot use -- and the few too-short holes of ``d``'s own class are dropped when the
     sweep reaches them. Holes shorter than every queued job that could use them
-    (``shortest``) are never useful and stay out.
+    (``shortest``) are never kept (see the module's docstring), so the first class is that
+    of ``shortest``.
     """
 
     __slots__ = ("base", "by_class", "shortest", "size")
@@ -47,19 +51,17 @@ class HoleIndex:
         self.by_class: list[list[tuple[int, int, int]]] = []
 
     def add(self, p: int, q: int, n: int) -> None:
-        if q - p >= self.shortest:
-            at = (q - p).bit_length() - self.base
-            by_class = self.by_class
-            while len(by_class) <= at:
-                by_class.append([])
-            insort(by_class[at], (p, q, n))
-            self.size += 1
+        at = (q - p).bit_length() - self.base
+        by_class = self.by_class
+        while len(by_class) <= at:
+            by_class.append([])
+        insort(by_class[at], (p, q, n))
+        self.size += 1
 
     def remove(self, p: int, q: int, n: int) -> None:
-        if q - p >= self.shortest:
-            lst = self.by_class[(q - p).bit_length() - self.base]
-            del lst[bisect_left(lst, (p, q, n))]
-            self.size -= 1
+        lst = self.by_class[(q - p).bit_length() - self.base]
+        del lst[bisect_left(lst, (p, q, n))]
+        self.size -= 1
 
     def collect(self, d: int, bound: int, out: list[tuple[int, int, int]]) -> None:
         """Add to ``out`` the holes that start by ``bound`` and may be ``d`` long."""
@@ -163,9 +165,10 @@ class NodeTimeline:
         self.free = [(group.cpu, group.memory, group.devices)]
         # demand id -> its fit intervals [(start, end)], sorted and disjoint
         self.fits: dict[int, list[tuple[int, int]]] = {}
-        # per demand, in demand id order: (cpu, memory, devices, its fits list, the group's
-        # tails list and hole index for it) -- what a reservation touches, looked up once
-        self.watch: list[tuple[int, int, int, list, list, HoleIndex]] = []
+        # per demand, in demand id order: (cpu, memory, devices, the shortest interval kept,
+        # its fits list, the group's tails list and hole index for it) -- what a reservation
+        # touches, looked up once
+        self.watch: list[tuple[int, int, int, int, list, list, HoleIndex]] = []
 
     def frozen_copy(self, group: NodeGroup | None = None) -> NodeTimeline:
         """A copy of the free-capacity steps alone (no intervals), to search later; in
@@ -252,10 +255,13 @@ class FitIndex:
             group = node.group
             n = node.index
             for d_id in sorted(group.tails):
-                runs = node.fit_runs(demands[d_id], 0, INF)
-                node.fits[d_id] = runs
                 tails, holes = group.tails[d_id], group.holes[d_id]
-                node.watch.append((*demands[d_id], runs, tails, holes))
+                shortest = holes.shortest
+                runs = [
+                    (p, q) for p, q in node.fit_runs(demands[d_id], 0, INF) if q - p >= shortest
+                ]
+                node.fits[d_id] = runs
+                node.watch.append((*demands[d_id], shortest, runs, tails, holes))
                 for p, q in runs:
                     if q == INF:
                         insort(tails, (p, n))
@@ -302,11 +308,11 @@ class FitIndex:
         n = node.index
         watch = node.watch
         for i in cut:
-            _, _, _, fits, tails, holes = watch[i]
+            _, _, _, shortest, fits, tails, holes = watch[i]
             p = fits[-1][0]
             del tails[bisect_left(tails, (p, n))]
             insort(tails, (b, n))
-            if p < a:
+            if a - p >= shortest:
                 fits[-1] = (p, a)
                 fits.append((b, INF))
                 holes.add(p, a, n)
@@ -317,7 +323,7 @@ class FitIndex:
         """Take ``need`` on ``node`` over ``[a, b)`` and splice the intervals it changes."""
         low_c, low_m, low_d, high_c, high_m, high_d = node.take(a, b, *need)
         n = node.index
-        for dc, dm, dd, fits, tails, holes in node.watch:
+        for dc, dm, dd, shortest, fits, tails, holes in node.watch:
             if low_c >= dc and low_m >= dm and low_d >= dd:
                 continue  # still fits wherever it did: nothing to change
             # the intervals overlapping [a, b): the last one starting at or before a, if
@@ -327,7 +333,9 @@ class FitIndex:
                 lo += 1
             hi = bisect_left(fits, (b,), lo)
             if lo == hi:
-                continue  # the demand fitted nowhere in [a, b) before: still does not
+                # the demand fitted nowhere in [a, b) before, or only in intervals too short to
+                # keep: still so
+                continue
             old = fits[lo:hi]
             if high_c < dc or high_m < dm or high_d < dd:
                 pieces = []  # fits nowhere in [a, b) now
@@ -346,6 +354,7 @@ class FitIndex:
                     pieces[-1] = (pieces[-1][0], q1)
                 else:
                     pieces.append((b, q1))
+            pieces = [(p, q) for p, q in pieces if q - p >= shortest]
             fits[lo:hi] = pieces
             for p, q in old:
                 if q == INF:
