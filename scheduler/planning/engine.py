@@ -29,10 +29,12 @@ from scheduler.planning.state import (
 from scheduler.planning.timeline import (
     INF,
     Demand,
+    DemandIndex,
+    Eligible,
     FitIndex,
-    HoleIndex,
     NodeGroup,
     NodeTimeline,
+    earliest_tails,
 )
 
 # A running job past its deadline still holds its node until expiry stops it: it is
@@ -62,6 +64,16 @@ def pool_admits(pools: dict[str, Pool], node_pool: str | None, job: QueuedJob) -
     if job.pool is None and not job.node_names:
         return False
     return job.project_id in known.dedicated_project_ids
+
+
+def partition(pools: dict[str, Pool], node_pool: str | None) -> str | None:
+    """Which nodes are indexed together: a dedicated pool's own, or all the others.
+
+    ``pool_admits`` never lets a job that names no nodes use two of them: without a pool it
+    stays on the shared ones, with a pool on that pool's nodes alone.
+    """
+    known = None if node_pool is None else pools.get(node_pool)
+    return node_pool if known is not None and known.dedicated_project_ids is not None else None
 
 
 def admits(pools: dict[str, Pool], job: QueuedJob, node: NodeTimeline) -> bool:
@@ -137,6 +149,7 @@ class Engine:
             self.needs[job.job_id] = (d, specs)
 
         groups: dict[tuple, NodeGroup] = {}
+        indexes: dict[tuple[str | None, int], DemandIndex] = {}
         self.timelines: list[NodeTimeline] = []
         self.by_name: dict[str, NodeTimeline] = {}
         for state in self.states:
@@ -152,14 +165,17 @@ class Engine:
             group = groups.get(gkey)
             if group is None:
                 group = groups[gkey] = NodeGroup(*gkey)
+                part = partition(self.pools, group.pool)
                 for ((dtype, model), demand), d_id in self.demand_ids.items():
                     if (
                         dtype == group.device_type
                         and (model is None or model == group.device_model)
                         and group.holds(demand)
                     ):
-                        group.tails[d_id] = []
-                        group.holes[d_id] = HoleIndex(min_hole[d_id])
+                        index = indexes.get((part, d_id))
+                        if index is None:
+                            index = indexes[part, d_id] = DemandIndex(min_hole[d_id])
+                        group.indexes[d_id] = index
             node = NodeTimeline(len(self.timelines), state.name, group)
             group.nodes.append(node)
             self.timelines.append(node)
@@ -180,26 +196,33 @@ class Engine:
                 if node is not None:  # gone or unschedulable: nothing will be placed there
                     node.take(0, end, spec.cpu_millis, spec.memory_bytes, spec.devices)
 
-    def _where(
-        self, job: QueuedJob, d_id: int
-    ) -> tuple[list[list[tuple[int, int]]], list[HoleIndex], int]:
-        """Where this job may run with this demand: the tails lists and hole indexes of the
-        groups it may use, and how many nodes those hold. Decided once per constraint set."""
+    def _where(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
+        """The index to search for this job with this demand, which of its nodes the job
+        may use, and how many. Decided once per constraint set."""
         key = (job.pool, job.project_id if job.pool is not None else None, job.driver_version, d_id)
         hit = self._where_for.get(key)
         if hit is None:
-            groups = [
+            usable = [
                 g
                 for g in self.groups
-                if d_id in g.tails
+                if d_id in g.indexes
                 and (job.driver_version is None or g.driver_version == job.driver_version)
                 and pool_admits(self.pools, g.pool, job)
             ]
-            hit = self._where_for[key] = (
-                [g.tails[d_id] for g in groups],
-                [g.holes[d_id] for g in groups],
-                sum(len(g.nodes) for g in groups),
-            )
+            if not usable:
+                hit = self._where_for[key] = (None, None, 0)
+                return hit
+            # all in one partition (see partition), so sharing one index
+            index = usable[0].indexes[d_id]
+            indexed = [g for g in self.groups if g.indexes.get(d_id) is index]
+            eligible = None
+            if len(usable) < len(indexed):
+                mask = bytearray(len(self.timelines))
+                for g in usable:
+                    for node in g.nodes:
+                        mask[node.index] = 1
+                eligible = bytes(mask)
+            hit = self._where_for[key] = (index, eligible, sum(len(g.nodes) for g in usable))
         return hit
 
     def admits(self, job: QueuedJob, node: NodeTimeline) -> bool:
@@ -227,45 +250,25 @@ class Engine:
             bound = tails[k - 1][0]
             holes = [h for h in holes if h[0] <= bound]
             return earliest_gang(tails, holes, k, d, before)
-        tails_lists, hole_indexes, total = self._where(job, d_id)
-        if total < k:
+        index, eligible, total = self._where(job, d_id)
+        if index is None or total < k:
             return None
+        tails, hole_index = index.tails, index.holes
         if k == 1:
-            # a gang of one: the least (start, end, node) of the earliest tail and the
-            # first hole long enough in each length class, as earliest_gang would choose
-            best = min([lst[0] for lst in tails_lists])
-            found = (best[0], INF, best[1])
-            for hole_index in hole_indexes:
-                if hole_index.size:
-                    found = hole_index.first_fit(d, found)
-            return (found[0], [found[2]]) if found[0] < before else None
-        # The k earliest tails bound the start (every node has a tail). Those freed exactly
-        # then come along too, up to k per group, so that the gang can be the nodes freed
-        # last; and only holes that start by then can matter.
-        if len(tails_lists) == 1:
-            lst = tails_lists[0]
-            bound = lst[k - 1][0]
-            tails = lst[: bisect_left(lst, (bound, -1)) + k]
-        else:
-            if k == 1:
-                bound = min([lst[0][0] for lst in tails_lists])
-            else:
-                firsts = []
-                for lst in tails_lists:
-                    firsts.extend(lst[:k])
-                firsts.sort()
-                bound = firsts[k - 1][0]
-            tails = []
-            for lst in tails_lists:
-                if lst[0][0] <= bound:
-                    tails.extend(lst[: bisect_left(lst, (bound, -1)) + k])
-            tails.sort()
-        if bound >= before:
-            bound = before - 1
-        holes: list[tuple[int, int, int]] = []
-        for hole_index in hole_indexes:
+            # a gang of one: the least (start, end, node) of the earliest eligible tail and
+            # the first hole long enough in each length class, as earliest_gang would choose
+            first = tails[0] if eligible is None else next(t for t in tails if eligible[t[1]])
+            found = (first[0], INF, first[1])
             if hole_index.size:
-                hole_index.collect(d, bound, holes)
+                found = hole_index.first_fit(d, found, eligible)
+            return (found[0], [found[2]]) if found[0] < before else None
+        # The k earliest tails bound the start (every node has a tail), so only holes that
+        # start by then can matter.
+        tails = earliest_tails(tails, k, eligible)
+        bound = min(tails[k - 1][0], before - 1)
+        holes: list[tuple[int, int, int]] = []
+        if hole_index.size:
+            hole_index.collect(d, bound, eligible, holes)
         return earliest_gang(tails, holes, k, d, before)
 
     def never(self, job: QueuedJob, position: int) -> Decision:

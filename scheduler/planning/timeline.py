@@ -1,4 +1,4 @@
-"""Per-node resource timelines and the fit intervals indexed per node group.
+"""Per-node resource timelines and the fit intervals indexed per demand.
 
 Time is an int: microseconds after the plan's ``now`` (exact, unlike floats, and cheap to
 compare). A node's timeline is a step function of its free cpu, memory and devices: segment
@@ -14,11 +14,17 @@ finite interval shorter than every queued job that uses its demand (the demand's
 ``shortest``) can never hold one, nor can any piece of it later: such intervals are not
 kept at all.
 
+Each demand indexes the fit intervals of the nodes that hold it, one index per partition
+(a dedicated pool's nodes, or all the shared ones; see DemandIndex) whatever else the
+nodes' labels and capacities are: tails in one list sorted by start, finite holes by
+length class, each class sorted by start. A search passes the nodes its job may use as a
+mask over node indexes, so a gang search walks only the ``k`` earliest eligible tails and
+the eligible holes that start before them and may be long enough -- one list per length
+class, however many kinds of node the cluster has.
+
 Nodes with the same pool, driver, device type and capacity form a *group*: constraints are
-decided once per group instead of once per node, and each group indexes its nodes' fit
-intervals per demand (tails sorted by start; finite holes by length class, each class
-sorted by start), so a gang search touches only the ``k`` earliest tails and the holes that
-start before them and may be long enough.
+decided once per group instead of once per node, and what a reservation size cuts is
+worked out once per group.
 """
 
 from __future__ import annotations
@@ -30,21 +36,24 @@ INF = 1 << 62  # "never ends": later than any reservation
 Demand = tuple[int, int, int]  # cpu millis, memory bytes, devices
 
 
+# Which nodes a search may use, by node index (truthy: yes); None where every node in the
+# index may be used, which saves the lookups.
+Eligible = bytes | None
+
+
 class HoleIndex:
-    """One group's finite fit intervals for one demand, by length class, each sorted by start.
+    """A demand's finite fit intervals, by length class, each class sorted by start.
 
     The class of a hole is the bit length of its length, so a search for duration ``d``
     skips every class below ``d``'s wholesale -- long jobs step over the many short holes
     they cannot use -- and the few too-short holes of ``d``'s own class are dropped when the
-    sweep reaches them. Holes shorter than every queued job that could use them
-    (``shortest``) are never kept (see the module's docstring), so the first class is that
-    of ``shortest``.
+    sweep reaches them. Holes shorter than ``shortest`` are never kept (see the module's
+    docstring), so the first class is that of ``shortest``.
     """
 
-    __slots__ = ("base", "by_class", "shortest", "size")
+    __slots__ = ("base", "by_class", "size")
 
     def __init__(self, shortest: int) -> None:
-        self.shortest = shortest
         self.size = 0  # holes kept
         self.base = shortest.bit_length()  # the class of the shortest hole kept
         # by_class[c - base]: the holes of class c, sorted by start
@@ -63,38 +72,85 @@ class HoleIndex:
         del lst[bisect_left(lst, (p, q, n))]
         self.size -= 1
 
-    def collect(self, d: int, bound: int, out: list[tuple[int, int, int]]) -> None:
-        """Add to ``out`` the holes that start by ``bound`` and may be ``d`` long."""
+    def collect(
+        self, d: int, bound: int, eligible: Eligible, out: list[tuple[int, int, int]]
+    ) -> None:
+        """Add to ``out`` the eligible holes that start by ``bound`` and may be ``d`` long."""
         at = d.bit_length() - self.base
         top = (bound, INF, INF)
         for lst in self.by_class[at:] if at > 0 else self.by_class:
             if lst and lst[0][0] <= bound:
-                out.extend(lst[: bisect_right(lst, top)])
+                early = lst[: bisect_right(lst, top)]
+                out.extend(early if eligible is None else [h for h in early if eligible[h[2]]])
 
-    def first_fit(self, d: int, best: tuple[int, int, int]) -> tuple[int, int, int]:
-        """The least (start, end, node) of a hole ``d`` long or more, if less than ``best``.
+    def first_fit(
+        self, d: int, best: tuple[int, int, int], eligible: Eligible
+    ) -> tuple[int, int, int]:
+        """The least (start, end, node) of an eligible hole ``d`` long or more, if less than
+        ``best``.
 
         What a gang of one takes (gang.py): the earliest start, then the interval that ends
         soonest, then the lowest node. Every hole of a class above ``d``'s is long enough,
-        so each such class offers its first; ``d``'s own class is scanned in order.
+        so each such class offers its first eligible one; ``d``'s own class is scanned in
+        order for one that is also long enough.
         """
         at = d.bit_length() - self.base
         by_class = self.by_class
         for c in range(len(by_class) - 1, max(at, 0) - 1, -1):
-            lst = by_class[c]
-            if not lst:
-                continue
-            if c != at:
-                if lst[0] < best:
-                    best = lst[0]
-                continue
-            for hole in lst:
+            need = d if c == at else 0
+            for hole in by_class[c]:
                 if hole >= best:
                     break
-                if hole[1] - hole[0] >= d:
+                if hole[1] - hole[0] >= need and (eligible is None or eligible[hole[2]]):
                     best = hole
                     break
         return best
+
+
+def earliest_tails(
+    tails: list[tuple[int, int]], k: int, eligible: Eligible
+) -> list[tuple[int, int]]:
+    """The eligible tails a gang of ``k`` may take, sorted: every one that starts before
+    the ``k``-th earliest one's start, and the ``k`` lowest nodes of those that start with
+    it -- of those a gang takes the lowest first (gang.py), so no other can be chosen.
+
+    ``tails`` (a DemandIndex's) holds at least ``k`` eligible ones.
+    """
+    if eligible is None:
+        bound = tails[k - 1][0]
+        return tails[: bisect_left(tails, (bound, -1)) + k]
+    chosen = []
+    rest = iter(tails)
+    for entry in rest:
+        if eligible[entry[1]]:
+            chosen.append(entry)
+            if len(chosen) == k:
+                break
+    bound = chosen[-1][0]
+    at_bound = len(chosen) - bisect_left(chosen, (bound, -1))
+    for entry in rest:
+        if at_bound == k or entry[0] > bound:
+            break
+        if eligible[entry[1]]:
+            chosen.append(entry)
+            at_bound += 1
+    return chosen
+
+
+class DemandIndex:
+    """One demand's fit intervals on the nodes of one *partition*: the nodes of a dedicated
+    pool, or all the others. A job that names no nodes may only ever use nodes of one
+    partition (the pool rule, engine.pool_admits), so its searches never merge indexes,
+    and nodes it may never use -- idle in a pool of another team, their tails first in
+    line -- are not in its way."""
+
+    __slots__ = ("holes", "shortest", "tails")
+
+    def __init__(self, shortest: int) -> None:
+        self.shortest = shortest  # the shortest queued job that uses the demand
+        # sorted [(start, node index)]: the nodes' tails
+        self.tails: list[tuple[int, int]] = []
+        self.holes = HoleIndex(shortest)
 
 
 class NodeGroup:
@@ -105,11 +161,10 @@ class NodeGroup:
         "device_type",
         "devices",
         "driver_version",
-        "holes",
+        "indexes",
         "memory",
         "nodes",
         "pool",
-        "tails",
     )
 
     def __init__(
@@ -130,9 +185,9 @@ class NodeGroup:
         self.memory = memory
         self.devices = devices
         self.nodes: list[NodeTimeline] = []
-        # demand id -> sorted [(start, node index)]
-        self.tails: dict[int, list[tuple[int, int]]] = {}
-        self.holes: dict[int, HoleIndex] = {}
+        # demand id -> the index of its partition, for each demand its nodes can hold, in
+        # ascending id order
+        self.indexes: dict[int, DemandIndex] = {}
         # (cpu, memory, devices) of a reservation -> the demands that no longer fit beside it,
         # as positions in each member node's ``watch``
         self.cut_by: dict[Demand, list[int]] = {}
@@ -165,9 +220,9 @@ class NodeTimeline:
         self.free = [(group.cpu, group.memory, group.devices)]
         # demand id -> its fit intervals [(start, end)], sorted and disjoint
         self.fits: dict[int, list[tuple[int, int]]] = {}
-        # per demand, in demand id order: (cpu, memory, devices, the shortest interval kept,
-        # its fits list, the group's tails list and hole index for it) -- what a reservation
-        # touches, looked up once
+        # per demand, in demand id order: (cpu, memory, devices, the demand's shortest
+        # interval kept, its fits list, the demand's tails list and hole index) -- what a
+        # reservation touches, looked up once
         self.watch: list[tuple[int, int, int, int, list, list, HoleIndex]] = []
 
     def frozen_copy(self, group: NodeGroup | None = None) -> NodeTimeline:
@@ -240,7 +295,8 @@ class NodeTimeline:
 
 
 class FitIndex:
-    """Keeps every node's fit intervals, and their per-group index, true as reservations land."""
+    """Keeps every node's fit intervals, and their per-demand index, true as reservations
+    land."""
 
     __slots__ = ("demands", "nodes")
 
@@ -250,18 +306,14 @@ class FitIndex:
 
     def build(self) -> None:
         """Compute every node's intervals from its timeline (once, after running jobs)."""
-        demands = self.demands
         for node in self.nodes:
-            group = node.group
             n = node.index
-            for d_id in sorted(group.tails):
-                tails, holes = group.tails[d_id], group.holes[d_id]
-                shortest = holes.shortest
-                runs = [
-                    (p, q) for p, q in node.fit_runs(demands[d_id], 0, INF) if q - p >= shortest
-                ]
+            for d_id, index in node.group.indexes.items():
+                demand, shortest = self.demands[d_id], index.shortest
+                runs = [(p, q) for p, q in node.fit_runs(demand, 0, INF) if q - p >= shortest]
                 node.fits[d_id] = runs
-                node.watch.append((*demands[d_id], shortest, runs, tails, holes))
+                tails, holes = index.tails, index.holes
+                node.watch.append((*demand, shortest, runs, tails, holes))
                 for p, q in runs:
                     if q == INF:
                         insort(tails, (p, n))
