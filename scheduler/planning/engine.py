@@ -177,7 +177,7 @@ class Engine:
                             index = indexes[part, d_id] = DemandIndex(min_hole[d_id])
                         group.indexes[d_id] = index
             node = NodeTimeline(len(self.timelines), state.name, group)
-            group.nodes.append(node)
+            group.nodes.append(node.index)
             self.timelines.append(node)
             self.by_name[state.name] = node
         self.groups = list(groups.values())
@@ -219,8 +219,8 @@ class Engine:
             if len(usable) < len(indexed):
                 mask = bytearray(len(self.timelines))
                 for g in usable:
-                    for node in g.nodes:
-                        mask[node.index] = 1
+                    for n in g.nodes:
+                        mask[n] = 1
                 eligible = bytes(mask)
             hit = self._where_for[key] = (index, eligible, sum(len(g.nodes) for g in usable))
         return hit
@@ -310,6 +310,9 @@ def no_cyclic_gc() -> Iterator[None]:
     Planning allocates hundreds of thousands of small tuples and no reference cycles, so
     every collection it would trigger is wasted work -- and in a web or Celery worker with a
     large heap, the older-generation passes it provokes cost more than the planning itself.
+    Let the engine go inside the block (keep it local to a function called there): its
+    objects are then freed as their last reference goes, instead of being walked by the
+    first collection after the collector is back on.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -318,6 +321,18 @@ def no_cyclic_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def plan_in_order(
+    nodes: Iterable[NodeState],
+    pools: Iterable[Pool],
+    running: Iterable[RunningJob],
+    order: Sequence[QueuedJob],
+    now: datetime,
+) -> dict[int, Decision]:
+    """Every job's decision, by id, with ``order`` the queue in queue order."""
+    engine = Engine(nodes, pools, running, order, now)
+    return {job.job_id: engine.place(job, position) for position, job in enumerate(order, 1)}
 
 
 def predict_in_order(

@@ -184,7 +184,10 @@ class NodeGroup:
         self.cpu = cpu
         self.memory = memory
         self.devices = devices
-        self.nodes: list[NodeTimeline] = []
+        # the indexes of its nodes: not the nodes themselves, which point back to it, so
+        # that the engine's objects form no reference cycle and are freed as soon as it is
+        # (no_cyclic_gc)
+        self.nodes: list[int] = []
         # demand id -> the index of its partition, for each demand its nodes can hold, in
         # ascending id order
         self.indexes: dict[int, DemandIndex] = {}
