@@ -264,8 +264,7 @@ class NodeTimeline:
             for s in range(i, j):
                 c, m, d = free[s]
                 free[s] = (c - cpu, m - mem, d - dev)
-            span = free[i:j]
-            cs, ms, ds = [f[0] for f in span], [f[1] for f in span], [f[2] for f in span]
+            cs, ms, ds = zip(*free[i:j], strict=True)
             low, high = (min(cs), min(ms), min(ds)), (max(cs), max(ms), max(ds))
         # drop boundaries where nothing changes any more: keeps later scans short
         times = self.times
@@ -391,25 +390,29 @@ class FitIndex:
                 # the demand fitted nowhere in [a, b) before, or only in intervals too short to
                 # keep: still so
                 continue
-            old = fits[lo:hi]
+            # outside [a, b) nothing changed: the overhanging ends of the old intervals stay
+            p0, q1 = fits[lo][0], fits[hi - 1][1]
             if high_c < dc or high_m < dm or high_d < dd:
-                pieces = []  # fits nowhere in [a, b) now
+                # fits nowhere in [a, b) now (the usual case): the ends are all that is left
+                pieces = []
+                if a - p0 >= shortest:
+                    pieces.append((p0, a))
+                if q1 - b >= shortest:
+                    pieces.append((b, q1))
             else:
                 pieces = node.fit_runs((dc, dm, dd), a, b)
-            # outside [a, b) nothing changed: keep the overhanging ends of the old intervals
-            p0 = old[0][0]
-            if p0 < a:
-                if pieces and pieces[0][0] == a:
-                    pieces[0] = (p0, pieces[0][1])
-                else:
-                    pieces.insert(0, (p0, a))
-            q1 = old[-1][1]
-            if q1 > b:
-                if pieces and pieces[-1][1] == b:
-                    pieces[-1] = (pieces[-1][0], q1)
-                else:
-                    pieces.append((b, q1))
-            pieces = [(p, q) for p, q in pieces if q - p >= shortest]
+                if p0 < a:
+                    if pieces and pieces[0][0] == a:
+                        pieces[0] = (p0, pieces[0][1])
+                    else:
+                        pieces.insert(0, (p0, a))
+                if q1 > b:
+                    if pieces and pieces[-1][1] == b:
+                        pieces[-1] = (pieces[-1][0], q1)
+                    else:
+                        pieces.append((b, q1))
+                pieces = [(p, q) for p, q in pieces if q - p >= shortest]
+            old = fits[lo:hi]
             fits[lo:hi] = pieces
             for p, q in old:
                 if q == INF:
