@@ -66,6 +66,16 @@ def pool_admits(pools: dict[str, Pool], node_pool: str | None, job: QueuedJob) -
     return job.project_id in known.dedicated_project_ids
 
 
+def admission_key(pools: dict[str, Pool], job: QueuedJob) -> tuple:
+    """What ``pool_admits`` reads of a job: its pool, whether it names nodes, and its
+    project only where that can matter -- a dedicated pool named, or nodes named one by
+    one (a job without either stays on shared nodes, whatever its project)."""
+    known = None if job.pool is None else pools.get(job.pool)
+    dedicated = known is not None and known.dedicated_project_ids is not None
+    project = job.project_id if dedicated or job.node_names else None
+    return (job.pool, bool(job.node_names), project)
+
+
 def partition(pools: dict[str, Pool], node_pool: str | None) -> str | None:
     """Which nodes are indexed together: a dedicated pool's own, or all the others.
 
@@ -96,7 +106,13 @@ def never(
     """The decision for a job that can never run, with why."""
     # jobs that can never run tend to come in alike batches (clones, retries): the
     # reason scans every node, so it is worked out once per kind of job
-    key = (job.pool, job.project_id, job.node_names, job.driver_version, job.specs, job.node_count)
+    key = (
+        admission_key(pools, job),
+        job.node_names,
+        job.driver_version,
+        job.specs,
+        job.node_count,
+    )
     reason = reasons.get(key)
     if reason is None:
         reason = reasons[key] = never_reason(job, states, pools, pool_admits)
@@ -199,7 +215,7 @@ class Engine:
     def _where(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
         """The index to search for this job with this demand, which of its nodes the job
         may use, and how many. Decided once per constraint set."""
-        key = (job.pool, job.project_id if job.pool is not None else None, job.driver_version, d_id)
+        key = (admission_key(self.pools, job), job.driver_version, d_id)
         hit = self._where_for.get(key)
         if hit is None:
             usable = [
