@@ -200,7 +200,13 @@ class Engine:
         self.fits = FitIndex(self.timelines, demands)
         self._hold_running(running)
         self.fits.build()
+        # demand id -> the groups whose nodes can hold it
+        self._holding: dict[int, list[NodeGroup]] = {}
+        for group in self.groups:
+            for d_id in group.indexes:
+                self._holding.setdefault(d_id, []).append(group)
         self._where_for: dict[tuple, tuple] = {}
+        self._usable: dict[tuple, tuple] = {}
         self._reasons: dict[tuple, Reason] = {}
 
     def _hold_running(self, running: Iterable[RunningJob]) -> None:
@@ -215,31 +221,37 @@ class Engine:
     def _where(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
         """The index to search for this job with this demand, which of its nodes the job
         may use, and how many. Decided once per constraint set."""
-        key = (admission_key(self.pools, job), job.driver_version, d_id)
+        key = (job.pool, job.project_id if job.pool is not None else None, job.driver_version, d_id)
         hit = self._where_for.get(key)
         if hit is None:
-            usable = [
-                g
-                for g in self.groups
-                if d_id in g.indexes
-                and (job.driver_version is None or g.driver_version == job.driver_version)
-                and pool_admits(self.pools, g.pool, job)
-            ]
-            if not usable:
-                hit = self._where_for[key] = (None, None, 0)
-                return hit
-            # all in one partition (see partition), so sharing one index
-            index = usable[0].indexes[d_id]
-            indexed = [g for g in self.groups if g.indexes.get(d_id) is index]
-            eligible = None
-            if len(usable) < len(indexed):
-                mask = bytearray(len(self.timelines))
-                for g in usable:
-                    for n in g.nodes:
-                        mask[n] = 1
-                eligible = bytes(mask)
-            hit = self._where_for[key] = (index, eligible, sum(len(g.nodes) for g in usable))
+            # constraint sets that the pool rule cannot tell apart share the answer
+            usable_key = (admission_key(self.pools, job), job.driver_version, d_id)
+            hit = self._usable.get(usable_key)
+            if hit is None:
+                hit = self._usable[usable_key] = self._eligible(job, d_id)
+            self._where_for[key] = hit
         return hit
+
+    def _eligible(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
+        usable = [
+            g
+            for g in self._holding.get(d_id, ())
+            if (job.driver_version is None or g.driver_version == job.driver_version)
+            and pool_admits(self.pools, g.pool, job)
+        ]
+        if not usable:
+            return None, None, 0
+        # all in one partition (see partition), so sharing one index
+        index = usable[0].indexes[d_id]
+        total = sum(len(g.nodes) for g in usable)
+        eligible = None
+        if total < index.node_count:
+            mask = bytearray(len(self.timelines))
+            for g in usable:
+                for n in g.nodes:
+                    mask[n] = 1
+            eligible = bytes(mask)
+        return index, eligible, total
 
     def admits(self, job: QueuedJob, node: NodeTimeline) -> bool:
         return admits(self.pools, job, node)

@@ -97,8 +97,14 @@ class HoleIndex:
         at = d.bit_length() - self.base
         by_class = self.by_class
         for c in range(len(by_class) - 1, max(at, 0) - 1, -1):
+            lst = by_class[c]
+            if not lst or lst[0] >= best:
+                continue  # nothing better in this class
+            if c != at and eligible is None:
+                best = lst[0]
+                continue
             need = d if c == at else 0
-            for hole in by_class[c]:
+            for hole in lst:
                 if hole >= best:
                     break
                 if hole[1] - hole[0] >= need and (eligible is None or eligible[hole[2]]):
@@ -144,10 +150,11 @@ class DemandIndex:
     and nodes it may never use -- idle in a pool of another team, their tails first in
     line -- are not in its way."""
 
-    __slots__ = ("holes", "shortest", "tails")
+    __slots__ = ("holes", "node_count", "shortest", "tails")
 
     def __init__(self, shortest: int) -> None:
         self.shortest = shortest  # the shortest queued job that uses the demand
+        self.node_count = 0  # how many nodes it indexes
         # sorted [(start, node index)]: the nodes' tails
         self.tails: list[tuple[int, int]] = []
         self.holes = HoleIndex(shortest)
@@ -315,6 +322,7 @@ class FitIndex:
                 runs = [(p, q) for p, q in node.fit_runs(demand, 0, INF) if q - p >= shortest]
                 node.fits[d_id] = runs
                 tails, holes = index.tails, index.holes
+                index.node_count += 1
                 node.watch.append((*demand, shortest, runs, tails, holes))
                 for p, q in runs:
                     if q == INF:
