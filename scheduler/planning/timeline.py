@@ -242,16 +242,6 @@ class NodeTimeline:
         copy.times, copy.free = self.times[:], self.free[:]
         return copy
 
-    def _split(self, t: int) -> int:
-        """Index of the segment that starts at ``t``, cutting the one around it if needed."""
-        times = self.times
-        i = bisect_right(times, t) - 1
-        if times[i] == t:
-            return i
-        times.insert(i + 1, t)
-        self.free.insert(i + 1, self.free[i])
-        return i + 1
-
     def take(
         self, a: int, b: int, cpu: int, mem: int, dev: int
     ) -> tuple[int, int, int, int, int, int]:
@@ -260,9 +250,18 @@ class NodeTimeline:
         (least cpu, memory, devices, most cpu, memory, devices): enough for the caller to
         tell, per demand, "still fits all along" or "fits nowhere" without a scan.
         """
-        i = self._split(a)
-        j = self._split(b)
-        free = self.free
+        # cut the segments around a and b so that some start at each (i: a's, j: b's)
+        times, free = self.times, self.free
+        i = bisect_right(times, a) - 1
+        if times[i] != a:
+            i += 1
+            times.insert(i, a)
+            free.insert(i, free[i - 1])
+        j = bisect_right(times, b, i) - 1
+        if times[j] != b:
+            j += 1
+            times.insert(j, b)
+            free.insert(j, free[j - 1])
         if j == i + 1:  # one segment: the usual case, worth its own path
             c, m, d = free[i]
             c, m, d = free[i] = (c - cpu, m - mem, d - dev)
@@ -274,7 +273,6 @@ class NodeTimeline:
             cs, ms, ds = zip(*free[i:j], strict=True)
             low, high = (min(cs), min(ms), min(ds)), (max(cs), max(ms), max(ds))
         # drop boundaries where nothing changes any more: keeps later scans short
-        times = self.times
         if j < len(times) and free[j] == free[j - 1]:
             del times[j], free[j]
         if i > 0 and free[i] == free[i - 1]:
