@@ -28,6 +28,8 @@ from scheduler.planning.state import (
 )
 from scheduler.planning.timeline import (
     INF,
+    NODE_BITS,
+    NODE_MASK,
     Demand,
     DemandIndex,
     Eligible,
@@ -119,10 +121,14 @@ def never(
     return Decision(job.job_id, None, None, (), position, reason)
 
 
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
 def decision(
     job: QueuedJob, position: int, start: int, spec: SpecRequest, names: Iterable[str], now
 ) -> Decision:
-    when = now if start == 0 else now + timedelta(microseconds=start)
+    # a product of a timedelta is exact, and cheaper to make than one from keywords
+    when = now if start == 0 else now + ONE_MICROSECOND * start
     return Decision(job.job_id, when, spec.spec_id, tuple(sorted(names)), position)
 
 
@@ -196,6 +202,8 @@ class Engine:
             group.nodes.append(node.index)
             self.timelines.append(node)
             self.by_name[state.name] = node
+        if len(self.timelines) > NODE_MASK + 1:
+            raise ValueError(f"the planner indexes at most {NODE_MASK + 1} nodes")
         self.groups = list(groups.values())
         self.fits = FitIndex(self.timelines, demands)
         self._hold_running(running)
@@ -285,8 +293,10 @@ class Engine:
         if k == 1:
             # a gang of one: the least (start, end, node) of the earliest eligible tail and
             # the first hole long enough in each length class, as earliest_gang would choose
-            first = tails[0] if eligible is None else next(t for t in tails if eligible[t[1]])
-            found = (first[0], INF, first[1])
+            first = (
+                tails[0] if eligible is None else next(t for t in tails if eligible[t & NODE_MASK])
+            )
+            found = (first >> NODE_BITS, INF, first & NODE_MASK)
             if hole_index.size:
                 found = hole_index.first_fit(d, found, eligible)
             return (found[0], [found[2]]) if found[0] < before else None

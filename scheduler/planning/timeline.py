@@ -35,6 +35,12 @@ INF = 1 << 62  # "never ends": later than any reservation
 
 Demand = tuple[int, int, int]  # cpu millis, memory bytes, devices
 
+# A tail in an index is one int, ``start << NODE_BITS | node index``: it sorts as (start,
+# node) does, and the binary searches that keep tails sorted -- a quarter of a plan's
+# work -- compare ints far faster than tuples.
+NODE_BITS = 24  # up to 16 million nodes
+NODE_MASK = (1 << NODE_BITS) - 1
+
 
 # Which nodes a search may use, by node index (truthy: yes); None where every node in the
 # index may be used, which saves the lookups.
@@ -113,34 +119,35 @@ class HoleIndex:
         return best
 
 
-def earliest_tails(
-    tails: list[tuple[int, int]], k: int, eligible: Eligible
-) -> list[tuple[int, int]]:
-    """The eligible tails a gang of ``k`` may take, sorted: every one that starts before
-    the ``k``-th earliest one's start, and the ``k`` lowest nodes of those that start with
-    it -- of those a gang takes the lowest first (gang.py), so no other can be chosen.
+def earliest_tails(tails: list[int], k: int, eligible: Eligible) -> list[tuple[int, int]]:
+    """The eligible tails a gang of ``k`` may take, as sorted (start, node): every one that
+    starts before the ``k``-th earliest one's start, and the ``k`` lowest nodes of those
+    that start with it -- of those a gang takes the lowest first (gang.py), so no other
+    can be chosen.
 
     ``tails`` (a DemandIndex's) holds at least ``k`` eligible ones.
     """
     if eligible is None:
-        bound = tails[k - 1][0]
-        return tails[: bisect_left(tails, (bound, -1)) + k]
-    chosen = []
-    rest = iter(tails)
-    for entry in rest:
-        if eligible[entry[1]]:
-            chosen.append(entry)
-            if len(chosen) == k:
+        first = tails[k - 1] >> NODE_BITS << NODE_BITS  # the k-th one's start, node 0
+        chosen = tails[: bisect_left(tails, first) + k]
+    else:
+        chosen = []
+        rest = iter(tails)
+        for tail in rest:
+            if eligible[tail & NODE_MASK]:
+                chosen.append(tail)
+                if len(chosen) == k:
+                    break
+        first = chosen[-1] >> NODE_BITS << NODE_BITS
+        last = first | NODE_MASK
+        at_bound = len(chosen) - bisect_left(chosen, first)
+        for tail in rest:
+            if at_bound == k or tail > last:
                 break
-    bound = chosen[-1][0]
-    at_bound = len(chosen) - bisect_left(chosen, (bound, -1))
-    for entry in rest:
-        if at_bound == k or entry[0] > bound:
-            break
-        if eligible[entry[1]]:
-            chosen.append(entry)
-            at_bound += 1
-    return chosen
+            if eligible[tail & NODE_MASK]:
+                chosen.append(tail)
+                at_bound += 1
+    return [(tail >> NODE_BITS, tail & NODE_MASK) for tail in chosen]
 
 
 class DemandIndex:
@@ -155,8 +162,8 @@ class DemandIndex:
     def __init__(self, shortest: int) -> None:
         self.shortest = shortest  # the shortest queued job that uses the demand
         self.node_count = 0  # how many nodes it indexes
-        # sorted [(start, node index)]: the nodes' tails
-        self.tails: list[tuple[int, int]] = []
+        # the nodes' tails, sorted (see NODE_BITS)
+        self.tails: list[int] = []
         self.holes = HoleIndex(shortest)
 
 
@@ -324,7 +331,7 @@ class FitIndex:
                 node.watch.append((*demand, shortest, runs, tails, holes))
                 for p, q in runs:
                     if q == INF:
-                        insort(tails, (p, n))
+                        insort(tails, p << NODE_BITS | n)
                     else:
                         holes.add(p, q, n)
 
@@ -370,8 +377,8 @@ class FitIndex:
         for i in cut:
             _, _, _, shortest, fits, tails, holes = watch[i]
             p = fits[-1][0]
-            del tails[bisect_left(tails, (p, n))]
-            insort(tails, (b, n))
+            del tails[bisect_left(tails, p << NODE_BITS | n)]
+            insort(tails, b << NODE_BITS | n)
             if a - p >= shortest:
                 fits[-1] = (p, a)
                 fits.append((b, INF))
@@ -422,11 +429,11 @@ class FitIndex:
             fits[lo:hi] = pieces
             for p, q in old:
                 if q == INF:
-                    del tails[bisect_left(tails, (p, n))]
+                    del tails[bisect_left(tails, p << NODE_BITS | n)]
                 else:
                     holes.remove(p, q, n)
             for p, q in pieces:
                 if q == INF:
-                    insort(tails, (p, n))
+                    insort(tails, p << NODE_BITS | n)
                 else:
                     holes.add(p, q, n)
