@@ -202,6 +202,7 @@ class Engine:
             group.nodes.append(node.index)
             self.timelines.append(node)
             self.by_name[state.name] = node
+        self.names = [node.name for node in self.timelines]
         if len(self.timelines) > NODE_MASK + 1:
             raise ValueError(f"the planner indexes at most {NODE_MASK + 1} nodes")
         self.groups = list(groups.values())
@@ -315,9 +316,7 @@ class Engine:
     def decision(
         self, job: QueuedJob, position: int, start: int, spec: SpecRequest, chosen: list[int]
     ) -> Decision:
-        return decision(
-            job, position, start, spec, [self.timelines[n].name for n in chosen], self.now
-        )
+        return decision(job, position, start, spec, map(self.names.__getitem__, chosen), self.now)
 
     def place(self, job: QueuedJob, position: int) -> Decision:
         """Find the job's earliest start, reserve its gang, and say so."""
@@ -325,17 +324,18 @@ class Engine:
         d, specs = self.needs[job.job_id]
         best: tuple[int, list[int]] | None = None
         best_spec = None
+        best_demand = -1
         if k >= 1:
             for spec, d_id in specs:
                 found = self._search(job, d_id, k, d, INF if best is None else best[0])
                 if found is not None:
-                    best, best_spec = found, spec
+                    best, best_spec, best_demand = found, spec, d_id
                     if found[0] == 0:
                         break  # nothing starts earlier than now
         if best is None or best_spec is None:
             return self.never(job, position)
         start, chosen = best
-        need = (best_spec.cpu_millis, best_spec.memory_bytes, best_spec.devices)
+        need = self.fits.demands[best_demand]  # the spec's amounts
         timelines = self.timelines
         self.fits.reserve_gang([timelines[n] for n in chosen], start, start + d, need)
         return self.decision(job, position, start, best_spec, chosen)

@@ -374,31 +374,34 @@ class FitIndex:
         free.append((group.cpu, group.memory, group.devices))
         n = node.index
         watch = node.watch
+        # the same new tail for every demand cut (intervals are immutable, so shared)
+        tail, tail_key = (b, INF), b << NODE_BITS | n
         for i in cut:
             _, _, _, shortest, fits, tails, holes = watch[i]
             p = fits[-1][0]
             del tails[bisect_left(tails, p << NODE_BITS | n)]
-            insort(tails, b << NODE_BITS | n)
+            insort(tails, tail_key)
             if a - p >= shortest:
                 fits[-1] = (p, a)
-                fits.append((b, INF))
+                fits.append(tail)
                 holes.add(p, a, n)
             else:
-                fits[-1] = (b, INF)
+                fits[-1] = tail
 
     def reserve(self, node: NodeTimeline, a: int, b: int, need: Demand) -> None:
         """Take ``need`` on ``node`` over ``[a, b)`` and splice the intervals it changes."""
         low_c, low_m, low_d, high_c, high_m, high_d = node.take(a, b, *need)
         n = node.index
+        # the intervals overlapping [a, b): the last one starting at or before a, if it
+        # reaches past a, up to the first one starting at or after b
+        past_a, from_b = (a, INF), (b,)
         for dc, dm, dd, shortest, fits, tails, holes in node.watch:
             if low_c >= dc and low_m >= dm and low_d >= dd:
                 continue  # still fits wherever it did: nothing to change
-            # the intervals overlapping [a, b): the last one starting at or before a, if
-            # it reaches past a, up to the first one starting at or after b
-            lo = bisect_right(fits, (a, INF)) - 1
+            lo = bisect_right(fits, past_a) - 1
             if lo < 0 or fits[lo][1] <= a:
                 lo += 1
-            hi = bisect_left(fits, (b,), lo)
+            hi = bisect_left(fits, from_b, lo)
             if lo == hi:
                 # the demand fitted nowhere in [a, b) before, or only in intervals too short to
                 # keep: still so
