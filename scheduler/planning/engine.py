@@ -242,6 +242,7 @@ class Engine:
         return hit
 
     def _eligible(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
+        """What ``_where`` answers, worked out from the groups that hold the demand."""
         usable = [
             g
             for g in self._holding.get(d_id, ())
