@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from scheduler.planning.engine import Engine, no_cyclic_gc, predict_in_order
+from scheduler.planning.engine import no_cyclic_gc, plan_in_order, predict_in_order
 from scheduler.planning.forecast import Forecast
 from scheduler.planning.reasons import Reason, Words
 from scheduler.planning.state import (
@@ -60,8 +60,7 @@ def plan(
     """Every queued job's earliest start, spec and nodes, or why it can never run."""
     order = sorted(queue, key=queue_key)
     with no_cyclic_gc():
-        engine = Engine(nodes, pools, running, order, now)
-        decisions = {job.job_id: engine.place(job, pos) for pos, job in enumerate(order, 1)}
+        decisions = plan_in_order(nodes, pools, running, order, now)
     return Plan(decisions, now)
 
 

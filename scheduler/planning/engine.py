@@ -28,11 +28,15 @@ from scheduler.planning.state import (
 )
 from scheduler.planning.timeline import (
     INF,
+    NODE_BITS,
+    NODE_MASK,
     Demand,
+    DemandIndex,
+    Eligible,
     FitIndex,
-    HoleIndex,
     NodeGroup,
     NodeTimeline,
+    earliest_tails,
 )
 
 # A running job past its deadline still holds its node until expiry stops it: it is
@@ -64,6 +68,26 @@ def pool_admits(pools: dict[str, Pool], node_pool: str | None, job: QueuedJob) -
     return job.project_id in known.dedicated_project_ids
 
 
+def admission_key(pools: dict[str, Pool], job: QueuedJob) -> tuple:
+    """What ``pool_admits`` reads of a job: its pool, whether it names nodes, and its
+    project only where that can matter -- a dedicated pool named, or nodes named one by
+    one (a job without either stays on shared nodes, whatever its project)."""
+    known = None if job.pool is None else pools.get(job.pool)
+    dedicated = known is not None and known.dedicated_project_ids is not None
+    project = job.project_id if dedicated or job.node_names else None
+    return (job.pool, bool(job.node_names), project)
+
+
+def partition(pools: dict[str, Pool], node_pool: str | None) -> str | None:
+    """Which nodes are indexed together: a dedicated pool's own, or all the others.
+
+    ``pool_admits`` never lets a job that names no nodes use two of them: without a pool it
+    stays on the shared ones, with a pool on that pool's nodes alone.
+    """
+    known = None if node_pool is None else pools.get(node_pool)
+    return node_pool if known is not None and known.dedicated_project_ids is not None else None
+
+
 def admits(pools: dict[str, Pool], job: QueuedJob, node: NodeTimeline) -> bool:
     """Whether the job's pool, driver and node-name constraints allow this node."""
     g = node.group
@@ -84,17 +108,27 @@ def never(
     """The decision for a job that can never run, with why."""
     # jobs that can never run tend to come in alike batches (clones, retries): the
     # reason scans every node, so it is worked out once per kind of job
-    key = (job.pool, job.project_id, job.node_names, job.driver_version, job.specs, job.node_count)
+    key = (
+        admission_key(pools, job),
+        job.node_names,
+        job.driver_version,
+        job.specs,
+        job.node_count,
+    )
     reason = reasons.get(key)
     if reason is None:
         reason = reasons[key] = never_reason(job, states, pools, pool_admits)
     return Decision(job.job_id, None, None, (), position, reason)
 
 
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
 def decision(
     job: QueuedJob, position: int, start: int, spec: SpecRequest, names: Iterable[str], now
 ) -> Decision:
-    when = now if start == 0 else now + timedelta(microseconds=start)
+    # a product of a timedelta is exact, and cheaper to make than one from keywords
+    when = now if start == 0 else now + ONE_MICROSECOND * start
     return Decision(job.job_id, when, spec.spec_id, tuple(sorted(names)), position)
 
 
@@ -137,6 +171,7 @@ class Engine:
             self.needs[job.job_id] = (d, specs)
 
         groups: dict[tuple, NodeGroup] = {}
+        indexes: dict[tuple[str | None, int], DemandIndex] = {}
         self.timelines: list[NodeTimeline] = []
         self.by_name: dict[str, NodeTimeline] = {}
         for state in self.states:
@@ -152,23 +187,35 @@ class Engine:
             group = groups.get(gkey)
             if group is None:
                 group = groups[gkey] = NodeGroup(*gkey)
+                part = partition(self.pools, group.pool)
                 for ((dtype, model), demand), d_id in self.demand_ids.items():
                     if (
                         dtype == group.device_type
                         and (model is None or model == group.device_model)
                         and group.holds(demand)
                     ):
-                        group.tails[d_id] = []
-                        group.holes[d_id] = HoleIndex(min_hole[d_id])
+                        index = indexes.get((part, d_id))
+                        if index is None:
+                            index = indexes[part, d_id] = DemandIndex(min_hole[d_id])
+                        group.indexes[d_id] = index
             node = NodeTimeline(len(self.timelines), state.name, group)
-            group.nodes.append(node)
+            group.nodes.append(node.index)
             self.timelines.append(node)
             self.by_name[state.name] = node
+        self.names = [node.name for node in self.timelines]
+        if len(self.timelines) > NODE_MASK + 1:
+            raise ValueError(f"the planner indexes at most {NODE_MASK + 1} nodes")
         self.groups = list(groups.values())
         self.fits = FitIndex(self.timelines, demands)
         self._hold_running(running)
         self.fits.build()
+        # demand id -> the groups whose nodes can hold it
+        self._holding: dict[int, list[NodeGroup]] = {}
+        for group in self.groups:
+            for d_id in group.indexes:
+                self._holding.setdefault(d_id, []).append(group)
         self._where_for: dict[tuple, tuple] = {}
+        self._usable: dict[tuple, tuple] = {}
         self._reasons: dict[tuple, Reason] = {}
 
     def _hold_running(self, running: Iterable[RunningJob]) -> None:
@@ -180,27 +227,41 @@ class Engine:
                 if node is not None:  # gone or unschedulable: nothing will be placed there
                     node.take(0, end, spec.cpu_millis, spec.memory_bytes, spec.devices)
 
-    def _where(
-        self, job: QueuedJob, d_id: int
-    ) -> tuple[list[list[tuple[int, int]]], list[HoleIndex], int]:
-        """Where this job may run with this demand: the tails lists and hole indexes of the
-        groups it may use, and how many nodes those hold. Decided once per constraint set."""
+    def _where(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
+        """The index to search for this job with this demand, which of its nodes the job
+        may use, and how many. Decided once per constraint set."""
         key = (job.pool, job.project_id if job.pool is not None else None, job.driver_version, d_id)
         hit = self._where_for.get(key)
         if hit is None:
-            groups = [
-                g
-                for g in self.groups
-                if d_id in g.tails
-                and (job.driver_version is None or g.driver_version == job.driver_version)
-                and pool_admits(self.pools, g.pool, job)
-            ]
-            hit = self._where_for[key] = (
-                [g.tails[d_id] for g in groups],
-                [g.holes[d_id] for g in groups],
-                sum(len(g.nodes) for g in groups),
-            )
+            # constraint sets that the pool rule cannot tell apart share the answer
+            usable_key = (admission_key(self.pools, job), job.driver_version, d_id)
+            hit = self._usable.get(usable_key)
+            if hit is None:
+                hit = self._usable[usable_key] = self._eligible(job, d_id)
+            self._where_for[key] = hit
         return hit
+
+    def _eligible(self, job: QueuedJob, d_id: int) -> tuple[DemandIndex | None, Eligible, int]:
+        """What ``_where`` answers, worked out from the groups that hold the demand."""
+        usable = [
+            g
+            for g in self._holding.get(d_id, ())
+            if (job.driver_version is None or g.driver_version == job.driver_version)
+            and pool_admits(self.pools, g.pool, job)
+        ]
+        if not usable:
+            return None, None, 0
+        # all in one partition (see partition), so sharing one index
+        index = usable[0].indexes[d_id]
+        total = sum(len(g.nodes) for g in usable)
+        eligible = None
+        if total < index.node_count:
+            mask = bytearray(len(self.timelines))
+            for g in usable:
+                for n in g.nodes:
+                    mask[n] = 1
+            eligible = bytes(mask)
+        return index, eligible, total
 
     def admits(self, job: QueuedJob, node: NodeTimeline) -> bool:
         return admits(self.pools, job, node)
@@ -227,45 +288,27 @@ class Engine:
             bound = tails[k - 1][0]
             holes = [h for h in holes if h[0] <= bound]
             return earliest_gang(tails, holes, k, d, before)
-        tails_lists, hole_indexes, total = self._where(job, d_id)
-        if total < k:
+        index, eligible, total = self._where(job, d_id)
+        if index is None or total < k:
             return None
+        tails, hole_index = index.tails, index.holes
         if k == 1:
-            # a gang of one: the least (start, end, node) of the earliest tail and the
-            # first hole long enough in each length class, as earliest_gang would choose
-            best = min([lst[0] for lst in tails_lists])
-            found = (best[0], INF, best[1])
-            for hole_index in hole_indexes:
-                if hole_index.size:
-                    found = hole_index.first_fit(d, found)
-            return (found[0], [found[2]]) if found[0] < before else None
-        # The k earliest tails bound the start (every node has a tail). Those freed exactly
-        # then come along too, up to k per group, so that the gang can be the nodes freed
-        # last; and only holes that start by then can matter.
-        if len(tails_lists) == 1:
-            lst = tails_lists[0]
-            bound = lst[k - 1][0]
-            tails = lst[: bisect_left(lst, (bound, -1)) + k]
-        else:
-            if k == 1:
-                bound = min([lst[0][0] for lst in tails_lists])
-            else:
-                firsts = []
-                for lst in tails_lists:
-                    firsts.extend(lst[:k])
-                firsts.sort()
-                bound = firsts[k - 1][0]
-            tails = []
-            for lst in tails_lists:
-                if lst[0][0] <= bound:
-                    tails.extend(lst[: bisect_left(lst, (bound, -1)) + k])
-            tails.sort()
-        if bound >= before:
-            bound = before - 1
-        holes: list[tuple[int, int, int]] = []
-        for hole_index in hole_indexes:
+            # a gang of one: the least (start, end, node) of the earliest eligible tail and
+            # the first hole long enough in each length class, as earliest_gang would choose
+            first = (
+                tails[0] if eligible is None else next(t for t in tails if eligible[t & NODE_MASK])
+            )
+            found = (first >> NODE_BITS, INF, first & NODE_MASK)
             if hole_index.size:
-                hole_index.collect(d, bound, holes)
+                found = hole_index.first_fit(d, found, eligible)
+            return (found[0], [found[2]]) if found[0] < before else None
+        # The k earliest tails bound the start (every node has a tail), so only holes that
+        # start by then can matter.
+        tails = earliest_tails(tails, k, eligible)
+        bound = min(tails[k - 1][0], before - 1)
+        holes: list[tuple[int, int, int]] = []
+        if hole_index.size:
+            hole_index.collect(d, bound, eligible, holes)
         return earliest_gang(tails, holes, k, d, before)
 
     def never(self, job: QueuedJob, position: int) -> Decision:
@@ -274,9 +317,7 @@ class Engine:
     def decision(
         self, job: QueuedJob, position: int, start: int, spec: SpecRequest, chosen: list[int]
     ) -> Decision:
-        return decision(
-            job, position, start, spec, [self.timelines[n].name for n in chosen], self.now
-        )
+        return decision(job, position, start, spec, map(self.names.__getitem__, chosen), self.now)
 
     def place(self, job: QueuedJob, position: int) -> Decision:
         """Find the job's earliest start, reserve its gang, and say so."""
@@ -284,17 +325,18 @@ class Engine:
         d, specs = self.needs[job.job_id]
         best: tuple[int, list[int]] | None = None
         best_spec = None
+        best_demand = -1
         if k >= 1:
             for spec, d_id in specs:
                 found = self._search(job, d_id, k, d, INF if best is None else best[0])
                 if found is not None:
-                    best, best_spec = found, spec
+                    best, best_spec, best_demand = found, spec, d_id
                     if found[0] == 0:
                         break  # nothing starts earlier than now
         if best is None or best_spec is None:
             return self.never(job, position)
         start, chosen = best
-        need = (best_spec.cpu_millis, best_spec.memory_bytes, best_spec.devices)
+        need = self.fits.demands[best_demand]  # the spec's amounts
         timelines = self.timelines
         self.fits.reserve_gang([timelines[n] for n in chosen], start, start + d, need)
         return self.decision(job, position, start, best_spec, chosen)
@@ -307,6 +349,9 @@ def no_cyclic_gc() -> Iterator[None]:
     Planning allocates hundreds of thousands of small tuples and no reference cycles, so
     every collection it would trigger is wasted work -- and in a web or Celery worker with a
     large heap, the older-generation passes it provokes cost more than the planning itself.
+    Let the engine go inside the block (keep it local to a function called there): its
+    objects are then freed as their last reference goes, instead of being walked by the
+    first collection after the collector is back on.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -315,6 +360,18 @@ def no_cyclic_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def plan_in_order(
+    nodes: Iterable[NodeState],
+    pools: Iterable[Pool],
+    running: Iterable[RunningJob],
+    order: Sequence[QueuedJob],
+    now: datetime,
+) -> dict[int, Decision]:
+    """Every job's decision, by id, with ``order`` the queue in queue order."""
+    engine = Engine(nodes, pools, running, order, now)
+    return {job.job_id: engine.place(job, position) for position, job in enumerate(order, 1)}
 
 
 def predict_in_order(

@@ -1,4 +1,4 @@
-"""Per-node resource timelines and the fit intervals indexed per node group.
+"""Per-node resource timelines and the fit intervals indexed per demand.
 
 Time is an int: microseconds after the plan's ``now`` (exact, unlike floats, and cheap to
 compare). A node's timeline is a step function of its free cpu, memory and devices: segment
@@ -9,13 +9,22 @@ For each *demand* (the cpu/memory/devices of one distinct spec) a node keeps its
 intervals*: the maximal intervals in which that demand fits. The last one, open-ended, is
 the node's *tail* for that demand. Reservations only ever take resources away, so an
 interval can only shrink or split, and a reservation ``[a, b)`` changes intervals only
-inside ``[a, b)`` -- which is what keeps updates local and cheap.
+inside ``[a, b)`` -- which is what keeps updates local and cheap. For the same reason a
+finite interval shorter than every queued job that uses its demand (the demand's
+``shortest``) can never hold one, nor can any piece of it later: such intervals are not
+kept at all.
+
+Each demand indexes the fit intervals of the nodes that hold it, one index per partition
+(a dedicated pool's nodes, or all the shared ones; see DemandIndex) whatever else the
+nodes' labels and capacities are: tails in one list sorted by start, finite holes by
+length class, each class sorted by start. A search passes the nodes its job may use as a
+mask over node indexes, so a gang search walks only the ``k`` earliest eligible tails and
+the eligible holes that start before them and may be long enough -- one list per length
+class, however many kinds of node the cluster has.
 
 Nodes with the same pool, driver, device type and capacity form a *group*: constraints are
-decided once per group instead of once per node, and each group indexes its nodes' fit
-intervals per demand (tails sorted by start; finite holes by length class, each class
-sorted by start), so a gang search touches only the ``k`` earliest tails and the holes that
-start before them and may be long enough.
+decided once per group instead of once per node, and what a reservation size cuts is
+worked out once per group.
 """
 
 from __future__ import annotations
@@ -26,73 +35,136 @@ INF = 1 << 62  # "never ends": later than any reservation
 
 Demand = tuple[int, int, int]  # cpu millis, memory bytes, devices
 
+# A tail in an index is one int, ``start << NODE_BITS | node index``: it sorts as (start,
+# node) does, and the binary searches that keep tails sorted (a tenth of a plan's
+# instructions when they compared tuples) compare ints far faster.
+NODE_BITS = 24  # up to 16 million nodes
+NODE_MASK = (1 << NODE_BITS) - 1
+
+
+# Which nodes a search may use, by node index (truthy: yes); None where every node in the
+# index may be used, which saves the lookups.
+Eligible = bytes | None
+
 
 class HoleIndex:
-    """One group's finite fit intervals for one demand, by length class, each sorted by start.
+    """A demand's finite fit intervals, by length class, each class sorted by start.
 
     The class of a hole is the bit length of its length, so a search for duration ``d``
     skips every class below ``d``'s wholesale -- long jobs step over the many short holes
     they cannot use -- and the few too-short holes of ``d``'s own class are dropped when the
-    sweep reaches them. Holes shorter than every queued job that could use them
-    (``shortest``) are never useful and stay out.
+    sweep reaches them. Holes shorter than ``shortest`` are never kept (see the module's
+    docstring), so the first class is that of ``shortest``.
     """
 
-    __slots__ = ("base", "by_class", "shortest", "size")
+    __slots__ = ("base", "by_class", "size")
 
     def __init__(self, shortest: int) -> None:
-        self.shortest = shortest
         self.size = 0  # holes kept
         self.base = shortest.bit_length()  # the class of the shortest hole kept
         # by_class[c - base]: the holes of class c, sorted by start
         self.by_class: list[list[tuple[int, int, int]]] = []
 
     def add(self, p: int, q: int, n: int) -> None:
-        if q - p >= self.shortest:
-            at = (q - p).bit_length() - self.base
-            by_class = self.by_class
-            while len(by_class) <= at:
-                by_class.append([])
-            insort(by_class[at], (p, q, n))
-            self.size += 1
+        at = (q - p).bit_length() - self.base
+        by_class = self.by_class
+        while len(by_class) <= at:
+            by_class.append([])
+        insort(by_class[at], (p, q, n))
+        self.size += 1
 
     def remove(self, p: int, q: int, n: int) -> None:
-        if q - p >= self.shortest:
-            lst = self.by_class[(q - p).bit_length() - self.base]
-            del lst[bisect_left(lst, (p, q, n))]
-            self.size -= 1
+        lst = self.by_class[(q - p).bit_length() - self.base]
+        del lst[bisect_left(lst, (p, q, n))]
+        self.size -= 1
 
-    def collect(self, d: int, bound: int, out: list[tuple[int, int, int]]) -> None:
-        """Add to ``out`` the holes that start by ``bound`` and may be ``d`` long."""
+    def collect(
+        self, d: int, bound: int, eligible: Eligible, out: list[tuple[int, int, int]]
+    ) -> None:
+        """Add to ``out`` the eligible holes that start by ``bound`` and may be ``d`` long."""
         at = d.bit_length() - self.base
         top = (bound, INF, INF)
         for lst in self.by_class[at:] if at > 0 else self.by_class:
             if lst and lst[0][0] <= bound:
-                out.extend(lst[: bisect_right(lst, top)])
+                early = lst[: bisect_right(lst, top)]
+                out.extend(early if eligible is None else [h for h in early if eligible[h[2]]])
 
-    def first_fit(self, d: int, best: tuple[int, int, int]) -> tuple[int, int, int]:
-        """The least (start, end, node) of a hole ``d`` long or more, if less than ``best``.
+    def first_fit(
+        self, d: int, best: tuple[int, int, int], eligible: Eligible
+    ) -> tuple[int, int, int]:
+        """The least (start, end, node) of an eligible hole ``d`` long or more, if less than
+        ``best``.
 
         What a gang of one takes (gang.py): the earliest start, then the interval that ends
         soonest, then the lowest node. Every hole of a class above ``d``'s is long enough,
-        so each such class offers its first; ``d``'s own class is scanned in order.
+        so each such class offers its first eligible one; ``d``'s own class is scanned in
+        order for one that is also long enough.
         """
         at = d.bit_length() - self.base
         by_class = self.by_class
         for c in range(len(by_class) - 1, max(at, 0) - 1, -1):
             lst = by_class[c]
-            if not lst:
+            if not lst or lst[0] >= best:
+                continue  # nothing better in this class
+            if c != at and eligible is None:
+                best = lst[0]
                 continue
-            if c != at:
-                if lst[0] < best:
-                    best = lst[0]
-                continue
+            need = d if c == at else 0
             for hole in lst:
                 if hole >= best:
                     break
-                if hole[1] - hole[0] >= d:
+                if hole[1] - hole[0] >= need and (eligible is None or eligible[hole[2]]):
                     best = hole
                     break
         return best
+
+
+def earliest_tails(tails: list[int], k: int, eligible: Eligible) -> list[tuple[int, int]]:
+    """The eligible tails a gang of ``k`` may take, as sorted (start, node): every one that
+    starts before the ``k``-th earliest one's start, and the ``k`` lowest nodes of those
+    that start with it -- of those a gang takes the lowest first (gang.py), so no other
+    can be chosen.
+
+    ``tails`` (a DemandIndex's) holds at least ``k`` eligible ones.
+    """
+    if eligible is None:
+        first = tails[k - 1] >> NODE_BITS << NODE_BITS  # the k-th one's start, node 0
+        chosen = tails[: bisect_left(tails, first) + k]
+    else:
+        chosen = []
+        rest = iter(tails)
+        for tail in rest:
+            if eligible[tail & NODE_MASK]:
+                chosen.append(tail)
+                if len(chosen) == k:
+                    break
+        first = chosen[-1] >> NODE_BITS << NODE_BITS
+        last = first | NODE_MASK
+        at_bound = len(chosen) - bisect_left(chosen, first)
+        for tail in rest:
+            if at_bound == k or tail > last:
+                break
+            if eligible[tail & NODE_MASK]:
+                chosen.append(tail)
+                at_bound += 1
+    return [(tail >> NODE_BITS, tail & NODE_MASK) for tail in chosen]
+
+
+class DemandIndex:
+    """One demand's fit intervals on the nodes of one *partition*: the nodes of a dedicated
+    pool, or all the others. A job that names no nodes may only ever use nodes of one
+    partition (the pool rule, engine.pool_admits), so its searches never merge indexes,
+    and nodes it may never use -- idle in a pool of another team, their tails first in
+    line -- are not in its way."""
+
+    __slots__ = ("holes", "node_count", "shortest", "tails")
+
+    def __init__(self, shortest: int) -> None:
+        self.shortest = shortest  # the shortest queued job that uses the demand
+        self.node_count = 0  # how many nodes it indexes
+        # the nodes' tails, sorted (see NODE_BITS)
+        self.tails: list[int] = []
+        self.holes = HoleIndex(shortest)
 
 
 class NodeGroup:
@@ -103,11 +175,10 @@ class NodeGroup:
         "device_type",
         "devices",
         "driver_version",
-        "holes",
+        "indexes",
         "memory",
         "nodes",
         "pool",
-        "tails",
     )
 
     def __init__(
@@ -127,10 +198,13 @@ class NodeGroup:
         self.cpu = cpu
         self.memory = memory
         self.devices = devices
-        self.nodes: list[NodeTimeline] = []
-        # demand id -> sorted [(start, node index)]
-        self.tails: dict[int, list[tuple[int, int]]] = {}
-        self.holes: dict[int, HoleIndex] = {}
+        # the indexes of its nodes: not the nodes themselves, which point back to it, so
+        # that the engine's objects form no reference cycle and are freed as soon as it is
+        # (no_cyclic_gc)
+        self.nodes: list[int] = []
+        # demand id -> the index of its partition, for each demand its nodes can hold, in
+        # ascending id order
+        self.indexes: dict[int, DemandIndex] = {}
         # (cpu, memory, devices) of a reservation -> the demands that no longer fit beside it,
         # as positions in each member node's ``watch``
         self.cut_by: dict[Demand, list[int]] = {}
@@ -163,9 +237,10 @@ class NodeTimeline:
         self.free = [(group.cpu, group.memory, group.devices)]
         # demand id -> its fit intervals [(start, end)], sorted and disjoint
         self.fits: dict[int, list[tuple[int, int]]] = {}
-        # per demand, in demand id order: (cpu, memory, devices, its fits list, the group's
-        # tails list and hole index for it) -- what a reservation touches, looked up once
-        self.watch: list[tuple[int, int, int, list, list, HoleIndex]] = []
+        # per demand, in demand id order: (cpu, memory, devices, the demand's shortest
+        # interval kept, its fits list, the demand's tails list and hole index) -- what a
+        # reservation touches, looked up once
+        self.watch: list[tuple[int, int, int, int, list, list, HoleIndex]] = []
 
     def frozen_copy(self, group: NodeGroup | None = None) -> NodeTimeline:
         """A copy of the free-capacity steps alone (no intervals), to search later; in
@@ -173,16 +248,6 @@ class NodeTimeline:
         copy = NodeTimeline(self.index, self.name, group or self.group)
         copy.times, copy.free = self.times[:], self.free[:]
         return copy
-
-    def _split(self, t: int) -> int:
-        """Index of the segment that starts at ``t``, cutting the one around it if needed."""
-        times = self.times
-        i = bisect_right(times, t) - 1
-        if times[i] == t:
-            return i
-        times.insert(i + 1, t)
-        self.free.insert(i + 1, self.free[i])
-        return i + 1
 
     def take(
         self, a: int, b: int, cpu: int, mem: int, dev: int
@@ -192,9 +257,18 @@ class NodeTimeline:
         (least cpu, memory, devices, most cpu, memory, devices): enough for the caller to
         tell, per demand, "still fits all along" or "fits nowhere" without a scan.
         """
-        i = self._split(a)
-        j = self._split(b)
-        free = self.free
+        # cut the segments around a and b so that some start at each (i: a's, j: b's)
+        times, free = self.times, self.free
+        i = bisect_right(times, a) - 1
+        if times[i] != a:
+            i += 1
+            times.insert(i, a)
+            free.insert(i, free[i - 1])
+        j = bisect_right(times, b, i) - 1
+        if times[j] != b:
+            j += 1
+            times.insert(j, b)
+            free.insert(j, free[j - 1])
         if j == i + 1:  # one segment: the usual case, worth its own path
             c, m, d = free[i]
             c, m, d = free[i] = (c - cpu, m - mem, d - dev)
@@ -203,11 +277,9 @@ class NodeTimeline:
             for s in range(i, j):
                 c, m, d = free[s]
                 free[s] = (c - cpu, m - mem, d - dev)
-            span = free[i:j]
-            cs, ms, ds = [f[0] for f in span], [f[1] for f in span], [f[2] for f in span]
+            cs, ms, ds = zip(*free[i:j], strict=True)
             low, high = (min(cs), min(ms), min(ds)), (max(cs), max(ms), max(ds))
         # drop boundaries where nothing changes any more: keeps later scans short
-        times = self.times
         if j < len(times) and free[j] == free[j - 1]:
             del times[j], free[j]
         if i > 0 and free[i] == free[i - 1]:
@@ -237,7 +309,8 @@ class NodeTimeline:
 
 
 class FitIndex:
-    """Keeps every node's fit intervals, and their per-group index, true as reservations land."""
+    """Keeps every node's fit intervals, and their per-demand index, true as reservations
+    land."""
 
     __slots__ = ("demands", "nodes")
 
@@ -247,18 +320,18 @@ class FitIndex:
 
     def build(self) -> None:
         """Compute every node's intervals from its timeline (once, after running jobs)."""
-        demands = self.demands
         for node in self.nodes:
-            group = node.group
             n = node.index
-            for d_id in sorted(group.tails):
-                runs = node.fit_runs(demands[d_id], 0, INF)
+            for d_id, index in node.group.indexes.items():
+                demand, shortest = self.demands[d_id], index.shortest
+                runs = [(p, q) for p, q in node.fit_runs(demand, 0, INF) if q - p >= shortest]
                 node.fits[d_id] = runs
-                tails, holes = group.tails[d_id], group.holes[d_id]
-                node.watch.append((*demands[d_id], runs, tails, holes))
+                tails, holes = index.tails, index.holes
+                index.node_count += 1
+                node.watch.append((*demand, shortest, runs, tails, holes))
                 for p, q in runs:
                     if q == INF:
-                        insort(tails, (p, n))
+                        insort(tails, p << NODE_BITS | n)
                     else:
                         holes.add(p, q, n)
 
@@ -301,59 +374,69 @@ class FitIndex:
         free.append((group.cpu, group.memory, group.devices))
         n = node.index
         watch = node.watch
+        # the same new tail for every demand cut (intervals are immutable, so shared)
+        tail, tail_key = (b, INF), b << NODE_BITS | n
         for i in cut:
-            _, _, _, fits, tails, holes = watch[i]
+            _, _, _, shortest, fits, tails, holes = watch[i]
             p = fits[-1][0]
-            del tails[bisect_left(tails, (p, n))]
-            insort(tails, (b, n))
-            if p < a:
+            del tails[bisect_left(tails, p << NODE_BITS | n)]
+            insort(tails, tail_key)
+            if a - p >= shortest:
                 fits[-1] = (p, a)
-                fits.append((b, INF))
+                fits.append(tail)
                 holes.add(p, a, n)
             else:
-                fits[-1] = (b, INF)
+                fits[-1] = tail
 
     def reserve(self, node: NodeTimeline, a: int, b: int, need: Demand) -> None:
         """Take ``need`` on ``node`` over ``[a, b)`` and splice the intervals it changes."""
         low_c, low_m, low_d, high_c, high_m, high_d = node.take(a, b, *need)
         n = node.index
-        for dc, dm, dd, fits, tails, holes in node.watch:
+        # the intervals overlapping [a, b): the last one starting at or before a, if it
+        # reaches past a, up to the first one starting at or after b
+        past_a, from_b = (a, INF), (b,)
+        for dc, dm, dd, shortest, fits, tails, holes in node.watch:
             if low_c >= dc and low_m >= dm and low_d >= dd:
                 continue  # still fits wherever it did: nothing to change
-            # the intervals overlapping [a, b): the last one starting at or before a, if
-            # it reaches past a, up to the first one starting at or after b
-            lo = bisect_right(fits, (a, INF)) - 1
+            lo = bisect_right(fits, past_a) - 1
             if lo < 0 or fits[lo][1] <= a:
                 lo += 1
-            hi = bisect_left(fits, (b,), lo)
+            hi = bisect_left(fits, from_b, lo)
             if lo == hi:
-                continue  # the demand fitted nowhere in [a, b) before: still does not
-            old = fits[lo:hi]
+                # the demand fitted nowhere in [a, b) before, or only in intervals too short to
+                # keep: still so
+                continue
+            # outside [a, b) nothing changed: the overhanging ends of the old intervals stay
+            p0, q1 = fits[lo][0], fits[hi - 1][1]
             if high_c < dc or high_m < dm or high_d < dd:
-                pieces = []  # fits nowhere in [a, b) now
+                # fits nowhere in [a, b) now: the ends are all that is left
+                pieces = []
+                if a - p0 >= shortest:
+                    pieces.append((p0, a))
+                if q1 - b >= shortest:
+                    pieces.append((b, q1))
             else:
                 pieces = node.fit_runs((dc, dm, dd), a, b)
-            # outside [a, b) nothing changed: keep the overhanging ends of the old intervals
-            p0 = old[0][0]
-            if p0 < a:
-                if pieces and pieces[0][0] == a:
-                    pieces[0] = (p0, pieces[0][1])
-                else:
-                    pieces.insert(0, (p0, a))
-            q1 = old[-1][1]
-            if q1 > b:
-                if pieces and pieces[-1][1] == b:
-                    pieces[-1] = (pieces[-1][0], q1)
-                else:
-                    pieces.append((b, q1))
+                if p0 < a:
+                    if pieces and pieces[0][0] == a:
+                        pieces[0] = (p0, pieces[0][1])
+                    else:
+                        pieces.insert(0, (p0, a))
+                if q1 > b:
+                    if pieces and pieces[-1][1] == b:
+                        pieces[-1] = (pieces[-1][0], q1)
+                    else:
+                        pieces.append((b, q1))
+                pieces = [(p, q) for p, q in pieces if q - p >= shortest]
+            old = fits[lo:hi]
             fits[lo:hi] = pieces
             for p, q in old:
                 if q == INF:
-                    del tails[bisect_left(tails, (p, n))]
+                    del tails[bisect_left(tails, p << NODE_BITS | n)]
                 else:
                     holes.remove(p, q, n)
             for p, q in pieces:
                 if q == INF:
-                    insort(tails, (p, n))
+                    insort(tails, p << NODE_BITS | n)
                 else:
                     holes.add(p, q, n)
