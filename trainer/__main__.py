@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from trainer.allocator import restart_with_jemalloc
@@ -90,7 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         from trainer.runner import run as run_job  # pulls in torch; validate-data does not
 
-        return run_job(args.spec)
+        status = run_job(args.spec)
+        if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # One rank of several, its outcome said and its files closed: it leaves at
+            # once. The interpreter's teardown can abort in a collective backend's
+            # threads (SIGABRT after "succeeded", seen with DeepSpeed on gloo) and turn a
+            # finished run into a failed rank.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+        return status
     return _validate_data(args)
 
 
