@@ -420,29 +420,23 @@ class FitIndex:
                 if q1 - b >= shortest:
                     pieces.append((b, q1))
             else:
-                # the runs in [a, b) where it fits (some, as high shows)
+                # the runs where it fits now, the first carrying on the interval that
+                # reached [a, b) from before, the last the one that reaches on past it
                 pieces = []
-                start = -1
+                start = p0 if p0 < a else -1
                 for t, (c, m, d) in span:
                     if c >= dc and m >= dm and d >= dd:
                         if start < 0:
                             start = t
                     elif start >= 0:
-                        pieces.append((start, t))
+                        if t - start >= shortest:
+                            pieces.append((start, t))
                         start = -1
                 if start >= 0:
-                    pieces.append((start, b))
-                if p0 < a:
-                    if pieces and pieces[0][0] == a:
-                        pieces[0] = (p0, pieces[0][1])
-                    else:
-                        pieces.insert(0, (p0, a))
-                if q1 > b:
-                    if pieces and pieces[-1][1] == b:
-                        pieces[-1] = (pieces[-1][0], q1)
-                    else:
-                        pieces.append((b, q1))
-                pieces = [(p, q) for p, q in pieces if q - p >= shortest]
+                    if max(q1, b) - start >= shortest:
+                        pieces.append((start, max(q1, b)))
+                elif q1 - b >= shortest:
+                    pieces.append((b, q1))
             old = fits[lo:hi]
             fits[lo:hi] = pieces
             for p, q in old:
