@@ -251,11 +251,13 @@ class NodeTimeline:
 
     def take(
         self, a: int, b: int, cpu: int, mem: int, dev: int
-    ) -> tuple[int, int, int, int, int, int]:
-        """Subtract resources over ``[a, b)``; return the least and the most left of each.
+    ) -> tuple[Demand, Demand, list[tuple[int, Demand]]]:
+        """Subtract resources over ``[a, b)``; return the least and the most left of each,
+        and the segments there as (start, what is left), the first starting at ``a``.
 
-        (least cpu, memory, devices, most cpu, memory, devices): enough for the caller to
-        tell, per demand, "still fits all along" or "fits nowhere" without a scan.
+        The least and the most (cpu, memory, devices) let the caller tell, per demand,
+        "still fits all along" or "fits nowhere" without a scan; the segments spare the
+        other demands a search of the timeline each.
         """
         # cut the segments around a and b so that some start at each (i: a's, j: b's)
         times, free = self.times, self.free
@@ -273,18 +275,20 @@ class NodeTimeline:
             c, m, d = free[i]
             c, m, d = free[i] = (c - cpu, m - mem, d - dev)
             low = high = (c, m, d)
+            span = [(a, low)]
         else:
             for s in range(i, j):
                 c, m, d = free[s]
                 free[s] = (c - cpu, m - mem, d - dev)
             cs, ms, ds = zip(*free[i:j], strict=True)
             low, high = (min(cs), min(ms), min(ds)), (max(cs), max(ms), max(ds))
+            span = list(zip(times[i:j], free[i:j], strict=True))
         # drop boundaries where nothing changes any more: keeps later scans short
         if j < len(times) and free[j] == free[j - 1]:
             del times[j], free[j]
         if i > 0 and free[i] == free[i - 1]:
             del times[i], free[i]
-        return (*low, *high)
+        return low, high, span
 
     def fit_runs(self, demand: Demand, a: int, b: int) -> list[tuple[int, int]]:
         """The maximal intervals within ``[a, b)`` in which ``demand`` fits."""
@@ -390,7 +394,7 @@ class FitIndex:
 
     def reserve(self, node: NodeTimeline, a: int, b: int, need: Demand) -> None:
         """Take ``need`` on ``node`` over ``[a, b)`` and splice the intervals it changes."""
-        low_c, low_m, low_d, high_c, high_m, high_d = node.take(a, b, *need)
+        (low_c, low_m, low_d), (high_c, high_m, high_d), span = node.take(a, b, *need)
         n = node.index
         # the intervals overlapping [a, b): the last one starting at or before a, if it
         # reaches past a, up to the first one starting at or after b
@@ -416,18 +420,23 @@ class FitIndex:
                 if q1 - b >= shortest:
                     pieces.append((b, q1))
             else:
-                pieces = node.fit_runs((dc, dm, dd), a, b)
-                if p0 < a:
-                    if pieces and pieces[0][0] == a:
-                        pieces[0] = (p0, pieces[0][1])
-                    else:
-                        pieces.insert(0, (p0, a))
-                if q1 > b:
-                    if pieces and pieces[-1][1] == b:
-                        pieces[-1] = (pieces[-1][0], q1)
-                    else:
-                        pieces.append((b, q1))
-                pieces = [(p, q) for p, q in pieces if q - p >= shortest]
+                # the runs where it fits now, the first carrying on the interval that
+                # reached [a, b) from before, the last the one that reaches on past it
+                pieces = []
+                start = p0 if p0 < a else -1
+                for t, (c, m, d) in span:
+                    if c >= dc and m >= dm and d >= dd:
+                        if start < 0:
+                            start = t
+                    elif start >= 0:
+                        if t - start >= shortest:
+                            pieces.append((start, t))
+                        start = -1
+                if start >= 0:
+                    if max(q1, b) - start >= shortest:
+                        pieces.append((start, max(q1, b)))
+                elif q1 - b >= shortest:
+                    pieces.append((b, q1))
             old = fits[lo:hi]
             fits[lo:hi] = pieces
             for p, q in old:
