@@ -5,8 +5,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-# A Kubernetes name that must be a DNS label (RFC 1123), as a LocalQueue's.
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z"
+from config.env import DNS_LABEL  # a LocalQueue's name is one
 
 
 class Access(models.TextChoices):

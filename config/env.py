@@ -140,11 +140,11 @@ def embedded_secret_key(data_root: Path) -> str:
 
 
 #: A Kubernetes object name that must be a DNS label (RFC 1123): a LocalQueue's, say.
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 def dns_label(name: str, value: str) -> str:
-    if not DNS_LABEL.fullmatch(value):
+    if not DNS_LABEL.match(value):
         raise ImproperlyConfigured(
             f"{name} must be a Kubernetes name (lower-case letters, digits and '-', at most "
             f"63), not {value!r}."

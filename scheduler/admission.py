@@ -112,13 +112,7 @@ def admit(now=None) -> list[Admitted]:
     # the list's view of the queue and the create page's forecasts, the expected starts
     # planned outside the lock; a pass that started jobs changed the state it planned,
     # and the pass their start sets off shares the forecasts of the state it leaves
-    running, queue = state.expected()
-    expected = planner.Forecast(state.nodes, state.pools, running, queue, now)
-    pools = {job.job_id: job.pool for job in state.queue}
-    on = forecast.drafts.holders
-    prediction.remember_plan(plan, pools, expected.plan, on)
-    if not starting:
-        prediction.keep_warm(version, state, forecast, expected)
+    prediction.remember_state(version, state, forecast, warm=not starting)
     return admitted
 
 

@@ -151,7 +151,7 @@ def submit(job: Job, executor) -> bool:
     """Create the job's suspended, labelled Job (with its ConfigMap, Secret and
     Service); True if it stands. A job stopped or deleted meanwhile has what was just
     created torn down again."""
-    from scheduler.launching import _clear_abandoned_output, trainer_spec
+    from scheduler.launching import clear_abandoned_output, trainer_spec
 
     spec = job.ordered_node_specs()[0]  # Kueue chooses flavors, not specs: the first
     token = secrets.token_urlsafe(32)
@@ -172,7 +172,7 @@ def submit(job: Job, executor) -> bool:
     )
     if not recorded:
         return False
-    _clear_abandoned_output(job)
+    clear_abandoned_output(job)
     executor.launch(request)
     with transaction.atomic():
         still = Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.QUEUED)
@@ -346,53 +346,46 @@ def remember_positions(executor, local_queues: Iterable[str]) -> dict[int, Stand
     for queue in sorted(set(local_queues)):
         for item in executor.pending_workloads(queue):
             name, _uid = observing.workload_owner(item)
-            job_id = _job_of(name)
+            job_id = manifests.job_id_of(name)
             position = item.get("positionInClusterQueue")  # 0: the next one Kueue admits
             if job_id is not None and isinstance(position, int):
                 found[job_id] = Standing(position + 1, feeds.get(queue, queue))
-    try:
-        cache.set(
-            POSITIONS_CACHE_KEY,
-            {job_id: (s.position, s.queue) for job_id, s in found.items()},
-            CACHE_SECONDS,
-        )
-    except Exception as exc:  # any backend's connection error: positions are a shortcut
-        logger.warning("Kueue's positions could not be kept: %s", exc)
+    kept = {job_id: (standing.position, standing.queue) for job_id, standing in found.items()}
+    _keep(POSITIONS_CACHE_KEY, kept, "positions")
     return found
 
 
-def _job_of(name: str | None) -> int | None:
-    prefix = "jingtiao-job-"
-    if name and name.startswith(prefix) and name[len(prefix) :].isdigit():
-        return int(name[len(prefix) :])
-    return None
-
-
 def positions() -> dict[int, Standing]:
-    try:
-        kept = cache.get(POSITIONS_CACHE_KEY) or {}
-    except Exception as exc:
-        logger.warning("Kueue's positions could not be read: %s", exc)
-        kept = {}
+    kept = _kept(POSITIONS_CACHE_KEY, "positions")
     return {job_id: Standing(*value) for job_id, value in kept.items()}
 
 
 def _remember_waiting(waiting: dict[int, dict]) -> None:
-    try:
-        cache.set(WAITING_CACHE_KEY, waiting, CACHE_SECONDS)
-    except Exception as exc:
-        logger.warning("Kueue's reasons could not be kept: %s", exc)
+    _keep(WAITING_CACHE_KEY, waiting, "reasons")
 
 
 def waiting_reasons() -> dict[int, Said]:
     """What Kueue said, at the last observe cycle, of each job it keeps waiting."""
-    try:
-        kept = cache.get(WAITING_CACHE_KEY) or {}
-    except Exception as exc:
-        logger.warning("Kueue's reasons could not be read: %s", exc)
-        kept = {}
+    kept = _kept(WAITING_CACHE_KEY, "reasons")
     found = {job_id: from_data(data) for job_id, data in kept.items()}
     return {job_id: said for job_id, said in found.items() if said is not None}
+
+
+# Kueue's positions and reasons are kept in the cache for the pages: a shortcut, so a
+# cache that is down costs the pages Kueue's words (the planner's stand), never an answer.
+def _keep(key: str, value: dict, what: str) -> None:
+    try:
+        cache.set(key, value, CACHE_SECONDS)
+    except Exception as exc:  # any backend's connection error
+        logger.warning("Kueue's %s could not be kept: %s", what, exc)
+
+
+def _kept(key: str, what: str) -> dict:
+    try:
+        return cache.get(key) or {}
+    except Exception as exc:
+        logger.warning("Kueue's %s could not be read: %s", what, exc)
+        return {}
 
 
 def _plan_predictions(now: datetime) -> None:
@@ -403,8 +396,4 @@ def _plan_predictions(now: datetime) -> None:
     version = prediction.state_version()
     state = snapshot.take(now)
     latest = planner.Forecast(state.nodes, state.pools, state.running, state.queue, now)
-    running, queue = state.expected()
-    expected = planner.Forecast(state.nodes, state.pools, running, queue, now)
-    pools = {job.job_id: job.pool for job in state.queue}
-    prediction.remember_plan(latest.plan, pools, expected.plan, latest.drafts.holders)
-    prediction.keep_warm(version, state, latest, expected)
+    prediction.remember_state(version, state, latest, warm=True)

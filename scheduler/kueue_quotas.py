@@ -140,19 +140,16 @@ def _device_resources() -> set[str]:
     return names | set(named)
 
 
-def cluster_queues_of() -> dict[str, str]:
-    """LocalQueue -> the ClusterQueue it feeds, as last read."""
-    return {
-        local: queue.name
-        for queue in KueueQueue.objects.only("name", "local_queues")
-        for local in queue.local_queues
-    }
+def cluster_queues_of(rows: Iterable[KueueQueue] | None = None) -> dict[str, str]:
+    """LocalQueue -> the ClusterQueue it feeds, as last read (from ``rows`` if read)."""
+    if rows is None:
+        rows = KueueQueue.objects.only("name", "local_queues")
+    return {local: queue.name for queue in rows for local in queue.local_queues}
 
 
-def _queue_of_projects(project_ids: Iterable[int]) -> dict[int, str]:
+def _queue_of_projects(project_ids: Iterable[int], feeds: dict[str, str]) -> dict[int, str]:
     """project -> the ClusterQueue its LocalQueue feeds (its LocalQueue's name, marked,
     where no ClusterQueue is known to take it: such jobs are told they cannot run)."""
-    feeds = cluster_queues_of()
     found = {}
     for pk, own in Project.objects.filter(pk__in=set(project_ids)).values_list("pk", "kueue_queue"):
         local = own or settings.JINGTIAO_KUEUE_DEFAULT_QUEUE
@@ -173,9 +170,10 @@ def in_queue(job: QueuedJob, queues: dict[int, str]) -> QueuedJob:
 def draft_in_queue(job: QueuedJob) -> QueuedJob:
     """A draft (the create page's) as the quota view plans it (as it is, where that view
     is the nodes' own: see quota_view)."""
-    if not KueueQueue.objects.exists():
+    rows = list(KueueQueue.objects.only("name", "local_queues"))
+    if not rows:
         return job
-    return in_queue(job, _queue_of_projects([job.project_id]))
+    return in_queue(job, _queue_of_projects([job.project_id], cluster_queues_of(rows)))
 
 
 def quota_view(
@@ -188,12 +186,14 @@ def quota_view(
     jobs Kueue admitted holding them, and each queued job in its ClusterQueue. Before
     the first read of the queues (or where they cannot be read) the state is the
     nodes' own, as without Kueue: an estimate, rather than every job told it cannot run."""
-    if not KueueQueue.objects.exists():
+    rows = list(KueueQueue.objects.all())
+    if not rows:
         return nodes, pools, running, queue
     running_projects = dict(
         Job.objects.filter(pk__in=[job.job_id for job in running]).values_list("pk", "project_id")
     )
-    queues = _queue_of_projects([*running_projects.values(), *(job.project_id for job in queue)])
+    projects = [*running_projects.values(), *(job.project_id for job in queue)]
+    queues = _queue_of_projects(projects, cluster_queues_of(rows))
     labels = dict(Node.objects.values_list("name", "labels"))
     holding: dict[str, set[str]] = defaultdict(set)
     for job in running:
@@ -201,7 +201,7 @@ def quota_view(
             holding[queues.get(running_projects.get(job.job_id), "")].add(node)
     found: list[NodeState] = []
     resources = _device_resources()
-    for queue_row in KueueQueue.objects.all():
+    for queue_row in rows:
         held = holding.get(queue_row.name, set())
         # the nodes its admitted jobs hold first, so that the cut keeps them
         ordered = sorted(nodes, key=lambda node: (node.name not in held, node.name))

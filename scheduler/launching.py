@@ -178,7 +178,7 @@ def launch_job(job: Job, placement: Placement) -> bool:
     command = executor.run_command(request)
     # The hash is stored before the workers start, so their first report is accepted.
     Job.objects.filter(pk=job.pk).update(report_token_hash=hash_token(token), run_command=command)
-    _clear_abandoned_output(job)
+    clear_abandoned_output(job)
     executor.launch(request)
     failpoints.failpoint("launch.after_record")
     with transaction.atomic():
@@ -259,7 +259,7 @@ class LaunchBeat:
             connection.close()  # this thread's own connection
 
 
-def _clear_abandoned_output(job: Job) -> None:
+def clear_abandoned_output(job: Job) -> None:
     """A job launched again starts from an empty output folder. What is there was left
     by an attempt the platform gave up (requeued while it ran, or its launcher died):
     no version was made of it, since a job with a version has succeeded for good."""

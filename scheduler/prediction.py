@@ -229,6 +229,20 @@ def keep_warm(version: tuple, state: snapshot.Snapshot, latest, expected) -> Non
     share_forecasts(_forecasts_of(version, state, latest, expected))
 
 
+def remember_state(
+    version: tuple, state: snapshot.Snapshot, latest: planner.Forecast, *, warm: bool
+) -> None:
+    """What an admission pass leaves of the state it planned (``latest``, over deadlines):
+    the list's plans, with the expected starts planned here, and, with ``warm``, the
+    create page's forecasts (a pass that started jobs leaves that to the next one)."""
+    running, queue = state.expected()
+    expected = planner.Forecast(state.nodes, state.pools, running, queue, state.now)
+    pools = {job.job_id: job.pool for job in state.queue}
+    remember_plan(latest.plan, pools, expected.plan, latest.drafts.holders)
+    if warm:
+        keep_warm(version, state, latest, expected)
+
+
 def _shared(version: tuple | None) -> _Forecasts | None:
     """The forecasts a worker shared, of the state at ``version`` (of any, if None)."""
     try:

@@ -267,18 +267,11 @@ class KubernetesExecutor(Executor):
     def workloads(self, jobs: dict[int, dict]) -> dict[int, dict]:
         """Kueue's Workload of each of these jobs (their Jobs by job id), from one list
         call: the Workload owned by the Job there now, not one of a Job since replaced."""
-        items = self._list(
-            "workloads",
-            self.custom.list_namespaced_custom_object,
-            group=KUEUE_GROUP,
-            version=KUEUE_VERSION,
-            namespace=self.namespace,
-            plural="workloads",
-        )
+        items = self._list_kueue("workloads")
         found: dict[int, dict] = {}
         for item in items:
             name, uid = observing.workload_owner(item)
-            job_id = _job_id_of_name(name)
+            job_id = manifests.job_id_of(name)
             job = jobs.get(job_id) if job_id is not None else None
             if job is not None and uid == job["metadata"].get("uid"):
                 found[job_id] = item
@@ -336,27 +329,19 @@ class KubernetesExecutor(Executor):
 
     def kueue_queues(self) -> tuple[list[dict], list[dict], list[dict]]:
         """The ClusterQueues, ResourceFlavors and this namespace's LocalQueues."""
-        cluster = {"group": KUEUE_GROUP, "version": KUEUE_VERSION}
         return (
-            self._list(
-                "clusterqueues",
-                self.custom.list_cluster_custom_object,
-                plural="clusterqueues",
-                **cluster,
-            ),
-            self._list(
-                "resourceflavors",
-                self.custom.list_cluster_custom_object,
-                plural="resourceflavors",
-                **cluster,
-            ),
-            self._list(
-                "localqueues",
-                self.custom.list_namespaced_custom_object,
-                namespace=self.namespace,
-                plural="localqueues",
-                **cluster,
-            ),
+            self._list_kueue("clusterqueues", namespaced=False),
+            self._list_kueue("resourceflavors", namespaced=False),
+            self._list_kueue("localqueues"),
+        )
+
+    def _list_kueue(self, plural: str, *, namespaced: bool = True, **options: Any) -> list[dict]:
+        """Kueue's objects of a kind: this namespace's, or the cluster's."""
+        method = self.custom.list_cluster_custom_object
+        if namespaced:
+            method, options["namespace"] = self.custom.list_namespaced_custom_object, self.namespace
+        return self._list(
+            plural, method, group=KUEUE_GROUP, version=KUEUE_VERSION, plural=plural, **options
         )
 
     def _delete_workload(self, name: str) -> None:
@@ -388,15 +373,8 @@ class KubernetesExecutor(Executor):
         job = self._read_job(name)
         if job is None or not job["metadata"].get("uid"):
             return []
-        items = self._list(
-            "workloads",
-            self.custom.list_namespaced_custom_object,
-            group=KUEUE_GROUP,
-            version=KUEUE_VERSION,
-            namespace=self.namespace,
-            plural="workloads",
-            label_selector=f"{KUEUE_JOB_UID_LABEL}={job['metadata']['uid']}",
-        )
+        selector = f"{KUEUE_JOB_UID_LABEL}={job['metadata']['uid']}"
+        items = self._list_kueue("workloads", label_selector=selector)
         return [item for item in items if observing.workload_owner(item)[0] == name]
 
     def managed_job_ids(self) -> set[int]:
@@ -685,14 +663,6 @@ def _matches(item: dict, selector: str | None) -> bool:
 
 def _job_id(item: dict) -> int:
     return int(item["metadata"]["labels"][manifests.JOB_ID_LABEL])
-
-
-_WORKLOAD_NAME = re.compile(r"jingtiao-job-(\d+)")
-
-
-def _job_id_of_name(name: str | None) -> int | None:
-    found = _WORKLOAD_NAME.fullmatch(name or "")
-    return int(found.group(1)) if found else None
 
 
 def _strip_timestamps(text: str, after: str | None) -> tuple[str, str | None]:

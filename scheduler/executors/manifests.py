@@ -9,6 +9,7 @@ launch find (409) instead of duplicate what an earlier attempt created.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,15 @@ class ManifestConfig:
 def workload_name(job_id: int) -> str:
     """Job, Service, ConfigMap and Secret share it: one name to find them all."""
     return f"jingtiao-job-{job_id}"
+
+
+_WORKLOAD_NAME = re.compile(r"jingtiao-job-(\d+)")
+
+
+def job_id_of(name: str | None) -> int | None:
+    """The job a workload name stands for (None: not one of ours)."""
+    found = _WORKLOAD_NAME.fullmatch(name or "")
+    return int(found.group(1)) if found else None
 
 
 def labels(job_id: int) -> dict[str, str]:

@@ -150,24 +150,33 @@ def test_the_prediction_says_whether_the_job_starts_now_queues_or_cannot_run(
 ):
     _dataset, _repo, spec = ready
     client.force_login(alice)
-    url = reverse("finetune:job_prediction")
 
     def predicted(**extra) -> str:
-        data = {"node_specs": [spec.pk], "node_count": "1", "duration_preset": "2", **extra}
-        return client.post(url, data).content.decode()
+        return _predicted(client, spec, **extra)
 
     assert "Starts now." in predicted()
+    _hold(project, alice, "mlu-node-1", devices=list(range(8)))
+    assert "Queued: position 1 in the queue, expected to start by" in predicted()
+    assert "Cannot run: " in predicted(node_count="2")
+
+
+def _predicted(client, spec, **extra) -> str:
+    """The create page's prediction for a draft of one node of `spec`, for two hours."""
+    data = {"node_specs": [spec.pk], "node_count": "1", "duration_preset": "2", **extra}
+    return client.post(reverse("finetune:job_prediction"), data).content.decode()
+
+
+def _hold(project, alice, node: str, devices: list[int]) -> None:
+    """A job of eight MLUs running on `node` for five hours."""
     holder = factories.job(project, alice, duration=timedelta(hours=5))
     transition(
         holder,
         JobStatus.RUNNING,
         changes={
-            "placement": [{"rank": 0, "node": "mlu-node-1", "devices": list(range(8))}],
+            "placement": [{"rank": 0, "node": node, "devices": devices}],
             "spec_in_use": factories.node_spec("mlu-8", devices=8),
         },
     )
-    assert "Queued: position 1 in the queue, expected to start by" in predicted()
-    assert "Cannot run: " in predicted(node_count="2")
 
 
 def test_with_kueue_the_prediction_plans_over_the_quota_and_names_kueues_queue(
@@ -189,22 +198,12 @@ def test_with_kueue_the_prediction_plans_over_the_quota_and_names_kueues_queue(
         synced_at=timezone.now(),
     )
     client.force_login(alice)
-    url = reverse("finetune:job_prediction")
 
     def predicted(**extra) -> str:
-        data = {"node_specs": [spec.pk], "node_count": "1", "duration_preset": "2", **extra}
-        return client.post(url, data).content.decode()
+        return _predicted(client, spec, **extra)
 
     assert "Starts now." in predicted()
-    holder = factories.job(project, alice, duration=timedelta(hours=5))
-    transition(
-        holder,
-        JobStatus.RUNNING,
-        changes={
-            "placement": [{"rank": 0, "node": "mlu-node-2", "devices": []}],
-            "spec_in_use": factories.node_spec("mlu-8", devices=8),
-        },
-    )
+    _hold(project, alice, "mlu-node-2", devices=[])
     # the quota is the one node's eight MLUs, and the running job holds them
     assert "Queued: position 1 in Kueue&#x27;s queue jingtiao" in predicted()
     assert "Cannot run: " in predicted(node_count="2")  # two nodes exceed the quota

@@ -148,15 +148,20 @@ class FakeKueue:
             valid_kueue_object(body)
             self.kube.put(WORKLOADS, body["metadata"]["name"], body)
 
-    def admit(self, job_id: int, nodes: tuple[str, ...] = ("mlu-0",)) -> None:
+    def admit(
+        self, job_id: int, nodes: tuple[str, ...] = ("mlu-0",), *, evicted_before: bool = False
+    ) -> None:
+        conditions = [
+            condition("QuotaReserved", "True", "QuotaReserved"),
+            condition("Admitted", "True", "Admitted"),
+        ]
+        if evicted_before:  # Kueue turns the eviction's condition off as it readmits
+            conditions.append(condition("Evicted", "False", "QuotaReserved"))
         self._patch_workload(
             job_id,
             {
                 "status": {
-                    "conditions": [
-                        condition("QuotaReserved", "True", "QuotaReserved"),
-                        condition("Admitted", "True", "Admitted"),
-                    ],
+                    "conditions": conditions,
                     "admission": {
                         "clusterQueue": "jingtiao",
                         "podSetAssignments": [
@@ -199,19 +204,7 @@ class FakeKueue:
                 self.kube.emulator.objects[PODS, NAMESPACE, name].delete()
 
     def readmit(self, job_id: int) -> None:
-        self.admit(job_id)
-        self._patch_workload(
-            job_id,
-            {
-                "status": {
-                    "conditions": [
-                        condition("QuotaReserved", "True", "QuotaReserved"),
-                        condition("Admitted", "True", "Admitted"),
-                        condition("Evicted", "False", "QuotaReserved"),
-                    ]
-                }
-            },
-        )
+        self.admit(job_id, evicted_before=True)
 
     def finish(self, job_id: int) -> None:
         for name in list(self.kube.stored(PODS)):
